@@ -1,0 +1,320 @@
+//! Configuration of the `routing` filter: VirtualService `http` routes and
+//! Gateway API HTTPRoutes, per destination service.
+//!
+//! The shapes mirror `networking.istio.io/v1` `VirtualService.spec.http[]`
+//! (see [`HttpRoute`]); Gateway API input is in [`crate::gateway`].
+
+use crate::gateway::GatewayHttpRoute;
+use crate::{Duration, StringMatch};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The routing filter's configuration.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoutingConfig {
+    /// Namespace of the waypoint: a match's `sourceNamespace` is compared
+    /// with it (Istio compares with the proxy's namespace). Matches with a
+    /// `sourceNamespace` never match when this is unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waypoint_namespace: Option<String>,
+    /// One entry per service the waypoint routes with VirtualServices or
+    /// HTTPRoutes. Services absent here get the default route (no action
+    /// from the filter: the host forwards to the addressed service).
+    #[serde(default)]
+    pub services: Vec<ServiceRouting>,
+}
+
+/// The routes of one destination service.
+///
+/// The filter picks the entry whose `host` equals the request's
+/// `connection.destination-service`; when the host does not know the
+/// service, the `:authority` without port is compared with `host` and
+/// `aliases`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceRouting {
+    /// Fully qualified service name (`reviews.bookinfo.svc.cluster.local`).
+    pub host: String,
+    /// Other names clients use for the service in `:authority` (`reviews`,
+    /// `reviews.bookinfo`); only used when the destination service is unknown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    /// VirtualServices bound to this service (VS `hosts` matched the service,
+    /// VS in the service's or the waypoint's namespace, bound to `mesh`), in
+    /// the order their routes are concatenated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub virtual_services: Vec<VirtualServiceRoutes>,
+    /// HTTPRoutes whose `parentRefs` name this service (or its
+    /// ServiceEntry) and were accepted. Routes are merged, split per match
+    /// and sorted by Gateway API precedence by the filter. Mixing with
+    /// VirtualServices is undefined in Istio; here VS routes come first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http_routes: Vec<GatewayHttpRoute>,
+}
+
+/// The `http` routes of one VirtualService.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualServiceRoutes {
+    /// `metadata.namespace`.
+    pub namespace: String,
+    /// `metadata.name`.
+    pub name: String,
+    /// `spec.http`, verbatim except destination hosts resolved to FQDNs.
+    #[serde(default)]
+    pub http: Vec<HttpRoute>,
+}
+
+/// `VirtualService.spec.http[]` (Istio `HTTPRoute`).
+///
+/// Exactly one of `route`, `redirect`, `direct_response` must be set
+/// (`delegate` is not supported). `timeout`, `retries` and `fault` are not
+/// used by the routing filter: [`crate::derive`] moves them to the retry and
+/// fault filters' configurations under this route's id.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRoute {
+    /// Optional route name (informational).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Match conditions, ORed. Empty = catch-all (every later route is
+    /// unreachable).
+    #[serde(default, rename = "match", skip_serializing_if = "Vec::is_empty")]
+    pub matches: Vec<HttpMatchRequest>,
+    /// Weighted destinations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub route: Vec<HttpRouteDestination>,
+    /// Answer with a redirect instead of forwarding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect: Option<HttpRedirect>,
+    /// Answer with a fixed response instead of forwarding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct_response: Option<HttpDirectResponse>,
+    /// Path/authority rewrite of the forwarded request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewrite: Option<HttpRewrite>,
+    /// Route-level header manipulation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<Headers>,
+    /// Route timeout (retry filter). Unset or `0s` = no timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// Retry policy (retry filter). Unset = Istio's default policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<crate::retry::HttpRetry>,
+    /// Fault injection (fault filter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<crate::fault::HttpFaultInjection>,
+}
+
+/// `HTTPMatchRequest`: all set fields must match (AND).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpMatchRequest {
+    /// Optional match name (informational).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Path (without query): exact, raw prefix or RE2 full match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<StringMatch>,
+    /// `:scheme`, case-sensitive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<StringMatch>,
+    /// `:method`, case-sensitive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<StringMatch>,
+    /// `:authority` including any port, case-sensitive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<StringMatch>,
+    /// Header name (case-insensitive) → match; `{}` = present. Keys `uri`,
+    /// `scheme`, `method`, `authority` are ignored (Istio semantics);
+    /// `@request.auth.claims.*` keys are gateway-only and never match here.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, StringMatch>,
+    /// Headers that must NOT match; `{}` = must be absent; a missing header
+    /// counts as the empty string for value matches.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub without_headers: BTreeMap<String, StringMatch>,
+    /// Query parameter → match on its first value (`exact: ""` matches
+    /// `?key`); `{}` = present.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub query_params: BTreeMap<String, StringMatch>,
+    /// `uri` exact/prefix compared ASCII case-insensitively.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_uri_case: bool,
+    /// Service port the match is restricted to (the port the client
+    /// addressed); the match is dropped for other ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Unsupported in ambient: a match carrying source labels is dropped.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub source_labels: BTreeMap<String, String>,
+    /// Compared with [`RoutingConfig::waypoint_namespace`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_namespace: Option<String>,
+    /// Gateways the match applies to; when set it must contain `mesh` or the
+    /// match is dropped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateways: Vec<String>,
+}
+
+/// `HTTPRouteDestination`: a destination and its relative weight.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRouteDestination {
+    /// Where to send the request.
+    pub destination: Destination,
+    /// Relative weight; share = w/Σw. A single destination takes 100%
+    /// whatever its weight; with several, weight 0 receives nothing.
+    #[serde(default)]
+    pub weight: i32,
+    /// Destination-level header manipulation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<Headers>,
+}
+
+/// `Destination`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Destination {
+    /// Fully qualified service name (the operator resolves short names in
+    /// the VirtualService's namespace).
+    pub host: String,
+    /// DestinationRule subset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subset: Option<String>,
+    /// Service port; unset keeps the port the client addressed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<PortSelector>,
+}
+
+/// `PortSelector`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortSelector {
+    /// Port number.
+    pub number: u16,
+}
+
+/// `Headers`: request and response manipulation.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Headers {
+    /// Applied to the request sent upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<HeaderOperations>,
+    /// Applied to the response returned downstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<HeaderOperations>,
+}
+
+/// `HeaderOperations`. Applied like Envoy: removals first, then `set`
+/// (overwrite) and `add` (append), each sorted by header name. In a request
+/// `set`/`add` of `:authority` or `host` rewrites the authority; other
+/// pseudo-headers and `host` are ignored.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeaderOperations {
+    /// Overwrite (or add) these headers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub set: BTreeMap<String, String>,
+    /// Append these header values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub add: BTreeMap<String, String>,
+    /// Remove these headers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<String>,
+}
+
+/// `HTTPRewrite`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRewrite {
+    /// Replaces the matched part of the path: the matched prefix for prefix
+    /// matches, the whole path for exact and regex matches, `/` when the
+    /// match has no `uri` (Envoy `prefix_rewrite`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    /// Regex substitution over the path (all matches replaced; `\1` refers to
+    /// a capture group, as in RE2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri_regex_rewrite: Option<RegexRewrite>,
+    /// New `:authority`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<String>,
+}
+
+/// `RegexRewrite`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegexRewrite {
+    /// RE2 pattern.
+    #[serde(rename = "match")]
+    pub pattern: String,
+    /// Substitution, `\N` for capture groups.
+    pub rewrite: String,
+}
+
+/// `HTTPRedirect`: answered locally with `location`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRedirect {
+    /// Replaces the whole path (the original query is kept unless this has
+    /// its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    /// Replaces the matched prefix (see [`HttpRewrite::uri`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_rewrite: Option<String>,
+    /// New host (without port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<String>,
+    /// Explicit port (`80` with `http` and `443` with `https` are omitted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// `FROM_PROTOCOL_DEFAULT` (no port) or `FROM_REQUEST_PORT` (the
+    /// service port the request addressed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub derive_port: Option<DerivePort>,
+    /// `http` or `https`; unset keeps the request's scheme.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
+    /// 301 (default), 302, 303, 307 or 308.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_code: Option<u16>,
+}
+
+/// `HTTPRedirect.derivePort`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DerivePort {
+    /// No port in `location` (the scheme's default).
+    FromProtocolDefault,
+    /// The port the request addressed.
+    FromRequestPort,
+}
+
+/// `HTTPDirectResponse`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpDirectResponse {
+    /// Status, 200–599 (Istio also lets 600 through).
+    pub status: u16,
+    /// Optional body (`content-type: text/plain` when non-empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<HttpBody>,
+}
+
+/// `HTTPBody`: one of `string` or `bytes` (base64, standard alphabet).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpBody {
+    /// Text body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub string: Option<String>,
+    /// Binary body, base64 (standard alphabet, padded), as protobuf JSON
+    /// encodes `bytes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<String>,
+}

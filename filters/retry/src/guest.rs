@@ -1,0 +1,55 @@
+//! The WebAssembly component: [`RetryPolicies`] behind the SDK's `Filter`.
+//!
+//! Hooks: `request-headers` (emits `timeout` and `per-try-timeout` for the
+//! route in metadata `mesh.route`) and `attempt` (retry decision with
+//! backoff). Capabilities: `random` (backoff jitter).
+
+use crate::{Outcome, Retry, RetryPolicies, grpc_timeout_ms};
+use filter_model::keys;
+use mesh_filter_sdk::{
+    Action, Attempt, AttemptOutcome, Context, Filter, FilterInfo, Hooks, Request, RetryDecision,
+    RetryParams, random,
+};
+
+#[derive(Default)]
+struct RetryFilter {
+    policies: RetryPolicies,
+}
+
+impl Filter for RetryFilter {
+    fn configure(&mut self, config: &[u8]) -> Result<FilterInfo, String> {
+        self.policies = RetryPolicies::from_json(config).map_err(|e| e.to_string())?;
+        Ok(FilterInfo::new(Hooks::REQUEST_HEADERS | Hooks::ATTEMPT))
+    }
+
+    fn on_request_headers(&self, ctx: &Context, req: &Request) -> Vec<Action> {
+        let grpc = req.header("content-type").is_some_and(|c| c.starts_with("application/grpc"));
+        let header = if grpc { req.header("grpc-timeout").and_then(grpc_timeout_ms) } else { None };
+        let t = self.policies.timeouts(ctx.get_metadata(keys::ROUTE), grpc, header);
+        let mut actions = Vec::with_capacity(2);
+        if let Some(ms) = t.route_ms {
+            actions.push(Action::Timeout(ms));
+        }
+        if let Some(ms) = t.per_try_ms {
+            actions.push(Action::PerTryTimeout(ms));
+        }
+        actions
+    }
+
+    fn on_attempt(&self, ctx: &Context, attempt: &Attempt) -> RetryDecision {
+        let outcome = match attempt.outcome {
+            AttemptOutcome::Response(code) => Outcome::Response(code),
+            AttemptOutcome::Reset => Outcome::Reset,
+            AttemptOutcome::ConnectFailure => Outcome::ConnectFailure,
+            AttemptOutcome::RefusedStream => Outcome::RefusedStream,
+            AttemptOutcome::Timeout => Outcome::Timeout,
+        };
+        let route = ctx.get_metadata(keys::ROUTE);
+        match self.policies.on_attempt(route, attempt.number, outcome, attempt.grpc_status, &mut random::next_u64) {
+            Retry::GiveUp => RetryDecision::GiveUp,
+            Retry::After { backoff_ms } => RetryDecision::Retry(RetryParams { per_try_timeout: None, backoff: backoff_ms }),
+        }
+    }
+}
+
+mesh_filter_sdk::export_filter!(RetryFilter);

@@ -1,0 +1,211 @@
+//! Command-line flags and their translation into [`Options`] and a config
+//! source — a pure function of the flags (tests call it without touching
+//! the process environment).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use clap::Parser;
+use mesh_common::ca::{CertBundle, certs_from_pem, validity_of};
+use mesh_common::tls::RotatingCert;
+use mesh_common::xds::transport::Endpoint;
+
+use crate::config::ConfigSource;
+use crate::config::file::FileSource;
+use crate::config::push::PushSource;
+use crate::telemetry::DEFAULT_CLUSTER_ID;
+use crate::waypoint::{AccessLogTarget, Options};
+
+/// Environment variable naming the config file (same as `--config`).
+pub const ENV_CONFIG: &str = "WAYPOINT_CONFIG";
+
+/// The waypoint: a per-service L7 proxy whose policy runs as WebAssembly
+/// filters.
+#[derive(Debug, Parser)]
+#[command(name = "waypoint", version)]
+pub struct Args {
+    /// WaypointConfig file (YAML or JSON), reloaded when it changes.
+    #[arg(long, env = ENV_CONFIG, conflicts_with = "xds_address")]
+    pub config: Option<PathBuf>,
+    /// Operator push endpoint (`host:port`, cleartext HTTP/2) instead of a file.
+    #[arg(long)]
+    pub xds_address: Option<String>,
+    /// Waypoint (Gateway) name, for the push subscription.
+    #[arg(long, requires = "xds_address")]
+    pub name: Option<String>,
+    /// Waypoint namespace, for the push subscription.
+    #[arg(long, requires = "xds_address")]
+    pub namespace: Option<String>,
+    /// Instance name reported to the operator.
+    #[arg(long)]
+    pub node: Option<String>,
+    /// HBONE listener, or `off`.
+    #[arg(long, default_value = "0.0.0.0:15008")]
+    pub hbone_addr: String,
+    /// Plain HTTP listener, or `off`.
+    #[arg(long, default_value = "0.0.0.0:15080")]
+    pub http_addr: String,
+    /// Admin listener, or `off`.
+    #[arg(long, default_value = "127.0.0.1:15000")]
+    pub admin_addr: String,
+    /// Prometheus listener, or `off`.
+    #[arg(long, default_value = "0.0.0.0:15020")]
+    pub metrics_addr: String,
+    /// Readiness listener, or `off`.
+    #[arg(long, default_value = "0.0.0.0:15021")]
+    pub ready_addr: String,
+    /// Certificate chain (PEM, leaf first) with the waypoint's SPIFFE ID.
+    #[arg(long, requires_all = ["key", "roots"])]
+    pub cert_chain: Option<PathBuf>,
+    /// Private key (PEM, PKCS#8).
+    #[arg(long, requires = "cert_chain")]
+    pub key: Option<PathBuf>,
+    /// Mesh root certificates (PEM).
+    #[arg(long, requires = "cert_chain")]
+    pub roots: Option<PathBuf>,
+    /// How long shutdown waits for in-flight requests.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+    /// Access log destination: `stdout` or a file path.
+    #[arg(long, default_value = "stdout")]
+    pub access_log: String,
+    /// Cluster id for telemetry labels.
+    #[arg(long, default_value = DEFAULT_CLUSTER_ID)]
+    pub cluster_id: String,
+    /// Seed for the filters' random source (reproducible fault percentages).
+    #[arg(long)]
+    pub random_seed: Option<u64>,
+    /// Log filter (RUST_LOG syntax); RUST_LOG wins when set.
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+    /// Tokio worker threads (default: one per CPU).
+    #[arg(long)]
+    pub worker_threads: Option<usize>,
+}
+
+fn listen(flag: &str, v: &str) -> Result<Option<SocketAddr>, String> {
+    if v == "off" {
+        return Ok(None);
+    }
+    v.parse()
+        .map(Some)
+        .map_err(|_| format!("--{flag} {v:?} is not ip:port or `off`"))
+}
+
+fn read(p: &Path) -> Result<String, String> {
+    std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+}
+
+/// Reads a certificate bundle from PEM files.
+pub fn load_bundle(chain: &Path, key: &Path, roots: &Path) -> Result<CertBundle, String> {
+    let chain_pem = read(chain)?;
+    let leaf = certs_from_pem(&chain_pem)
+        .map_err(|e| format!("{}: {e}", chain.display()))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("{} holds no certificate", chain.display()))?;
+    let (not_before, not_after) = validity_of(&leaf).map_err(|e| format!("{}: {e}", chain.display()))?;
+    if not_after < SystemTime::now() {
+        return Err(format!("{} has expired; issue a new certificate", chain.display()));
+    }
+    Ok(CertBundle {
+        chain_pem,
+        key_pem: read(key)?,
+        roots_pem: read(roots)?,
+        not_before,
+        not_after,
+    })
+}
+
+impl Args {
+    /// The options and the config source the flags describe.
+    pub fn resolve(&self) -> Result<(Options, Box<dyn ConfigSource>), String> {
+        let cert = match (&self.cert_chain, &self.key, &self.roots) {
+            (Some(c), Some(k), Some(r)) => {
+                let b = load_bundle(c, k, r)?;
+                Some(RotatingCert::from_bundle(&b).map_err(|e| format!("certificate: {e}"))?)
+            }
+            _ => None,
+        };
+        let opts = Options {
+            hbone_addr: listen("hbone-addr", &self.hbone_addr)?,
+            http_addr: listen("http-addr", &self.http_addr)?,
+            admin_addr: listen("admin-addr", &self.admin_addr)?,
+            metrics_addr: listen("metrics-addr", &self.metrics_addr)?,
+            ready_addr: listen("ready-addr", &self.ready_addr)?,
+            cert,
+            drain_timeout: self.drain_timeout,
+            access_log: match self.access_log.as_str() {
+                "stdout" | "-" => AccessLogTarget::Stdout,
+                p => AccessLogTarget::File(PathBuf::from(p)),
+            },
+            cluster_id: self.cluster_id.clone(),
+            random_seed: self.random_seed,
+            ..Options::standard()
+        };
+        let source: Box<dyn ConfigSource> = match (&self.config, &self.xds_address) {
+            (Some(p), None) => Box::new(FileSource::new(p)),
+            (None, Some(a)) => {
+                let addr: SocketAddr = a
+                    .parse()
+                    .map_err(|_| format!("--xds-address {a:?} is not ip:port"))?;
+                let (Some(name), Some(ns)) = (&self.name, &self.namespace) else {
+                    return Err("--xds-address needs --name and --namespace of the waypoint".into());
+                };
+                let node = self.node.clone().unwrap_or_else(|| format!("{name}.{ns}"));
+                Box::new(PushSource::new(Endpoint::plaintext(addr), node, ns, name))
+            }
+            _ => return Err("give a config source: --config <file> or --xds-address <host:port>".into()),
+        };
+        if opts.hbone_addr.is_some() && opts.cert.is_none() {
+            return Err(
+                "the HBONE listener needs --cert-chain, --key and --roots (or --hbone-addr off for plain HTTP only)".into(),
+            );
+        }
+        Ok((opts, source))
+    }
+}
+
+/// Re-reads the certificate files every `every` and rotates when they
+/// changed (e.g. renewed by a sidecar agent).
+pub fn watch_cert(cert: Arc<RotatingCert>, chain: PathBuf, key: PathBuf, roots: PathBuf, every: Duration) {
+    tokio::spawn(async move {
+        let mut last = std::fs::read(&chain).ok();
+        loop {
+            tokio::time::sleep(every).await;
+            let now = std::fs::read(&chain).ok();
+            if now == last {
+                continue;
+            }
+            match load_bundle(&chain, &key, &roots).and_then(|b| cert.rotate_bundle(&b).map_err(|e| e.to_string())) {
+                Ok(()) => {
+                    tracing::info!(path = %chain.display(), "certificate rotated");
+                    last = now;
+                }
+                Err(e) => tracing::warn!("certificate not rotated: {e}"),
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_resolve_to_options() {
+        let a = Args::parse_from(["waypoint", "--config", "/tmp/w.yaml", "--hbone-addr", "off", "--http-addr", "127.0.0.1:8080"]);
+        let (o, s) = a.resolve().unwrap();
+        assert_eq!(o.hbone_addr, None);
+        assert_eq!(o.http_addr, Some("127.0.0.1:8080".parse().unwrap()));
+        assert_eq!(s.describe(), "file:/tmp/w.yaml");
+        let a = Args::parse_from(["waypoint", "--config", "/tmp/w.yaml"]);
+        assert!(a.resolve().unwrap_err().contains("--cert-chain"));
+        let a = Args::parse_from(["waypoint", "--hbone-addr", "off"]);
+        assert!(a.resolve().unwrap_err().contains("config source"));
+        let a = Args::parse_from(["waypoint", "--config", "x", "--hbone-addr", "off", "--http-addr", "nope"]);
+        assert!(a.resolve().unwrap_err().contains("--http-addr"));
+    }
+}

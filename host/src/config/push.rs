@@ -1,0 +1,123 @@
+//! The configuration from the operator's push stream: the waypoint
+//! subscribes to its own `WaypointConfig` (`<namespace>/<name>`) and
+//! downloads filter modules by digest from the operator.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use mesh_common::model::{ModuleRef, ProxyKind, ResourceType};
+use mesh_common::xds::client::{Update, XdsClient, XdsClientConfig, fetch_module};
+use mesh_common::xds::transport::Endpoint;
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{ConfigSource, ConfigUpdate, ModuleSource};
+
+/// Modules downloaded from the operator, cached by digest.
+pub struct PushModules {
+    endpoint: Endpoint,
+    cache: Mutex<HashMap<String, Arc<[u8]>>>,
+}
+
+impl std::fmt::Debug for PushModules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushModules").field("endpoint", &self.endpoint).finish_non_exhaustive()
+    }
+}
+
+impl PushModules {
+    /// Downloads from `endpoint`.
+    pub fn new(endpoint: Endpoint) -> Self {
+        PushModules {
+            endpoint,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl ModuleSource for PushModules {
+    fn fetch<'a>(
+        &'a self,
+        m: &'a ModuleRef,
+    ) -> Pin<Box<dyn Future<Output = Result<Arc<[u8]>, String>> + Send + 'a>> {
+        Box::pin(async move {
+            let sha = m.sha256.trim_start_matches("sha256:").to_ascii_lowercase();
+            if sha.is_empty() {
+                return Err("pushed modules must carry a sha256".into());
+            }
+            if let Some(b) = self.cache.lock().get(&sha) {
+                return Ok(b.clone());
+            }
+            let bytes: Arc<[u8]> = fetch_module(&self.endpoint, &sha)
+                .await
+                .map_err(|e| e.to_string())?
+                .to_vec()
+                .into();
+            self.cache.lock().insert(sha, bytes.clone());
+            Ok(bytes)
+        })
+    }
+}
+
+/// The push stream.
+#[derive(Debug)]
+pub struct PushSource {
+    endpoint: Endpoint,
+    node: String,
+    key: String,
+}
+
+impl PushSource {
+    /// Subscribes to waypoint `namespace/name` at `endpoint`, identifying
+    /// as `node`.
+    pub fn new(endpoint: Endpoint, node: impl Into<String>, namespace: &str, name: &str) -> Self {
+        PushSource {
+            endpoint,
+            node: node.into(),
+            key: format!("{namespace}/{name}"),
+        }
+    }
+}
+
+impl ConfigSource for PushSource {
+    fn describe(&self) -> String {
+        format!("push:{}#{}", self.endpoint.uri, self.key)
+    }
+
+    fn run(
+        self: Box<Self>,
+        updates: mpsc::Sender<ConfigUpdate>,
+        shutdown: CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            let modules: Arc<dyn ModuleSource> = Arc::new(PushModules::new(self.endpoint.clone()));
+            let key = self.key.clone();
+            let handler = move |u: &Update<'_>| -> Result<(), String> {
+                if u.type_ != ResourceType::WaypointConfig {
+                    return Ok(());
+                }
+                let Some(cfg) = u.state.waypoints.get(&key) else {
+                    tracing::warn!(waypoint = %key, "the operator has no config for this waypoint; keeping the current one");
+                    return Ok(());
+                };
+                super::validate(cfg).map_err(|e| e.to_string())?;
+                updates
+                    .try_send(ConfigUpdate {
+                        version: u.version.to_string(),
+                        config: (**cfg).clone(),
+                        modules: modules.clone(),
+                        done: None,
+                    })
+                    .map_err(|e| format!("waypoint busy applying earlier configs: {e}"))
+            };
+            let mut cfg = XdsClientConfig::new(self.endpoint.clone(), self.node.clone(), ProxyKind::Waypoint);
+            cfg.resource_names = vec![self.key.clone()];
+            let client = XdsClient::start(cfg, handler);
+            shutdown.cancelled().await;
+            drop(client);
+        })
+    }
+}

@@ -1,0 +1,51 @@
+//! `waypoint`: parses flags and runs [`waypoint::waypoint::Waypoint`] until
+//! SIGTERM or SIGINT, then drains.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use waypoint::cli::{Args, watch_cert};
+use waypoint::waypoint::Waypoint;
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&args.log_level));
+    let (filter, reload) = tracing_subscriber::reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .init();
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if let Some(n) = args.worker_threads {
+        rt.worker_threads(n.max(1));
+    }
+    rt.build()?.block_on(run(args, reload))
+}
+
+async fn run(
+    args: Args,
+    reload: tracing_subscriber::reload::Handle<EnvFilter, tracing_subscriber::Registry>,
+) -> anyhow::Result<()> {
+    let (mut opts, source) = args.resolve().map_err(anyhow::Error::msg)?;
+    opts.log = Some(Arc::new(move |level: &str| {
+        let f = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+        reload.reload(f).map_err(|e| e.to_string())
+    }));
+    if let (Some(cert), Some(c), Some(k), Some(r)) = (&opts.cert, &args.cert_chain, &args.key, &args.roots) {
+        watch_cert(cert.clone(), c.clone(), k.clone(), r.clone(), Duration::from_secs(30));
+    }
+    let w = Waypoint::start(opts, source).await.context("starting the waypoint")?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    w.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,293 @@
+//! Istio's standard HTTP metrics with Istio's label set, as a waypoint
+//! reports them (`reporter="waypoint"`), written in the Prometheus text
+//! format (0.0.4) Envoy serves.
+//!
+//! Series are keyed by their rendered label string, so one request costs one
+//! render and one lookup per metric. Telemetry `metrics` overrides can
+//! disable a metric or remove/upsert tags per metric.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use mesh_common::model::MetricOverride;
+use parking_lot::{Mutex, RwLock};
+
+use super::expr::{Expr, ExprError};
+use super::record::RequestRecord;
+
+/// Envoy's default histogram buckets, which Istio's standard metrics use
+/// (milliseconds for durations, bytes for sizes).
+pub const BUCKETS: [f64; 19] = [
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
+    60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
+];
+
+/// Series kept per metric before new label combinations are dropped.
+pub const MAX_SERIES_PER_METRIC: usize = 10_000;
+
+/// The four standard metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// `istio_requests_total` (REQUEST_COUNT).
+    Requests,
+    /// `istio_request_duration_milliseconds` (REQUEST_DURATION).
+    Duration,
+    /// `istio_request_bytes` (REQUEST_SIZE).
+    RequestBytes,
+    /// `istio_response_bytes` (RESPONSE_SIZE).
+    ResponseBytes,
+}
+
+impl Metric {
+    const ALL: [Metric; 4] = [Metric::Requests, Metric::Duration, Metric::RequestBytes, Metric::ResponseBytes];
+
+    fn name(self) -> &'static str {
+        match self {
+            Metric::Requests => "istio_requests_total",
+            Metric::Duration => "istio_request_duration_milliseconds",
+            Metric::RequestBytes => "istio_request_bytes",
+            Metric::ResponseBytes => "istio_response_bytes",
+        }
+    }
+
+    fn api_name(self) -> &'static str {
+        match self {
+            Metric::Requests => "REQUEST_COUNT",
+            Metric::Duration => "REQUEST_DURATION",
+            Metric::RequestBytes => "REQUEST_SIZE",
+            Metric::ResponseBytes => "RESPONSE_SIZE",
+        }
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            Metric::Requests => "Requests handled by the waypoint.",
+            Metric::Duration => "Time from the request headers to the last response byte, in milliseconds.",
+            Metric::RequestBytes => "Request size (headers and body), in bytes.",
+            Metric::ResponseBytes => "Response size (headers and body), in bytes.",
+        }
+    }
+}
+
+/// Per-metric label edits from Telemetry overrides.
+#[derive(Debug, Clone, Default)]
+struct Plan {
+    disabled: bool,
+    remove: Vec<String>,
+    upsert: Vec<(String, Expr)>,
+}
+
+/// Resolved overrides of all metrics.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    plans: [Plan; 4],
+}
+
+impl Overrides {
+    /// Resolves Telemetry `metrics[].overrides[]` in order. Overrides for
+    /// `CLIENT` mode only do not apply to a waypoint.
+    pub fn new(list: &[MetricOverride]) -> Result<Self, ExprError> {
+        let mut o = Overrides::default();
+        for ov in list {
+            if ov.mode.eq_ignore_ascii_case("CLIENT") {
+                continue;
+            }
+            for (i, m) in Metric::ALL.iter().enumerate() {
+                if ov.metric != "ALL_METRICS" && ov.metric != m.api_name() {
+                    continue;
+                }
+                let p = &mut o.plans[i];
+                p.disabled = ov.disabled;
+                for (tag, value) in &ov.tag_overrides {
+                    p.remove.retain(|t| t != tag);
+                    p.upsert.retain(|(t, _)| t != tag);
+                    match value {
+                        None => p.remove.push(tag.clone()),
+                        Some(expr) => p.upsert.push((tag.clone(), Expr::parse(expr)?)),
+                    }
+                }
+            }
+        }
+        Ok(o)
+    }
+
+    fn is_plain(&self, i: usize) -> bool {
+        let p = &self.plans[i];
+        p.remove.is_empty() && p.upsert.is_empty()
+    }
+}
+
+#[derive(Debug)]
+struct Histogram {
+    inner: Mutex<([u64; BUCKETS.len()], f64, u64)>,
+}
+
+impl Histogram {
+    fn new() -> Self {
+        Histogram {
+            inner: Mutex::new(([0; BUCKETS.len()], 0.0, 0)),
+        }
+    }
+
+    fn observe(&self, v: f64) {
+        let mut g = self.inner.lock();
+        if let Some(i) = BUCKETS.iter().position(|b| v <= *b) {
+            g.0[i] += 1;
+        }
+        g.1 += v;
+        g.2 += 1;
+    }
+}
+
+#[derive(Debug)]
+enum Series {
+    Counter(AtomicU64),
+    Histogram(Histogram),
+}
+
+/// The store.
+#[derive(Debug)]
+pub struct IstioMetrics {
+    series: [RwLock<HashMap<Arc<str>, Arc<Series>>>; 4],
+    dropped: AtomicU64,
+}
+
+impl Default for IstioMetrics {
+    fn default() -> Self {
+        IstioMetrics {
+            series: Default::default(),
+            dropped: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Escapes a label value for the text format.
+pub fn escape(v: &str, out: &mut String) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn render(labels: &[(&str, String)]) -> String {
+    let mut s = String::with_capacity(labels.len() * 40);
+    for (i, (k, v)) in labels.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(k);
+        s.push_str("=\"");
+        escape(v, &mut s);
+        s.push('"');
+    }
+    s
+}
+
+impl IstioMetrics {
+    fn get(&self, i: usize, key: &str) -> Option<Arc<Series>> {
+        if let Some(s) = self.series[i].read().get(key) {
+            return Some(s.clone());
+        }
+        let mut w = self.series[i].write();
+        if let Some(s) = w.get(key) {
+            return Some(s.clone());
+        }
+        if w.len() >= MAX_SERIES_PER_METRIC {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let s = Arc::new(if i == 0 {
+            Series::Counter(AtomicU64::new(0))
+        } else {
+            Series::Histogram(Histogram::new())
+        });
+        w.insert(Arc::from(key), s.clone());
+        Some(s)
+    }
+
+    /// Records one finished request.
+    pub fn record(&self, labels: &[(&'static str, String)], rec: &RequestRecord, ov: &Overrides) {
+        let base = render(labels);
+        let values = [
+            1.0,
+            rec.duration().as_secs_f64() * 1000.0,
+            (rec.request_header_bytes + rec.request_body.get()) as f64,
+            (rec.response_header_bytes + rec.response_body_bytes) as f64,
+        ];
+        for (i, v) in values.into_iter().enumerate() {
+            let plan = &ov.plans[i];
+            if plan.disabled {
+                continue;
+            }
+            let key = if ov.is_plain(i) {
+                None
+            } else {
+                let mut l: Vec<(&str, String)> = labels
+                    .iter()
+                    .filter(|(k, _)| !plan.remove.iter().any(|r| r == k))
+                    .map(|(k, v)| (*k, v.clone()))
+                    .collect();
+                for (tag, expr) in &plan.upsert {
+                    let val = expr.eval(rec).to_string();
+                    match l.iter_mut().find(|(k, _)| k == tag) {
+                        Some(e) => e.1 = val,
+                        None => l.push((tag.as_str(), val)),
+                    }
+                }
+                Some(render(&l))
+            };
+            let Some(series) = self.get(i, key.as_deref().unwrap_or(&base)) else { continue };
+            match &*series {
+                Series::Counter(c) => {
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
+                Series::Histogram(h) => h.observe(v),
+            }
+        }
+    }
+
+    /// Writes all series in the Prometheus text format.
+    pub fn encode(&self, out: &mut String) {
+        for (i, m) in Metric::ALL.iter().enumerate() {
+            let map = self.series[i].read();
+            if map.is_empty() {
+                continue;
+            }
+            let name = m.name();
+            let kind = if i == 0 { "counter" } else { "histogram" };
+            let _ = writeln!(out, "# HELP {name} {}\n# TYPE {name} {kind}", m.help());
+            let mut keys: Vec<&Arc<str>> = map.keys().collect();
+            keys.sort();
+            for k in keys {
+                match &*map[k] {
+                    Series::Counter(c) => {
+                        let _ = writeln!(out, "{name}{{{k}}} {}", c.load(Ordering::Relaxed));
+                    }
+                    Series::Histogram(h) => {
+                        let (buckets, sum, count) = *h.inner.lock();
+                        let sep = if k.is_empty() { "" } else { "," };
+                        let mut cum = 0;
+                        for (b, n) in BUCKETS.iter().zip(buckets) {
+                            cum += n;
+                            let _ = writeln!(out, "{name}_bucket{{{k}{sep}le=\"{b}\"}} {cum}");
+                        }
+                        let _ = writeln!(out, "{name}_bucket{{{k}{sep}le=\"+Inf\"}} {count}");
+                        let _ = writeln!(out, "{name}_sum{{{k}}} {sum}");
+                        let _ = writeln!(out, "{name}_count{{{k}}} {count}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Requests whose series were dropped by the cardinality cap.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}

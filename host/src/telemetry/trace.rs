@@ -1,0 +1,356 @@
+//! Tracing: W3C `traceparent` propagation, sampling, and span export over
+//! OTLP/HTTP (JSON encoding, `POST <endpoint>/v1/traces`).
+//!
+//! 1. An incoming valid `traceparent` keeps its trace id and its sampling
+//!    decision (the `sampled` flag); otherwise a new trace starts, sampled
+//!    with the Telemetry `randomSamplingPercentage`.
+//! 2. The waypoint's span gets a new span id, child of the incoming one;
+//!    the upstream request carries `traceparent` naming the waypoint's span
+//!    (`tracestate` passes through untouched).
+//! 3. Sampled spans are exported in batches unless span reporting is
+//!    disabled or no endpoint is configured.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwapOption;
+use bytes::Bytes;
+use http::HeaderValue;
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rand::Rng;
+use serde_json::{Value as Json, json};
+use tokio::sync::mpsc;
+
+/// Spans buffered before new ones are dropped.
+pub const SPAN_QUEUE: usize = 4096;
+/// Spans per export request.
+pub const MAX_BATCH: usize = 512;
+/// Longest a span waits before export.
+pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// One span's identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpanContext {
+    /// Trace id.
+    pub trace_id: [u8; 16],
+    /// This span.
+    pub span_id: [u8; 8],
+    /// The caller's span, if the trace came in.
+    pub parent: Option<[u8; 8]>,
+    /// Sampled (exported).
+    pub sampled: bool,
+}
+
+fn hex_to<const N: usize>(s: &str) -> Option<[u8; N]> {
+    if s.len() != N * 2 {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn hex<const N: usize>(b: &[u8; N]) -> String {
+    let mut s = String::with_capacity(N * 2);
+    for x in b {
+        let _ = write!(s, "{x:02x}");
+    }
+    s
+}
+
+/// Parses `traceparent` (version 00 layout; unknown versions are read the
+/// same way as the spec asks). Returns (trace id, parent span id, sampled).
+pub fn parse_traceparent(v: &str) -> Option<([u8; 16], [u8; 8], bool)> {
+    let mut parts = v.trim().split('-');
+    let version = parts.next()?;
+    let trace = parts.next()?;
+    let span = parts.next()?;
+    let flags = parts.next()?;
+    if version.len() != 2 || version == "ff" || (version == "00" && parts.next().is_some()) {
+        return None;
+    }
+    if trace.bytes().any(|b| b.is_ascii_uppercase()) || span.bytes().any(|b| b.is_ascii_uppercase()) {
+        return None;
+    }
+    let trace_id = hex_to::<16>(trace)?;
+    let span_id = hex_to::<8>(span)?;
+    let flags = hex_to::<1>(flags.get(..2)?)?[0];
+    if trace_id == [0; 16] || span_id == [0; 8] {
+        return None;
+    }
+    Some((trace_id, span_id, flags & 1 == 1))
+}
+
+impl SpanContext {
+    /// Starts the waypoint's span for a request.
+    pub fn start(incoming: Option<&HeaderValue>, sampling_percent: f64) -> Self {
+        let mut rng = rand::rng();
+        let span_id = loop {
+            let id: [u8; 8] = rng.random();
+            if id != [0; 8] {
+                break id;
+            }
+        };
+        if let Some((trace_id, parent, sampled)) = incoming.and_then(|v| v.to_str().ok()).and_then(parse_traceparent) {
+            return SpanContext {
+                trace_id,
+                span_id,
+                parent: Some(parent),
+                sampled,
+            };
+        }
+        let trace_id = loop {
+            let id: [u8; 16] = rng.random();
+            if id != [0; 16] {
+                break id;
+            }
+        };
+        let sampled = sampling_percent > 0.0 && rng.random::<f64>() * 100.0 < sampling_percent;
+        SpanContext {
+            trace_id,
+            span_id,
+            parent: None,
+            sampled,
+        }
+    }
+
+    /// The `traceparent` to send upstream (this span as parent).
+    pub fn traceparent(&self) -> String {
+        format!(
+            "00-{}-{}-{}",
+            hex(&self.trace_id),
+            hex(&self.span_id),
+            if self.sampled { "01" } else { "00" }
+        )
+    }
+
+    /// Trace id as hex.
+    pub fn trace_id_hex(&self) -> String {
+        hex(&self.trace_id)
+    }
+}
+
+/// A finished span.
+#[derive(Debug, Clone)]
+pub struct FinishedSpan {
+    /// Identity.
+    pub ctx: SpanContext,
+    /// Operation name.
+    pub name: String,
+    /// Start.
+    pub start: SystemTime,
+    /// End.
+    pub end: SystemTime,
+    /// Attributes.
+    pub attributes: Vec<(String, String)>,
+    /// Error status.
+    pub error: bool,
+}
+
+fn nanos(t: SystemTime) -> String {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos().to_string()
+}
+
+/// Encodes spans as an OTLP/JSON `ExportTraceServiceRequest`.
+pub fn encode_otlp(service_name: &str, spans: &[FinishedSpan]) -> Json {
+    let spans: Vec<Json> = spans
+        .iter()
+        .map(|s| {
+            let mut j = json!({
+                "traceId": hex(&s.ctx.trace_id),
+                "spanId": hex(&s.ctx.span_id),
+                "name": s.name,
+                "kind": 2,
+                "startTimeUnixNano": nanos(s.start),
+                "endTimeUnixNano": nanos(s.end),
+                "attributes": s.attributes.iter().map(|(k, v)| json!({"key": k, "value": {"stringValue": v}})).collect::<Vec<_>>(),
+                "status": {"code": if s.error { 2 } else { 0 }},
+            });
+            if let Some(p) = &s.ctx.parent {
+                j["parentSpanId"] = json!(hex(p));
+            }
+            j
+        })
+        .collect();
+    json!({
+        "resourceSpans": [{
+            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service_name}}]},
+            "scopeSpans": [{"scope": {"name": "waypoint"}, "spans": spans}]
+        }]
+    })
+}
+
+/// Where and as whom spans are exported.
+#[derive(Debug, Clone)]
+pub struct ExportTarget {
+    /// `http://host:port/v1/traces`.
+    pub url: http::Uri,
+    /// `service.name` resource attribute.
+    pub service_name: String,
+}
+
+/// The URL spans go to for a configured OTLP endpoint.
+pub fn traces_url(endpoint: &str) -> Result<http::Uri, String> {
+    let e = endpoint.trim_end_matches('/');
+    let with_scheme = if e.contains("://") { e.to_string() } else { format!("http://{e}") };
+    let full = if with_scheme.ends_with("/v1/traces") {
+        with_scheme
+    } else {
+        format!("{with_scheme}/v1/traces")
+    };
+    let uri: http::Uri = full
+        .parse()
+        .map_err(|e| format!("OTLP endpoint {endpoint:?} is not a URL: {e}"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(format!(
+            "OTLP endpoint {endpoint:?}: only http:// (OTLP/HTTP without TLS) is supported"
+        ));
+    }
+    Ok(uri)
+}
+
+/// Queues spans and exports them in the background.
+#[derive(Debug)]
+pub struct SpanExporter {
+    tx: mpsc::Sender<FinishedSpan>,
+    target: Arc<ArcSwapOption<ExportTarget>>,
+}
+
+impl SpanExporter {
+    /// Starts the export task (needs a Tokio runtime).
+    pub fn start() -> Self {
+        let (tx, rx) = mpsc::channel(SPAN_QUEUE);
+        let target = Arc::new(ArcSwapOption::empty());
+        tokio::spawn(run(rx, target.clone()));
+        SpanExporter { tx, target }
+    }
+
+    /// Sets (or clears) the export target.
+    pub fn set_target(&self, t: Option<ExportTarget>) {
+        self.target.store(t.map(Arc::new));
+    }
+
+    /// Is export configured?
+    pub fn enabled(&self) -> bool {
+        self.target.load().is_some()
+    }
+
+    /// Queues a span; dropped when the queue is full.
+    pub fn export(&self, s: FinishedSpan) {
+        if self.tx.try_send(s).is_err() {
+            tracing::debug!("span queue full; span dropped");
+        }
+    }
+}
+
+async fn run(mut rx: mpsc::Receiver<FinishedSpan>, target: Arc<ArcSwapOption<ExportTarget>>) {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut batch = Vec::new();
+    loop {
+        let deadline = tokio::time::sleep(FLUSH_INTERVAL);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                s = rx.recv() => match s {
+                    Some(s) => {
+                        batch.push(s);
+                        if batch.len() >= MAX_BATCH { break; }
+                    }
+                    None => {
+                        flush(&client, &target, &mut batch).await;
+                        return;
+                    }
+                },
+                _ = &mut deadline => break,
+            }
+        }
+        flush(&client, &target, &mut batch).await;
+    }
+}
+
+async fn flush(
+    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    target: &ArcSwapOption<ExportTarget>,
+    batch: &mut Vec<FinishedSpan>,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    let spans = std::mem::take(batch);
+    let Some(t) = target.load_full() else { return };
+    let body = encode_otlp(&t.service_name, &spans).to_string();
+    let req = http::Request::post(t.url.clone())
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)));
+    let Ok(req) = req else { return };
+    match tokio::time::timeout(Duration::from_secs(5), client.request(req)).await {
+        Ok(Ok(resp)) if resp.status().is_success() => {}
+        Ok(Ok(resp)) => tracing::warn!(status = %resp.status(), url = %t.url, "OTLP collector refused spans"),
+        Ok(Err(e)) => tracing::warn!(error = %e, url = %t.url, "could not export spans; is the OTLP collector reachable?"),
+        Err(_) => tracing::warn!(url = %t.url, "span export timed out"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_round_trip_and_validation() {
+        let v = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let (t, p, s) = parse_traceparent(v).unwrap();
+        assert!(s);
+        let ctx = SpanContext::start(Some(&HeaderValue::from_static(v)), 0.0);
+        assert_eq!(ctx.trace_id, t);
+        assert_eq!(ctx.parent, Some(p));
+        assert!(ctx.sampled, "incoming sampled flag wins over 0%");
+        let out = ctx.traceparent();
+        assert!(out.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert!(out.ends_with("-01"));
+        assert_ne!(&out[36..52], "00f067aa0ba902b7", "new span id");
+        for bad in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "garbage",
+        ] {
+            assert!(parse_traceparent(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sampling_percentage_is_respected() {
+        let n = 20_000;
+        let sampled = (0..n).filter(|_| SpanContext::start(None, 10.0).sampled).count();
+        assert!((1600..2400).contains(&sampled), "{sampled}");
+        assert!((0..1000).all(|_| !SpanContext::start(None, 0.0).sampled));
+        assert!((0..1000).all(|_| SpanContext::start(None, 100.0).sampled));
+    }
+
+    #[test]
+    fn otlp_json_shape() {
+        let ctx = SpanContext::start(None, 100.0);
+        let s = FinishedSpan {
+            ctx,
+            name: "orders:80/*".into(),
+            start: SystemTime::now(),
+            end: SystemTime::now(),
+            attributes: vec![("http.status_code".into(), "200".into())],
+            error: false,
+        };
+        let j = encode_otlp("waypoint.shop", &[s]);
+        let span = &j["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
+        assert_eq!(span["traceId"].as_str().unwrap().len(), 32);
+        assert_eq!(span["name"], "orders:80/*");
+        assert!(span.get("parentSpanId").is_none());
+        assert_eq!(traces_url("127.0.0.1:4318").unwrap().to_string(), "http://127.0.0.1:4318/v1/traces");
+        assert!(traces_url("https://x:4318").is_err());
+    }
+}

@@ -1,0 +1,318 @@
+//! Per-host connection pools with Envoy's circuit-breaking semantics.
+//!
+//! HTTP/1.1: one request per connection at a time. A request takes an idle
+//! connection, or opens one while the cluster is under `maxConnections` (a
+//! host with no connection may always open one), or waits as a *pending*
+//! request — refused with `UO` beyond `http1MaxPendingRequests`. A
+//! connection returns to the pool when its response has been read, unless
+//! it served `maxRequestsPerConnection` requests or sat idle past the idle
+//! timeout.
+//!
+//! HTTP/2: one multiplexed connection per host, replaced when it closes or
+//! reaches `maxRequestsPerConnection`; requests wait (pending) only while
+//! it is being established.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::body::ProxyBody;
+use super::io::UpstreamIo;
+use super::{Connector, Protocol};
+use crate::cluster::{Cluster, Host, Permit};
+use crate::respond::ProxyError;
+
+/// Upper bound on how long a stale pooled connection may be retried
+/// transparently before an attempt fails.
+const MAX_STALE_RETRIES: usize = 3;
+
+#[derive(Debug, Default)]
+struct ConnState {
+    uses: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Idle {
+    send: http1::SendRequest<ProxyBody>,
+    conn: Arc<ConnState>,
+    since: Instant,
+}
+
+#[derive(Debug, Clone)]
+struct Shared {
+    send: http2::SendRequest<ProxyBody>,
+    conn: Arc<ConnState>,
+}
+
+/// The connections of one host.
+#[derive(Debug, Default)]
+pub struct HostPool {
+    idle: Mutex<Vec<Idle>>,
+    h2: Mutex<Option<Shared>>,
+    h2_dial: tokio::sync::Mutex<()>,
+    conns: AtomicU64,
+    released: Notify,
+}
+
+/// Keeps counts right while a connection task runs.
+struct ConnGuard {
+    host: Arc<Host>,
+    _permit: Permit,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.host.pool.conns.fetch_sub(1, Ordering::AcqRel);
+        self.host.pool.released.notify_one();
+    }
+}
+
+/// A connection reserved for one request.
+#[derive(Debug)]
+enum Lease {
+    H1(http1::SendRequest<ProxyBody>, Arc<ConnState>),
+    H2(http2::SendRequest<ProxyBody>),
+}
+
+fn classify(host: &Host, e: &hyper::Error) -> ProxyError {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = src {
+        if let Some(h2e) = s.downcast_ref::<h2::Error>()
+            && h2e.reason() == Some(h2::Reason::REFUSED_STREAM)
+        {
+            return ProxyError::Reset {
+                endpoint: host.addr.to_string(),
+                reason: "remote refused stream".into(),
+                refused: true,
+            };
+        }
+        src = s.source();
+    }
+    ProxyError::Reset {
+        endpoint: host.addr.to_string(),
+        reason: e.to_string(),
+        refused: false,
+    }
+}
+
+impl HostPool {
+    /// Open connections (including ones being established).
+    pub fn connections(&self) -> u64 {
+        self.conns.load(Ordering::Acquire)
+    }
+
+    fn pop_idle(&self, idle_timeout: Duration) -> Option<(http1::SendRequest<ProxyBody>, Arc<ConnState>)> {
+        let mut idle = self.idle.lock();
+        while let Some(i) = idle.pop() {
+            if i.send.is_ready() && i.since.elapsed() < idle_timeout {
+                return Some((i.send, i.conn));
+            }
+        }
+        None
+    }
+
+    fn put_idle(&self, send: http1::SendRequest<ProxyBody>, conn: Arc<ConnState>) {
+        self.idle.lock().push(Idle {
+            send,
+            conn,
+            since: Instant::now(),
+        });
+        self.released.notify_one();
+    }
+
+    fn h2_current(&self, max_uses: u64) -> Option<http2::SendRequest<ProxyBody>> {
+        let mut cur = self.h2.lock();
+        match cur.as_ref() {
+            Some(s) if !s.send.is_closed() => {
+                let used = s.conn.uses.fetch_add(1, Ordering::AcqRel);
+                if max_uses > 0 && used >= max_uses {
+                    *cur = None;
+                    return None;
+                }
+                Some(s.send.clone())
+            }
+            Some(_) => {
+                *cur = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// A permit for a new connection, or `None` when the cluster is at
+    /// `maxConnections` and this host already has one.
+    fn connection_permit(&self, cluster: &Cluster) -> Option<Permit> {
+        if let Some(p) = cluster.breakers.connection() {
+            return Some(p);
+        }
+        (self.connections() == 0).then(|| cluster.breakers.connection_over_limit())
+    }
+}
+
+async fn open(
+    host: &Arc<Host>,
+    cluster: &Cluster,
+    connector: &Connector,
+    proto: Protocol,
+    permit: Permit,
+) -> Result<Lease, ProxyError> {
+    host.pool.conns.fetch_add(1, Ordering::AcqRel);
+    let guard = ConnGuard {
+        host: host.clone(),
+        _permit: permit,
+    };
+    let io = connector.dial(host, cluster.connect_timeout).await?;
+    let io = TokioIo::new(io);
+    let fail = |e: hyper::Error| ProxyError::ConnectFailure {
+        endpoint: host.addr.to_string(),
+        reason: format!("HTTP handshake failed: {e}"),
+    };
+    match proto {
+        Protocol::Http1 => {
+            let (send, conn) = http1::Builder::new()
+                .handshake::<TokioIo<UpstreamIo>, ProxyBody>(io)
+                .await
+                .map_err(fail)?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "upstream HTTP/1.1 connection ended");
+                }
+                drop(guard);
+            });
+            Ok(Lease::H1(send, Arc::default()))
+        }
+        Protocol::Http2 => {
+            let (send, conn) = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .initial_stream_window_size(1 << 20)
+                .initial_connection_window_size(4 << 20)
+                .keep_alive_interval(Some(Duration::from_secs(30)))
+                .handshake::<TokioIo<UpstreamIo>, ProxyBody>(io)
+                .await
+                .map_err(fail)?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "upstream HTTP/2 connection ended");
+                }
+                drop(guard);
+            });
+            let shared = Shared {
+                send: send.clone(),
+                conn: Arc::new(ConnState { uses: AtomicU64::new(1) }),
+            };
+            *host.pool.h2.lock() = Some(shared);
+            Ok(Lease::H2(send))
+        }
+    }
+}
+
+async fn acquire(
+    host: &Arc<Host>,
+    cluster: &Cluster,
+    connector: &Connector,
+    proto: Protocol,
+) -> Result<Lease, ProxyError> {
+    let pool = &host.pool;
+    match proto {
+        Protocol::Http1 => {
+            let mut pending: Option<Permit> = None;
+            loop {
+                if let Some((send, conn)) = pool.pop_idle(cluster.idle_timeout) {
+                    return Ok(Lease::H1(send, conn));
+                }
+                if let Some(p) = pool.connection_permit(cluster) {
+                    return open(host, cluster, connector, proto, p).await;
+                }
+                if pending.is_none() {
+                    pending = Some(cluster.breakers.pending()?);
+                }
+                let notified = pool.released.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if let Some((send, conn)) = pool.pop_idle(cluster.idle_timeout) {
+                    return Ok(Lease::H1(send, conn));
+                }
+                notified.await;
+            }
+        }
+        Protocol::Http2 => {
+            let max_uses = cluster.breakers.limits.max_requests_per_connection;
+            if let Some(s) = pool.h2_current(max_uses) {
+                return Ok(Lease::H2(s));
+            }
+            let _pending = cluster.breakers.pending()?;
+            let _dialing = pool.h2_dial.lock().await;
+            if let Some(s) = pool.h2_current(max_uses) {
+                return Ok(Lease::H2(s));
+            }
+            let permit = match pool.connection_permit(cluster) {
+                Some(p) => p,
+                // At maxConnections with a connection to this host that is
+                // closing or used up: the new one replaces it.
+                None => cluster.breakers.connection_over_limit(),
+            };
+            open(host, cluster, connector, proto, permit).await
+        }
+    }
+}
+
+/// Sends one request to `host`: takes or opens a connection (subject to
+/// the cluster's breakers) and returns the response headers. A pooled
+/// connection found closed before the request was written is replaced
+/// transparently.
+pub async fn send(
+    host: &Arc<Host>,
+    cluster: &Cluster,
+    connector: &Connector,
+    proto: Protocol,
+    mut req: http::Request<ProxyBody>,
+) -> Result<http::Response<Incoming>, ProxyError> {
+    let max_uses = cluster.breakers.limits.max_requests_per_connection;
+    for _ in 0..MAX_STALE_RETRIES {
+        let lease = acquire(host, cluster, connector, proto).await?;
+        let result = match lease {
+            Lease::H1(mut send, conn) => {
+                let used = conn.uses.fetch_add(1, Ordering::AcqRel) + 1;
+                let r = send.try_send_request(req).await;
+                if r.is_ok() && (max_uses == 0 || used < max_uses) {
+                    let h = host.clone();
+                    tokio::spawn(async move {
+                        if send.ready().await.is_ok() {
+                            h.pool.put_idle(send, conn);
+                        }
+                    });
+                }
+                r
+            }
+            Lease::H2(mut send) => {
+                if send.ready().await.is_err() {
+                    host.pool.h2.lock().take();
+                    continue;
+                }
+                send.try_send_request(req).await
+            }
+        };
+        match result {
+            Ok(resp) => return Ok(resp),
+            Err(mut e) => match e.take_message() {
+                Some(r) => {
+                    tracing::debug!(host = %host.addr, "pooled connection closed before the request was sent; using a new one");
+                    req = r;
+                }
+                None => return Err(classify(host, e.error())),
+            },
+        }
+    }
+    Err(ProxyError::Reset {
+        endpoint: host.addr.to_string(),
+        reason: "connections kept closing before the request could be sent".into(),
+        refused: false,
+    })
+}

@@ -1,0 +1,80 @@
+//! Plain HTTP/1.1 and h2c through an empty chain, with curl.
+
+use std::sync::atomic::Ordering;
+
+use serde_json::json;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn http1_and_h2c_reach_the_addressed_service_with_curl() {
+    let up = Upstream::start("a", "127.0.0.1").await;
+    let wp = TestWaypoint::start(&config(vec![up.endpoint(&[])], json!({}))).await;
+    let host = format!("Host: {SVC}");
+
+    // HTTP/1.1, with a hop-by-hop header that must not reach the upstream.
+    let out = curl(&["-i", "-H", &host, "-H", "Connection: keep-alive, x-hop", "-H", "x-hop: secret", &wp.url("/hello?x=1")]).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("x-upstream: a"), "{out}");
+    let h = up.seen.last_headers.lock().clone().unwrap();
+    assert!(h.get("x-hop").is_none(), "hop-by-hop header forwarded: {h:?}");
+    let rid = h.get("x-request-id").expect("x-request-id added").to_str().unwrap().to_string();
+    assert_eq!(rid.len(), 36);
+    assert_eq!(h.get("host").unwrap(), SVC);
+
+    // h2c prior knowledge downstream; the upstream port says plain `http`,
+    // so the waypoint speaks HTTP/1.1 upstream.
+    let out = curl(&["-i", "--http2-prior-knowledge", "-H", &host, &wp.url("/h2")]).await;
+    assert!(out.starts_with("HTTP/2 200"), "{out}");
+    assert_eq!(up.seen.versions.lock().last().copied(), Some(http::Version::HTTP_11));
+
+    // A POST body goes through unchanged (echoed back).
+    let out = curl(&["-H", &host, "--data-binary", "ping-body", &wp.url("/echo")]).await;
+    assert_eq!(out, "ping-body");
+    assert_eq!(up.count(), 3);
+
+    // Unknown authority: 404 with flag NR.
+    let out = curl(&["-i", "-H", "Host: nowhere.example", &wp.url("/")]).await;
+    assert!(out.starts_with("HTTP/1.1 404"), "{out}");
+    assert_eq!(up.count(), 3);
+    let m = wp.metrics().await;
+    assert_eq!(metric(&m, "istio_requests_total", &[("response_code", "404"), ("response_flags", "NR")]), Some(1.0), "{m}");
+}
+
+#[tokio::test]
+async fn http2_ports_are_spoken_as_http2_upstream() {
+    let up = Upstream::start("a", "127.0.0.1").await;
+    let cfg = config(
+        vec![up.endpoint(&[])],
+        json!({ "ports": [{ "port": SVC_PORT, "targetPort": 0, "name": "grpc-web", "appProtocol": "http2" }] }),
+    );
+    let wp = TestWaypoint::start(&cfg).await;
+    for _ in 0..3 {
+        let out = curl(&["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", &format!("Host: {SVC}"), &wp.url("/")]).await;
+        assert_eq!(out, "200");
+    }
+    let v = up.seen.versions.lock().clone();
+    assert!(v.iter().all(|v| *v == http::Version::HTTP_2), "{v:?}");
+    assert_eq!(up.seen.max_active.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn large_bodies_stream_both_ways() {
+    let up = Upstream::start("a", "127.0.0.1").await;
+    let wp = TestWaypoint::start(&config(vec![up.endpoint(&[])], json!({}))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("big");
+    std::fs::write(&f, vec![b'z'; 3 << 20]).unwrap();
+    let out = curl(&[
+        "-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", "-H", &format!("Host: {SVC}"),
+        "--data-binary", &format!("@{}", f.display()), &wp.url("/upload"),
+    ])
+    .await;
+    assert_eq!(out, format!("200 {}", 3 << 20), "3 MiB echoed (larger than the retry buffer)");
+    let out = curl(&[
+        "-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", "-H", &format!("Host: {SVC}"),
+        "-H", "x-body-size: 5000000", &wp.url("/download"),
+    ])
+    .await;
+    assert_eq!(out, "200 5000000");
+}

@@ -1,0 +1,159 @@
+//! Retries and timeouts as the host executes them, driven by the
+//! `test-host-policy` guest: the upstream counts the attempts.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::support::*;
+
+async fn waypoint_with_policy(up: &Upstream, retry: serde_json::Value) -> TestWaypoint {
+    let mut cfg = config(vec![up.endpoint(&[])], json!({}));
+    cfg["filters"] = json!([policy_filter(json!({ "retry": retry }))]);
+    TestWaypoint::start(&cfg).await
+}
+
+fn rid(n: u32) -> String {
+    format!("00000000-0000-4000-8000-{n:012}")
+}
+
+#[tokio::test]
+async fn retries_resend_on_503_and_reset_and_not_when_excluded() {
+    let up = Upstream::start("a", "127.0.0.1").await;
+    let wp = waypoint_with_policy(&up, json!({ "attempts": 3, "retryOn": ["5xx"] })).await;
+    let url = wp.url("/");
+
+    // Two 503s, then success: three attempts really reached the upstream.
+    let (s, _, h) = get(&url, &[("x-request-id", &rid(1)), ("x-fail-times", "2"), ("x-fail-mode", "503")]).await;
+    assert_eq!(s, 200);
+    assert_eq!(h.get("x-attempt").unwrap(), "3");
+    assert_eq!(up.attempts(&rid(1)), 3);
+
+    // Resets (connection closed without a response) are retried too.
+    let (s, _, _) = get(&url, &[("x-request-id", &rid(2)), ("x-fail-times", "1"), ("x-fail-mode", "reset")]).await;
+    assert_eq!(s, 200);
+    assert_eq!(up.attempts(&rid(2)), 2);
+
+    // Always failing: 1 + 3 attempts, then the last 503 is returned as is.
+    let (s, body, _) = get(&url, &[("x-request-id", &rid(3)), ("x-status", "503")]).await;
+    assert_eq!(s, 503);
+    assert!(body.starts_with("a "), "upstream body returned: {body}");
+    assert_eq!(up.attempts(&rid(3)), 4);
+
+    // retryOn excludes the cause: `reset` does not cover a 503 response ...
+    let (s, _, _) = get(
+        &url,
+        &[("x-request-id", &rid(4)), ("x-fail-times", "1"), ("x-fail-mode", "503"), ("x-test-retry-on", "reset")],
+    )
+    .await;
+    assert_eq!(s, 503);
+    assert_eq!(up.attempts(&rid(4)), 1);
+    // ... and `503` does not cover a reset: one attempt, 503 UR.
+    let (s, body, _) = get(
+        &url,
+        &[("x-request-id", &rid(5)), ("x-fail-times", "1"), ("x-fail-mode", "reset"), ("x-test-retry-on", "503")],
+    )
+    .await;
+    assert_eq!(s, 503);
+    assert!(body.contains("reset before headers"), "{body}");
+    assert_eq!(up.attempts(&rid(5)), 1);
+    // 4xx other than the listed codes are not retried.
+    let (s, _, _) = get(&url, &[("x-request-id", &rid(6)), ("x-status", "404")]).await;
+    assert_eq!(s, 404);
+    assert_eq!(up.attempts(&rid(6)), 1);
+
+    let m = wp.metrics().await;
+    assert_eq!(metric(&m, "istio_requests_total", &[("response_code", "503"), ("response_flags", "UR")]), Some(1.0), "{m}");
+}
+
+#[tokio::test]
+async fn retried_posts_replay_the_body() {
+    let up = Upstream::start("a", "127.0.0.1").await;
+    let wp = waypoint_with_policy(&up, json!({ "attempts": 2, "retryOn": ["503"] })).await;
+    let out = curl(&[
+        "-s", "-H", &format!("Host: {SVC}"), "-H", &format!("x-request-id: {}", rid(7)),
+        "-H", "x-fail-times: 2", "--data-binary", "the-body", &wp.url("/"),
+    ])
+    .await;
+    assert_eq!(out, "the-body", "third attempt got the same body");
+    assert_eq!(up.attempts(&rid(7)), 3);
+}
+
+#[tokio::test]
+async fn connect_failures_are_retried_on_another_host() {
+    let up = Upstream::start("a", "127.0.0.1").await;
+    // A second endpoint nobody listens on.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let mut dead_ep = up.endpoint(&[]);
+    dead_ep["name"] = json!("dead");
+    dead_ep["workloadUid"] = json!("Kubernetes//Pod/test/dead");
+    dead_ep["address"] = json!(dead.ip().to_string());
+    dead_ep["ports"] = json!({ SVC_PORT.to_string(): dead.port() });
+    let mut cfg = config(vec![up.endpoint(&[]), dead_ep], json!({
+        "trafficPolicies": [{ "port": SVC_PORT, "loadBalancer": "ROUND_ROBIN" }]
+    }));
+    cfg["filters"] = json!([policy_filter(json!({ "retry": { "attempts": 2, "retryOn": ["connect-failure"] } }))]);
+    let wp = TestWaypoint::start(&cfg).await;
+    for i in 0..10 {
+        let (s, _, h) = get(&wp.url("/"), &[("x-request-id", &rid(100 + i))]).await;
+        assert_eq!(s, 200, "request {i}");
+        assert_eq!(h.get("x-upstream").unwrap(), "a");
+    }
+    // Without retries the dead host answers 503 UF about half the time.
+    let (s, body, _) = get(&wp.url("/"), &[("x-test-attempts", "0")]).await;
+    let (s2, body2, _) = get(&wp.url("/"), &[("x-test-attempts", "0")]).await;
+    let fails: Vec<_> = [(s, body), (s2, body2)].into_iter().filter(|(s, _)| *s == 503).collect();
+    assert_eq!(fails.len(), 1, "round robin alternates: {fails:?}");
+    assert!(fails[0].1.contains("connection failure"), "{:?}", fails[0]);
+    let m = wp.metrics().await;
+    assert_eq!(metric(&m, "istio_requests_total", &[("response_flags", "UF")]), Some(1.0), "{m}");
+}
+
+#[tokio::test]
+async fn per_try_timeout_retries_and_route_timeout_caps_all_attempts() {
+    let up = Upstream::start("a", "127.0.0.1").await;
+    let wp = waypoint_with_policy(&up, json!({ "attempts": 3, "retryOn": ["5xx"] })).await;
+    let url = wp.url("/");
+
+    // First attempt hangs 1s; per-try timeout 150ms; the second is fast.
+    let t = Instant::now();
+    let (s, _, h) = get(
+        &url,
+        &[("x-request-id", &rid(20)), ("x-delay-first-ms", "1000"), ("x-test-per-try-timeout-ms", "150")],
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(h.get("x-attempt").unwrap(), "2");
+    assert!(t.elapsed() < Duration::from_millis(900), "{:?}", t.elapsed());
+
+    // Every attempt hangs: route timeout 400ms covers all attempts of 150ms.
+    let t = Instant::now();
+    let (s, body, _) = get(
+        &url,
+        &[
+            ("x-request-id", &rid(21)),
+            ("x-delay-ms", "1000"),
+            ("x-test-per-try-timeout-ms", "150"),
+            ("x-test-timeout-ms", "400"),
+        ],
+    )
+    .await;
+    let took = t.elapsed();
+    assert_eq!(s, 504);
+    assert_eq!(body, "upstream request timeout");
+    assert!(took >= Duration::from_millis(390) && took < Duration::from_millis(900), "{took:?}");
+    let n = up.attempts(&rid(21));
+    assert!((2..=3).contains(&n), "route timeout cut the attempts: {n}");
+
+    // Route timeout alone: 504 UT at ~300ms, never retried.
+    let t = Instant::now();
+    let (s, _, _) = get(&url, &[("x-request-id", &rid(22)), ("x-delay-ms", "2000"), ("x-test-timeout-ms", "300")]).await;
+    assert_eq!(s, 504);
+    assert!(t.elapsed() < Duration::from_millis(1000));
+    assert_eq!(up.attempts(&rid(22)), 1);
+    let m = wp.metrics().await;
+    assert_eq!(metric(&m, "istio_requests_total", &[("response_code", "504"), ("response_flags", "UT")]), Some(2.0), "{m}");
+}

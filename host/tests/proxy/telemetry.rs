@@ -1,0 +1,262 @@
+//! Telemetry after real traffic: Istio metric values, `promtool check
+//! metrics`, a real Prometheus scraping the endpoint, JSON access logs,
+//! W3C trace propagation and OTLP export.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+
+use crate::support::*;
+
+async fn traffic(wp: &TestWaypoint, ok: usize, failed: usize) {
+    for _ in 0..ok {
+        assert_eq!(get(&wp.url("/m"), &[]).await.0, 200);
+    }
+    for _ in 0..failed {
+        assert_eq!(get(&wp.url("/m"), &[("x-status", "503")]).await.0, 503);
+    }
+}
+
+#[tokio::test]
+async fn metric_values_after_traffic_pass_promtool() {
+    let up = Upstream::start("a", "127.0.0.1").await;
+    let wp = TestWaypoint::start(&config(vec![up.endpoint(&[("app", "echo"), ("version", "v1")])], json!({}))).await;
+    traffic(&wp, 7, 3).await;
+    let m = wp.metrics().await;
+    let common = [
+        ("reporter", "waypoint"),
+        ("destination_service", SVC),
+        ("destination_service_name", "echo"),
+        ("destination_service_namespace", "test"),
+        ("destination_workload", "a"),
+        ("destination_workload_namespace", "test"),
+        ("destination_principal", "spiffe://cluster.local/ns/test/sa/a"),
+        ("destination_app", "echo"),
+        ("destination_version", "v1"),
+        ("destination_canonical_service", "a"),
+        ("destination_cluster", "Kubernetes"),
+        ("source_workload", "unknown"),
+        ("source_principal", "unknown"),
+        ("source_canonical_revision", "latest"),
+        ("request_protocol", "http"),
+        ("grpc_response_status", ""),
+        ("connection_security_policy", "none"),
+    ];
+    let with = |extra: &[(&'static str, &'static str)]| -> Vec<(&'static str, &'static str)> {
+        common.iter().copied().chain(extra.iter().copied()).collect()
+    };
+    assert_eq!(metric(&m, "istio_requests_total", &with(&[("response_code", "200"), ("response_flags", "-")])), Some(7.0), "{m}");
+    assert_eq!(metric(&m, "istio_requests_total", &with(&[("response_code", "503")])), Some(3.0));
+    assert_eq!(metric(&m, "istio_request_duration_milliseconds_count", &with(&[("response_code", "200")])), Some(7.0));
+    assert_eq!(metric(&m, "istio_request_bytes_count", &[]), Some(10.0));
+    assert_eq!(
+        metric(&m, "istio_request_duration_milliseconds_bucket", &[("response_code", "200"), ("le", "+Inf")]),
+        Some(7.0)
+    );
+    // Response sizes include headers: more than the 4-byte bodies.
+    let sum = metric(&m, "istio_response_bytes_sum", &[("response_code", "200")]).unwrap();
+    assert!(sum > 7.0 * 40.0, "{sum}");
+    assert!(m.contains("# TYPE istio_requests_total counter\n"));
+    assert!(m.contains("# TYPE istio_request_duration_milliseconds histogram\n"));
+    assert!(m.contains("waypoint_config_applies_total{result=\"applied\"} 1\n"), "{m}");
+
+    let mut child = tokio::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (apt prometheus)");
+    child.stdin.take().unwrap().write_all(m.as_bytes()).await.unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.trim().is_empty(), "promtool: {text}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn a_real_prometheus_scrapes_the_endpoint() {
+    let up = Upstream::start("a", "127.0.0.1").await;
+    let wp = TestWaypoint::start(&config(vec![up.endpoint(&[])], json!({}))).await;
+    traffic(&wp, 5, 2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: waypoint\n    metrics_path: /stats/prometheus\n    static_configs: [{{targets: ['{}']}}]\n",
+            wp.w().bound().metrics.unwrap()
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let _prom = tokio::process::Command::new("prometheus")
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("prometheus (apt prometheus)");
+    let query = |q: &str| format!("http://127.0.0.1:{port}/api/v1/query?query={q}");
+    let t = Instant::now();
+    let result = loop {
+        assert!(t.elapsed() < Duration::from_secs(60), "Prometheus never scraped the waypoint");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let Ok(Ok(resp)) = tokio::time::timeout(
+            Duration::from_secs(2),
+            client().get(query("sum%20by%20(response_code)(istio_requests_total)").parse().unwrap()),
+        )
+        .await
+        else {
+            continue;
+        };
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+        let r = v["data"]["result"].as_array().cloned().unwrap_or_default();
+        if r.len() == 2 {
+            break r;
+        }
+    };
+    let val = |code: &str| -> String {
+        result.iter().find(|s| s["metric"]["response_code"] == code).unwrap()["value"][1].as_str().unwrap().to_string()
+    };
+    assert_eq!(val("200"), "5");
+    assert_eq!(val("503"), "2");
+    let up_q: Value = serde_json::from_slice(
+        &client().get(query("up").parse().unwrap()).await.unwrap().into_body().collect().await.unwrap().to_bytes(),
+    )
+    .unwrap();
+    assert_eq!(up_q["data"]["result"][0]["value"][1], "1", "scrape healthy: {up_q}");
+}
+
+#[tokio::test]
+async fn metric_overrides_remove_upsert_and_disable() {
+    let up = Upstream::start("a", "127.0.0.1").await;
+    let mut cfg = config(vec![up.endpoint(&[])], json!({}));
+    cfg["telemetry"]["metrics"] = json!([
+        { "metric": "REQUEST_COUNT", "tagOverrides": { "request_protocol": null, "user": "request.headers['x-user']" } },
+        { "metric": "REQUEST_SIZE", "disabled": true },
+        { "metric": "ALL_METRICS", "mode": "CLIENT", "disabled": true },
+    ]);
+    let wp = TestWaypoint::start(&cfg).await;
+    get(&wp.url("/"), &[("x-user", "alice")]).await;
+    let m = wp.metrics().await;
+    let line = m.lines().find(|l| l.starts_with("istio_requests_total{")).unwrap();
+    assert!(line.contains("user=\"alice\"") && !line.contains("request_protocol="), "{line}");
+    assert!(!m.contains("istio_request_bytes"), "REQUEST_SIZE disabled");
+    assert!(m.contains("istio_response_bytes_count{"), "CLIENT-mode override ignored by a waypoint");
+    // A broken expression refuses the config and keeps the old one.
+    let mut bad = cfg.clone();
+    bad["telemetry"]["accessLog"] = json!({ "enabled": true, "filter": "response.code >=" });
+    wp.reconfigure(&bad).await;
+    let s = wp.w().applier().status();
+    assert!(s.last_error.as_deref().unwrap().contains("accessLog filter"), "{s:?}");
+    assert_eq!(get(&wp.url("/"), &[]).await.0, 200);
+}
+
+/// An OTLP/HTTP receiver keeping the JSON bodies it gets.
+async fn otlp_receiver() -> (u16, Arc<Mutex<Vec<Value>>>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let g = got.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = l.accept().await else { continue };
+            let g = g.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let g = g.clone();
+                    async move {
+                        assert_eq!(req.uri().path(), "/v1/traces");
+                        let b = req.into_body().collect().await.unwrap().to_bytes();
+                        g.lock().push(serde_json::from_slice::<Value>(&b).unwrap());
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from_static(b"{}"))))
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    (port, got)
+}
+
+fn spans(got: &Mutex<Vec<Value>>) -> Vec<Value> {
+    got.lock()
+        .iter()
+        .flat_map(|b| b["resourceSpans"][0]["scopeSpans"][0]["spans"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+#[tokio::test]
+async fn access_logs_and_traces_follow_telemetry_settings() {
+    let up = Upstream::start("a", "127.0.0.1").await;
+    let (port, got) = otlp_receiver().await;
+    let mut cfg = config(vec![up.endpoint(&[])], json!({}));
+    cfg["telemetry"] = json!({
+        "accessLog": { "enabled": true, "filter": "response.code >= 400" },
+        "tracing": { "samplingPercentage": 100.0, "otlpEndpoint": format!("http://127.0.0.1:{port}"), "customTags": { "env": "test" } },
+    });
+    let wp = TestWaypoint::start(&cfg).await;
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let (s, _, h) = get(&wp.url("/traced"), &[("traceparent", incoming)]).await;
+    assert_eq!(s, 200);
+    let seen = h.get("x-seen-traceparent").unwrap().to_str().unwrap().to_string();
+    assert!(seen.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-") && seen.ends_with("-01"), "{seen}");
+    let waypoint_span = seen[36..52].to_string();
+    assert_ne!(waypoint_span, "00f067aa0ba902b7");
+    assert_eq!(get(&wp.url("/fail"), &[("x-status", "503")]).await.0, 503);
+
+    // Spans arrive within the flush interval.
+    let t = Instant::now();
+    while spans(&got).len() < 2 {
+        assert!(t.elapsed() < Duration::from_secs(5), "spans not exported");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let all = spans(&got);
+    let s = all.iter().find(|s| s["traceId"] == "4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
+    assert_eq!(s["parentSpanId"], "00f067aa0ba902b7");
+    assert_eq!(s["spanId"], waypoint_span);
+    assert_eq!(s["name"], format!("{SVC}:{SVC_PORT}/*"));
+    let attrs = s["attributes"].as_array().unwrap();
+    assert!(attrs.iter().any(|a| a["key"] == "env" && a["value"]["stringValue"] == "test"));
+    assert!(attrs.iter().any(|a| a["key"] == "http.status_code" && a["value"]["stringValue"] == "200"));
+    assert_eq!(got.lock()[0]["resourceSpans"][0]["resource"]["attributes"][0]["value"]["stringValue"], "waypoint.test");
+
+    // Access log: only the request matching `response.code >= 400`.
+    let log = std::fs::read_to_string(&wp.access_log).unwrap();
+    let lines: Vec<Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    let e = &lines[0];
+    assert_eq!(e["response_code"], 503);
+    assert_eq!(e["path"], "/fail");
+    assert_eq!(e["method"], "GET");
+    assert_eq!(e["upstream_cluster"], format!("inbound-vip|{SVC_PORT}|http|{SVC}"));
+    assert_eq!(e["upstream_host"], up.addr.to_string());
+    assert_eq!(e["response_flags"], "-");
+    assert_eq!(e["request_id"].as_str().unwrap().len(), 36);
+
+    // 0% sampling: context still propagated (not sampled), nothing exported.
+    cfg["telemetry"]["tracing"]["samplingPercentage"] = json!(0.0);
+    wp.reconfigure(&cfg).await;
+    let before = spans(&got).len();
+    let (_, _, h) = get(&wp.url("/quiet"), &[]).await;
+    let tp = h.get("x-seen-traceparent").unwrap().to_str().unwrap().to_string();
+    assert!(tp.starts_with("00-") && tp.ends_with("-00"), "{tp}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(spans(&got).len(), before);
+}

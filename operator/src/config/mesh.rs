@@ -1,0 +1,144 @@
+//! Mesh-wide settings (the part of Istio's `meshConfig` the operator uses).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Default root namespace.
+pub const DEFAULT_ROOT_NAMESPACE: &str = "istio-system";
+/// Default DNS domain suffix.
+pub const DEFAULT_DOMAIN_SUFFIX: &str = "cluster.local";
+/// Istio's default trace sampling (`PILOT_TRACE_SAMPLING`), percent.
+pub const DEFAULT_TRACE_SAMPLING: f64 = 1.0;
+
+/// Mesh settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MeshSettings {
+    /// Root (mesh-wide config) namespace.
+    pub root_namespace: String,
+    /// SPIFFE trust domain.
+    pub trust_domain: String,
+    /// Trust domain aliases.
+    pub trust_domain_aliases: Vec<String>,
+    /// Service DNS suffix.
+    pub domain_suffix: String,
+    /// `defaultConfig.tracing.sampling`; `None` ⇒ 1 %.
+    pub default_trace_sampling: Option<f64>,
+    /// Extension providers by name.
+    pub extension_providers: BTreeMap<String, ExtensionProvider>,
+    /// Reject a VirtualService route that combines `fault` with `retries`
+    /// or `timeout` (the seed guide's rule; Istio itself accepts it).
+    pub reject_fault_with_retries: bool,
+    /// `PILOT_ENABLE_MULTIPLE_CUSTOM_AUTHZ_PROVIDERS`.
+    pub multiple_custom_authz_providers: bool,
+    /// `EnableWdsDryRunAuthzPol`: send dry-run policies to ztunnel.
+    pub ztunnel_dry_run: bool,
+}
+
+impl Default for MeshSettings {
+    fn default() -> Self {
+        MeshSettings {
+            root_namespace: DEFAULT_ROOT_NAMESPACE.into(),
+            trust_domain: mesh_common::model::DEFAULT_TRUST_DOMAIN.into(),
+            trust_domain_aliases: Vec::new(),
+            domain_suffix: DEFAULT_DOMAIN_SUFFIX.into(),
+            default_trace_sampling: None,
+            extension_providers: BTreeMap::new(),
+            reject_fault_with_retries: true,
+            multiple_custom_authz_providers: false,
+            ztunnel_dry_run: false,
+        }
+    }
+}
+
+/// `meshConfig.extensionProviders[]` (the kinds the mesh uses).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ExtensionProvider {
+    /// External authorization over HTTP (CUSTOM policies).
+    pub envoy_ext_authz_http: Option<ExtAuthzHttp>,
+    /// OpenTelemetry tracing.
+    pub opentelemetry: Option<OtelProvider>,
+    /// Access log to a file (`envoy` provider = stdout).
+    pub envoy_file_access_log: Option<serde_json::Value>,
+}
+
+/// ext-authz HTTP provider.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+#[allow(missing_docs)]
+pub struct ExtAuthzHttp {
+    pub service: String,
+    pub port: u16,
+    pub timeout: Option<String>,
+    pub path_prefix: Option<String>,
+    pub fail_open: bool,
+    pub status_on_error: Option<String>,
+    pub include_request_headers_in_check: Vec<String>,
+    pub include_additional_headers_in_check: BTreeMap<String, String>,
+    pub headers_to_upstream_on_allow: Vec<String>,
+    pub headers_to_downstream_on_allow: Vec<String>,
+    pub headers_to_downstream_on_deny: Vec<String>,
+}
+
+/// OpenTelemetry provider.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct OtelProvider {
+    /// Collector service host.
+    pub service: String,
+    /// Collector port.
+    pub port: u16,
+    /// OTLP/HTTP when set (path, e.g. `/v1/traces`).
+    pub http: Option<serde_json::Value>,
+}
+
+/// The YAML form of `meshConfig` (the `mesh` key of the `istio` ConfigMap).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct RawMeshConfig {
+    root_namespace: Option<String>,
+    trust_domain: Option<String>,
+    trust_domain_aliases: Vec<String>,
+    default_config: Option<serde_json::Value>,
+    extension_providers: Vec<RawProvider>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct RawProvider {
+    name: String,
+    #[serde(flatten)]
+    provider: ExtensionProvider,
+}
+
+impl MeshSettings {
+    /// Apply Istio `meshConfig` YAML on top of these settings.
+    pub fn apply_mesh_config(&mut self, yaml: &str) -> Result<(), serde_yaml::Error> {
+        let raw: RawMeshConfig = serde_yaml::from_str(yaml)?;
+        if let Some(r) = raw.root_namespace {
+            self.root_namespace = r;
+        }
+        if let Some(t) = raw.trust_domain {
+            self.trust_domain = t;
+        }
+        self.trust_domain_aliases = raw.trust_domain_aliases;
+        if let Some(s) = raw
+            .default_config
+            .as_ref()
+            .and_then(|d| d.pointer("/tracing/sampling"))
+            .and_then(|v| v.as_f64())
+        {
+            self.default_trace_sampling = Some(s);
+        }
+        for p in raw.extension_providers {
+            self.extension_providers.insert(p.name, p.provider);
+        }
+        Ok(())
+    }
+
+    /// Effective default trace sampling.
+    pub fn trace_sampling(&self) -> f64 {
+        self.default_trace_sampling.unwrap_or(DEFAULT_TRACE_SAMPLING)
+    }
+}

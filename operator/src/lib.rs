@@ -1,0 +1,16 @@
+//! The control plane: Istio-compatible configuration in, per-proxy
+//! snapshots out.
+//!
+//! | Module | Role |
+//! |---|---|
+//! | [`crd`] | typed resources and the CRD manifests the project ships |
+//! | [`config`] | the input: mesh settings, inventory, resources |
+//! | [`validate`] | Istio's admission checks and messages |
+//! | [`translate`] | pure translation to ztunnel and waypoint snapshots |
+pub mod analyze;
+pub mod config;
+pub mod controller;
+pub mod source;
+pub mod crd;
+pub mod translate;
+pub mod validate;

@@ -1,0 +1,1 @@
+//! Kubernetes source (see module docs in the file).

@@ -1,0 +1,5 @@
+//! Where the configuration comes from: a directory of YAML files plus an
+//! inventory ([`file`]), or a Kubernetes API server ([`kube`]).
+
+pub mod file;
+pub mod kube;

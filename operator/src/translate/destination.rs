@@ -1,0 +1,210 @@
+//! DestinationRule → resolved per-(port, subset) traffic policies (§5).
+
+use crate::config::ConfigSet;
+use crate::crd::DestinationRule;
+use crate::crd::networking::{
+    ConnectionPoolSettings, LoadBalancerSettings, OutlierDetection as DrOutlier, PortTrafficPolicy, TrafficPolicy as DrPolicy,
+};
+use crate::validate::parse_duration_nanos;
+use mesh_common::model::{
+    ConnectionPool, ConsistentHash, HashKey, LoadBalancer, OutlierDetection, Subset, TrafficPolicy,
+};
+use std::time::Duration;
+
+fn dur(s: &Option<String>) -> Option<Duration> {
+    s.as_deref().and_then(parse_duration_nanos).map(|n| Duration::from_nanos(n as u64))
+}
+
+/// Resolve a host written in a resource of namespace `ns` to an FQDN.
+pub fn fqdn(cs: &ConfigSet, host: &str, ns: &str) -> String {
+    if host.contains('.') || host.contains('*') {
+        // `name.ns` short form → full.
+        let parts: Vec<&str> = host.split('.').collect();
+        if parts.len() == 2 && !host.contains('*') && cs.namespaces.contains_key(parts[1]) {
+            return format!("{host}.svc.{}", cs.mesh.domain_suffix);
+        }
+        host.to_string()
+    } else {
+        format!("{host}.{ns}.svc.{}", cs.mesh.domain_suffix)
+    }
+}
+
+fn host_matches(pattern: &str, host: &str) -> bool {
+    match pattern.strip_prefix('*') {
+        Some(suffix) => host.ends_with(suffix),
+        None => pattern == host,
+    }
+}
+
+/// The DestinationRule for `host` (service in `svc_ns`), looking in the
+/// service's namespace, then the root namespace; exact host beats wildcard,
+/// oldest wins.
+pub fn find<'a>(cs: &'a ConfigSet, host: &str, svc_ns: &str) -> Option<&'a DestinationRule> {
+    let root = cs.mesh.root_namespace.as_str();
+    for ns in [svc_ns, root] {
+        let mut candidates: Vec<&DestinationRule> = cs
+            .resources
+            .destination_rules
+            .iter()
+            .filter(|d| d.metadata.namespace.as_deref() == Some(ns))
+            .filter(|d| {
+                let vis = d.spec.export_to.is_empty() || d.spec.export_to.iter().any(|e| e == "*" || e == svc_ns || (e == "." && ns == svc_ns));
+                vis && host_matches(&fqdn(cs, &d.spec.host, ns), host)
+            })
+            .collect();
+        candidates.sort_by(|a, b| {
+            let exact_a = !a.spec.host.contains('*');
+            let exact_b = !b.spec.host.contains('*');
+            exact_b
+                .cmp(&exact_a)
+                .then_with(|| {
+                    let ta = a.metadata.creation_timestamp.as_ref().map(|t| t.0);
+                    let tb = b.metadata.creation_timestamp.as_ref().map(|t| t.0);
+                    ta.cmp(&tb)
+                })
+                .then_with(|| a.metadata.name.cmp(&b.metadata.name))
+        });
+        if let Some(d) = candidates.first() {
+            return Some(d);
+        }
+    }
+    None
+}
+
+/// The four port-scoped blocks of a policy.
+#[derive(Debug, Clone, Default)]
+struct Blocks {
+    lb: Option<LoadBalancerSettings>,
+    pool: Option<ConnectionPoolSettings>,
+    outlier: Option<DrOutlier>,
+}
+
+fn port_entry(p: &DrPolicy, port: u16) -> Option<&PortTrafficPolicy> {
+    p.port_level_settings.iter().find(|pl| pl.port.is_some_and(|x| x.number == u32::from(port)))
+}
+
+/// Top-level blocks with port-level replacement (wholesale).
+fn resolve_port(p: Option<&DrPolicy>, port: u16) -> Blocks {
+    let Some(p) = p else { return Blocks::default() };
+    match port_entry(p, port) {
+        Some(pl) => Blocks { lb: pl.load_balancer.clone(), pool: pl.connection_pool.clone(), outlier: pl.outlier_detection.clone() },
+        None => Blocks { lb: p.load_balancer.clone(), pool: p.connection_pool.clone(), outlier: p.outlier_detection.clone() },
+    }
+}
+
+/// Subset merge: each block set in the subset replaces the parent's; a
+/// subset port-level entry replaces all blocks, even with nil.
+fn merge_subset(parent: Blocks, subset: Option<&DrPolicy>, port: u16) -> Blocks {
+    let Some(s) = subset else { return parent };
+    if let Some(pl) = port_entry(s, port) {
+        return Blocks { lb: pl.load_balancer.clone(), pool: pl.connection_pool.clone(), outlier: pl.outlier_detection.clone() };
+    }
+    Blocks {
+        lb: s.load_balancer.clone().or(parent.lb),
+        pool: s.connection_pool.clone().or(parent.pool),
+        outlier: s.outlier_detection.clone().or(parent.outlier),
+    }
+}
+
+fn load_balancer(lb: Option<&LoadBalancerSettings>) -> LoadBalancer {
+    let Some(lb) = lb else { return LoadBalancer::LeastRequest };
+    if let Some(ch) = &lb.consistent_hash {
+        let key = if let Some(h) = &ch.http_header_name {
+            HashKey::HttpHeaderName(h.clone())
+        } else if let Some(c) = &ch.http_cookie {
+            HashKey::HttpCookie { name: c.name.clone(), path: c.path.clone(), ttl: dur(&c.ttl) }
+        } else if let Some(q) = &ch.http_query_parameter_name {
+            HashKey::HttpQueryParameterName(q.clone())
+        } else {
+            HashKey::UseSourceIp
+        };
+        let maglev = ch.maglev.as_ref().map(|m| m.table_size.unwrap_or(65537));
+        let ring = if maglev.is_some() {
+            None
+        } else {
+            Some(ch.ring_hash.as_ref().and_then(|r| r.minimum_ring_size).or(ch.minimum_ring_size).unwrap_or(1024))
+        };
+        return LoadBalancer::ConsistentHash(ConsistentHash { key, minimum_ring_size: ring, maglev_table_size: maglev });
+    }
+    match lb.simple.as_deref() {
+        Some("ROUND_ROBIN") => LoadBalancer::RoundRobin,
+        Some("RANDOM") => LoadBalancer::Random,
+        Some("PASSTHROUGH") => LoadBalancer::Passthrough,
+        _ => LoadBalancer::LeastRequest,
+    }
+}
+
+/// Zero is "unset" for the numeric pool fields (Istio).
+fn pos(v: Option<i32>) -> Option<u32> {
+    v.filter(|x| *x > 0).map(|x| x as u32)
+}
+
+fn pool(p: Option<&ConnectionPoolSettings>) -> ConnectionPool {
+    let Some(p) = p else { return ConnectionPool::default() };
+    let tcp = p.tcp.clone().unwrap_or_default();
+    let http = p.http.clone().unwrap_or_default();
+    ConnectionPool {
+        max_connections: pos(tcp.max_connections),
+        connect_timeout: dur(&tcp.connect_timeout),
+        max_connection_duration: dur(&tcp.max_connection_duration),
+        tcp_idle_timeout: dur(&tcp.idle_timeout),
+        http1_max_pending_requests: pos(http.http1_max_pending_requests),
+        http2_max_requests: pos(http.http2_max_requests),
+        max_requests_per_connection: pos(http.max_requests_per_connection),
+        max_retries: pos(http.max_retries),
+        idle_timeout: dur(&http.idle_timeout),
+        max_concurrent_streams: pos(http.max_concurrent_streams),
+    }
+}
+
+/// Envoy's effective outlier detection for an Istio block.
+pub fn outlier(o: &DrOutlier) -> OutlierDetection {
+    let d = OutlierDetection::default();
+    let base = dur(&o.base_ejection_time).unwrap_or(d.base_ejection_time);
+    // consecutive5xxErrors set (even 0) replaces Envoy's default 5; the
+    // deprecated consecutiveErrors maps to gateway errors.
+    let c5xx = o.consecutive_5xx_errors.unwrap_or(d.consecutive_5xx_errors);
+    let gw = o
+        .consecutive_gateway_errors
+        .or(o.consecutive_errors.filter(|c| *c > 0).map(|c| c as u32))
+        .unwrap_or(0);
+    OutlierDetection {
+        consecutive_5xx_errors: c5xx,
+        consecutive_gateway_errors: gw,
+        consecutive_local_origin_failures: o.consecutive_local_origin_failures.unwrap_or(0),
+        split_external_local_origin_errors: o.split_external_local_origin_errors.unwrap_or(false),
+        interval: dur(&o.interval).unwrap_or(d.interval),
+        base_ejection_time: base,
+        max_ejection_time: base.max(Duration::from_secs(300)),
+        max_ejection_percent: o.max_ejection_percent.filter(|p| *p > 0).map(|p| p as u32).unwrap_or(d.max_ejection_percent),
+        min_health_percent: o.min_health_percent.filter(|p| *p > 0).map(|p| p as u32).unwrap_or(0),
+    }
+}
+
+/// Resolved policies and subsets of one service.
+pub fn resolve(dr: &DestinationRule, ports: &[u16]) -> (Vec<Subset>, Vec<TrafficPolicy>) {
+    let subsets: Vec<Subset> = dr
+        .spec
+        .subsets
+        .iter()
+        .map(|s| Subset { name: s.name.clone(), labels: s.labels.clone() })
+        .collect();
+    let mut policies = Vec::new();
+    for &port in ports {
+        let top = resolve_port(dr.spec.traffic_policy.as_ref(), port);
+        let mut variants: Vec<(Option<String>, Blocks)> = vec![(None, top.clone())];
+        for s in &dr.spec.subsets {
+            variants.push((Some(s.name.clone()), merge_subset(top.clone(), s.traffic_policy.as_ref(), port)));
+        }
+        for (subset, b) in variants {
+            policies.push(TrafficPolicy {
+                port,
+                subset,
+                load_balancer: load_balancer(b.lb.as_ref()),
+                connection_pool: pool(b.pool.as_ref()),
+                outlier_detection: b.outlier.as_ref().map(outlier),
+            });
+        }
+    }
+    (subsets, policies)
+}

@@ -1,0 +1,344 @@
+//! Translation: a [`ConfigSet`] → what each proxy receives. Pure: the same
+//! input always gives the same output (table-tested in `tests/`).
+//!
+//! ```
+//! use operator::config::ConfigSet;
+//! use operator::translate::{translate, TranslateContext};
+//! let t = translate(&ConfigSet::default(), &TranslateContext::default());
+//! assert!(t.workloads.is_empty() && t.authorizations.is_empty());
+//! ```
+
+pub mod attach;
+pub mod authz;
+pub mod destination;
+pub mod filters;
+pub mod routing;
+pub mod status;
+pub mod telemetry;
+pub mod waypoints;
+pub mod workloads;
+
+use crate::config::ConfigSet;
+use attach::Attachments;
+use mesh_common::model::{
+    Authorization, FilterConfig, ModuleRef, Service, WaypointConfig, WaypointEndpoint, WaypointService, Workload,
+};
+use status::Statuses;
+use std::collections::{BTreeMap, BTreeSet};
+use waypoints::WaypointInfo;
+
+/// Inline JWKS served when keys could not be fetched (fail closed).
+pub const EMPTY_JWKS: &str = r#"{"keys":[]}"#;
+
+/// State of a filter rollout (see `crate::rollout`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RolloutState {
+    /// Canary share of the new version.
+    pub percentage: f64,
+    /// Previous version.
+    pub previous: Option<ModuleRef>,
+    /// Previous config.
+    pub previous_config: Option<serde_json::Value>,
+    /// The new version was rolled back.
+    pub rolled_back: bool,
+}
+
+/// Everything translation needs besides the config set: results of
+/// asynchronous work (JWKS fetches, module downloads, rollouts).
+#[derive(Debug, Clone, Default)]
+pub struct TranslateContext {
+    /// JWKS by `jwksUri` (or `issuer:<iss>` for OpenID discovery).
+    pub jwks: BTreeMap<String, String>,
+    /// Resolved module of each WasmPlugin (`namespace/name`).
+    pub modules: BTreeMap<String, ModuleRef>,
+    /// First-party filter modules by name (absent ⇒ `builtin://<name>`).
+    pub first_party: BTreeMap<String, ModuleRef>,
+    /// Rollout state by WasmPlugin key.
+    pub rollouts: BTreeMap<String, RolloutState>,
+}
+
+/// The translation result.
+#[derive(Debug, Clone, Default)]
+pub struct Translation {
+    /// Workloads (ztunnel).
+    pub workloads: Vec<Workload>,
+    /// Services (ztunnel).
+    pub services: Vec<Service>,
+    /// L4 policies (ztunnel).
+    pub authorizations: Vec<Authorization>,
+    /// Per-waypoint snapshots.
+    pub waypoints: Vec<WaypointConfig>,
+    /// Discovered waypoints (lifecycle).
+    pub waypoint_infos: BTreeMap<String, WaypointInfo>,
+    /// Status conditions.
+    pub statuses: Statuses,
+    /// JWKS sources needed (`jwksUri` or `issuer:<iss>`).
+    pub wanted_jwks: BTreeSet<String>,
+}
+
+/// JWKS cache key of a rule.
+pub fn jwks_key(rule: &crate::crd::security::JwtRule) -> Option<String> {
+    if rule.jwks.as_deref().is_some_and(|j| !j.is_empty()) {
+        return None;
+    }
+    match (&rule.jwks_uri, &rule.issuer) {
+        (Some(u), _) if !u.is_empty() => Some(u.clone()),
+        (_, Some(i)) if !i.is_empty() => Some(format!("issuer:{i}")),
+        _ => None,
+    }
+}
+
+fn jwt_rule(ctx: &TranslateContext, r: &crate::crd::security::JwtRule) -> filter_model::jwt::JwtRule {
+    let mut v = serde_json::to_value(r).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("timeout");
+    }
+    let mut out: filter_model::jwt::JwtRule = serde_json::from_value(v).unwrap_or_default();
+    if out.jwks.is_empty() {
+        out.jwks = jwks_key(r).and_then(|k| ctx.jwks.get(&k).cloned()).unwrap_or_else(|| EMPTY_JWKS.to_string());
+    }
+    out
+}
+
+/// Translate everything.
+pub fn translate(cs: &ConfigSet, ctx: &TranslateContext) -> Translation {
+    let mut statuses = Statuses::default();
+    let wps = waypoints::discover(cs);
+    let authorizations = authz::all_policies(cs, &mut statuses);
+    let workloads = workloads::workloads(cs, &wps, &mut statuses);
+    let (services, bound) = workloads::services(cs, &wps, &mut statuses);
+    let svc_waypoint: BTreeMap<String, String> =
+        bound.iter().flat_map(|(wp, hosts)| hosts.iter().map(move |h| (h.clone(), wp.clone()))).collect();
+    let http_routes = routing::http_routes_by_host(cs, &svc_waypoint, &mut statuses);
+
+    // Attachments of targetRef policies.
+    let mut ap_att: Vec<(&crate::crd::AuthorizationPolicy, Attachments)> = Vec::new();
+    for ap in &cs.resources.authorization_policies {
+        let (ns, name) = (ap.metadata.namespace.as_deref().unwrap_or(""), ap.metadata.name.as_deref().unwrap_or(""));
+        let a = attach::attach(cs, &wps, &svc_waypoint, "AuthorizationPolicy", ns, name, &ap.spec.all_target_refs(), &mut statuses);
+        if !a.is_empty() {
+            ap_att.push((ap, a));
+        }
+    }
+    let mut ra_att: Vec<(&crate::crd::RequestAuthentication, Attachments)> = Vec::new();
+    let mut wanted_jwks = BTreeSet::new();
+    for ra in &cs.resources.request_authentications {
+        let (ns, name) = (ra.metadata.namespace.as_deref().unwrap_or(""), ra.metadata.name.as_deref().unwrap_or(""));
+        let a = attach::attach(cs, &wps, &svc_waypoint, "RequestAuthentication", ns, name, &ra.spec.all_target_refs(), &mut statuses);
+        if !a.is_empty() {
+            wanted_jwks.extend(ra.spec.jwt_rules.iter().flatten().filter_map(jwks_key));
+            ra_att.push((ra, a));
+        }
+    }
+    let mut wasm_att: Vec<(&crate::crd::WasmPlugin, Attachments)> = Vec::new();
+    for p in &cs.resources.wasm_plugins {
+        let (ns, name) = (p.metadata.namespace.as_deref().unwrap_or(""), p.metadata.name.as_deref().unwrap_or(""));
+        let a = attach::attach(cs, &wps, &svc_waypoint, "WasmPlugin", ns, name, &p.spec.all_target_refs(), &mut statuses);
+        if !a.is_empty() {
+            wasm_att.push((p, a));
+        }
+    }
+
+    let by_ip = workloads::pods_by_ip(cs);
+    let mut waypoint_cfgs = Vec::new();
+    for (key, wp) in &wps {
+        let td = &cs.mesh.trust_domain;
+        let hosts: Vec<(String, String)> = cs
+            .services
+            .iter()
+            .map(|s| (workloads::hostname(cs, &s.name, &s.namespace), s.namespace.clone()))
+            .filter(|(h, _)| svc_waypoint.get(h) == Some(key))
+            .collect();
+        let mut wsvcs = Vec::new();
+        for s in cs.services.iter() {
+            let host = workloads::hostname(cs, &s.name, &s.namespace);
+            if svc_waypoint.get(&host) != Some(key) {
+                continue;
+            }
+            let endpoints = workloads::service_pods(cs, s, &by_ip)
+                .into_iter()
+                .map(|p| endpoint(cs, p, Some(s)))
+                .collect();
+            let ports: Vec<u16> = s.ports.iter().map(|p| p.port).collect();
+            let (subsets, traffic_policies, dr_name) = match destination::find(cs, &host, &s.namespace) {
+                Some(dr) => {
+                    let (a, b) = destination::resolve(dr, &ports);
+                    (a, b, Some(format!("{}/{}", dr.metadata.namespace.as_deref().unwrap_or(""), dr.metadata.name.as_deref().unwrap_or(""))))
+                }
+                None => (Vec::new(), Vec::new(), None),
+            };
+            let svc = services.iter().find(|x| x.hostname == host);
+            wsvcs.push(WaypointService {
+                hostname: host.clone(),
+                name: s.name.clone(),
+                namespace: s.namespace.clone(),
+                vips: s.vips.clone(),
+                ports: svc.map(|x| x.ports.clone()).unwrap_or_default(),
+                endpoints,
+                subsets,
+                traffic_policies,
+                destination_rule: dr_name,
+            });
+        }
+        let wl_eps: Vec<WaypointEndpoint> = workloads
+            .iter()
+            .filter(|w| w.waypoint.as_ref().is_some_and(|b| format!("{}/{}", b.namespace, b.name) == *key))
+            .filter_map(|w| cs.pods.iter().find(|p| p.namespace == w.namespace && p.name == w.name))
+            .map(|p| endpoint(cs, p, None))
+            .collect();
+
+        // Filter chain.
+        let mut chain: Vec<FilterConfig> = Vec::new();
+        let jwt_cfg = filter_model::jwt::JwtConfig {
+            request_authentications: ra_att
+                .iter()
+                .filter_map(|(ra, a)| {
+                    a.get(key).map(|svcs| filter_model::jwt::RequestAuthentication {
+                        namespace: ra.metadata.namespace.clone().unwrap_or_default(),
+                        name: ra.metadata.name.clone().unwrap_or_default(),
+                        target_services: svcs.clone(),
+                        jwt_rules: ra.spec.jwt_rules.iter().flatten().map(|r| jwt_rule(ctx, r)).collect(),
+                    })
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let authz_cfg = filter_model::authz::AuthzConfig {
+            trust_domain: td.clone(),
+            trust_domain_aliases: cs.mesh.trust_domain_aliases.clone(),
+            multiple_custom_providers: cs.mesh.multiple_custom_authz_providers,
+            providers: cs
+                .mesh
+                .extension_providers
+                .iter()
+                .filter_map(|(n, p)| {
+                    let h = p.envoy_ext_authz_http.as_ref()?;
+                    Some(filter_model::authz::ExtAuthzHttpProvider {
+                        name: n.clone(),
+                        timeout: h.timeout.as_deref().and_then(|t| filter_model::Duration::parse(t).ok()),
+                        path_prefix: h.path_prefix.clone(),
+                        fail_open: h.fail_open,
+                        status_on_error: h.status_on_error.clone(),
+                        include_request_headers_in_check: h.include_request_headers_in_check.clone(),
+                        include_additional_headers_in_check: h.include_additional_headers_in_check.clone(),
+                        headers_to_upstream_on_allow: h.headers_to_upstream_on_allow.clone(),
+                        headers_to_downstream_on_allow: h.headers_to_downstream_on_allow.clone(),
+                        headers_to_downstream_on_deny: h.headers_to_downstream_on_deny.clone(),
+                    })
+                })
+                .collect(),
+            policies: ap_att
+                .iter()
+                .filter_map(|(ap, a)| {
+                    let svcs = a.get(key)?;
+                    let mut v = serde_json::to_value(&ap.spec).ok()?;
+                    if let Some(o) = v.as_object_mut() {
+                        o.remove("selector");
+                        o.remove("targetRef");
+                        o.remove("targetRefs");
+                    }
+                    let mut p: filter_model::authz::AuthorizationPolicy = serde_json::from_value(v).ok()?;
+                    p.namespace = ap.metadata.namespace.clone().unwrap_or_default();
+                    p.name = ap.metadata.name.clone().unwrap_or_default();
+                    p.target_services = svcs.clone();
+                    p.dry_run = ap
+                        .metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|x| x.get("istio.io/dry-run"))
+                        .is_some_and(|v| v == "true");
+                    Some(p)
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let routing_cfg = routing::routing_config(cs, wp, &hosts, &http_routes, &mut statuses);
+        let fault_cfg = filter_model::derive::fault_config(&routing_cfg);
+        let retry_cfg = filter_model::derive::retry_config(&routing_cfg);
+        let mut users: Vec<(u8, i32, String, FilterConfig)> = wasm_att
+            .iter()
+            .filter_map(|(p, a)| {
+                let svcs = a.get(key)?;
+                let f = filters::user_filter(ctx, p, svcs.clone())?;
+                Some((filters::phase_rank(p.spec.phase.as_deref()), -p.spec.priority.unwrap_or(0), f.name.clone(), f))
+            })
+            .collect();
+        users.sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
+        let push_users = |rank: u8, chain: &mut Vec<FilterConfig>| {
+            chain.extend(users.iter().filter(|u| u.0 == rank).map(|u| u.3.clone()));
+        };
+        push_users(0, &mut chain);
+        if !jwt_cfg.request_authentications.is_empty() {
+            chain.push(filters::first_party(ctx, "jwt", serde_json::to_value(&jwt_cfg).unwrap_or_default()));
+        }
+        push_users(1, &mut chain);
+        if !authz_cfg.policies.is_empty() {
+            chain.push(filters::first_party(ctx, "authz", serde_json::to_value(&authz_cfg).unwrap_or_default()));
+        }
+        if !routing_cfg.services.is_empty() {
+            chain.push(filters::first_party(ctx, "routing", serde_json::to_value(&routing_cfg).unwrap_or_default()));
+        }
+        if !fault_cfg.routes.is_empty() {
+            chain.push(filters::first_party(ctx, "fault", serde_json::to_value(&fault_cfg).unwrap_or_default()));
+        }
+        chain.push(filters::first_party(ctx, "retry", serde_json::to_value(&retry_cfg).unwrap_or_default()));
+        push_users(2, &mut chain);
+        push_users(3, &mut chain);
+        // Upstreams for ext-authz providers.
+        for f in chain.iter_mut().filter(|f| f.name == "authz") {
+            for (n, p) in &cs.mesh.extension_providers {
+                if let Some(h) = &p.envoy_ext_authz_http {
+                    f.upstreams.insert(n.clone(), format!("http://{}:{}", h.service, h.port));
+                }
+            }
+        }
+
+        waypoint_cfgs.push(WaypointConfig {
+            name: wp.name.clone(),
+            namespace: wp.namespace.clone(),
+            identity: wp.identity(td),
+            trust_domain: td.clone(),
+            traffic_type: wp.traffic_type,
+            services: wsvcs,
+            workloads: wl_eps,
+            filters: chain,
+            telemetry: telemetry::telemetry_for(cs, wp),
+        });
+    }
+
+    Translation {
+        workloads,
+        services,
+        authorizations,
+        waypoints: waypoint_cfgs,
+        waypoint_infos: wps,
+        statuses,
+        wanted_jwks,
+    }
+}
+
+fn endpoint(cs: &ConfigSet, p: &crate::config::PodInfo, svc: Option<&crate::config::ServiceInfo>) -> WaypointEndpoint {
+    WaypointEndpoint {
+        workload_uid: workloads::workload_uid(&p.namespace, &p.name),
+        name: p.name.clone(),
+        namespace: p.namespace.clone(),
+        workload_name: workloads::workload_name(p),
+        address: p.ips.first().copied().unwrap_or(std::net::IpAddr::from([0, 0, 0, 0])),
+        ports: svc
+            .map(|s| {
+                s.ports
+                    .iter()
+                    .filter_map(|sp| Some((sp.port, workloads::resolve_target(&sp.target_port, p)?)))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        labels: p.labels.clone(),
+        hbone: workloads::is_enrolled(cs, p),
+        node: p.node.clone(),
+        service_account: p.service_account.clone(),
+        identity: format!("spiffe://{}/ns/{}/sa/{}", cs.mesh.trust_domain, p.namespace, p.service_account),
+        canonical_name: workloads::canonical_name(p),
+        canonical_revision: workloads::canonical_revision(p),
+        healthy: p.ready,
+    }
+}

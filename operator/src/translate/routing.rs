@@ -1,0 +1,203 @@
+//! VirtualService and HTTPRoute → the routing filter's configuration (§4.1, §6).
+
+use super::destination::fqdn;
+use super::status::{Condition, StatusTarget, Statuses};
+use super::waypoints::WaypointInfo;
+use crate::config::ConfigSet;
+use crate::crd::gateway::HttpBackendRef as CrdBackend;
+use crate::crd::{HTTPRoute, VirtualService};
+use filter_model::gateway::{GatewayHttpRoute, HttpBackendRef, HttpRouteRule};
+use filter_model::routing::{HttpRoute, RoutingConfig, ServiceRouting, VirtualServiceRoutes};
+use std::collections::BTreeMap;
+
+fn created(m: &kube::api::ObjectMeta) -> Option<String> {
+    m.creation_timestamp.as_ref().and_then(|t| serde_json::to_value(t).ok()).and_then(|v| v.as_str().map(String::from))
+}
+
+fn age_key(m: &kube::api::ObjectMeta) -> (Option<String>, String, String) {
+    (created(m), m.namespace.clone().unwrap_or_default(), m.name.clone().unwrap_or_default())
+}
+
+/// VirtualServices that apply to `host` (service in `svc_ns`) at waypoint `wp`, oldest first.
+pub fn virtual_services_for<'a>(cs: &'a ConfigSet, host: &str, svc_ns: &str, wp_ns: &str) -> Vec<&'a VirtualService> {
+    let mut v: Vec<&VirtualService> = cs
+        .resources
+        .virtual_services
+        .iter()
+        .filter(|vs| {
+            let ns = vs.metadata.namespace.as_deref().unwrap_or("");
+            (ns == svc_ns || ns == wp_ns)
+                && (vs.spec.gateways.is_empty() || vs.spec.gateways.iter().any(|g| g == "mesh"))
+                && vs.spec.hosts.iter().any(|h| fqdn(cs, h, ns) == host)
+        })
+        .collect();
+    v.sort_by_key(|vs| age_key(&vs.metadata));
+    v
+}
+
+/// Convert one VirtualService's `http` to the filter's shape.
+pub fn vs_routes(cs: &ConfigSet, vs: &VirtualService) -> Result<VirtualServiceRoutes, String> {
+    let ns = vs.metadata.namespace.clone().unwrap_or_default();
+    let mut http = Vec::new();
+    for r in &vs.spec.http {
+        let mut r = r.clone();
+        for d in r.route.iter_mut().flatten() {
+            d.destination.host = fqdn(cs, &d.destination.host, &ns);
+        }
+        let v = serde_json::to_value(&r).map_err(|e| e.to_string())?;
+        let fm: HttpRoute = serde_json::from_value(v).map_err(|e| format!("{}/{}: {e}", ns, vs.metadata.name.as_deref().unwrap_or("")))?;
+        http.push(fm);
+    }
+    Ok(VirtualServiceRoutes { namespace: ns, name: vs.metadata.name.clone().unwrap_or_default(), http })
+}
+
+/// Which services (host) an HTTPRoute attaches to, with the parent port.
+fn route_parents(cs: &ConfigSet, hr: &HTTPRoute) -> Vec<(String, String, String, Option<u16>)> {
+    let ns = hr.metadata.namespace.clone().unwrap_or_default();
+    hr.spec
+        .parent_refs
+        .iter()
+        .filter(|p| p.kind.as_deref() == Some("Service") && p.group.as_deref().unwrap_or("") == "")
+        .map(|p| {
+            let pns = p.namespace.clone().unwrap_or_else(|| ns.clone());
+            (super::workloads::hostname(cs, &p.name, &pns), pns, p.name.clone(), p.port.and_then(|x| u16::try_from(x).ok()))
+        })
+        .collect()
+}
+
+fn backend(cs: &ConfigSet, b: &CrdBackend, ns: &str) -> Result<HttpBackendRef, String> {
+    let kind_ok = b.kind.as_deref().unwrap_or("Service") == "Service" && b.group.as_deref().unwrap_or("") == "";
+    let bns = b.namespace.clone().unwrap_or_else(|| ns.to_string());
+    let exists = cs.services.iter().any(|s| s.namespace == bns && s.name == b.name);
+    let filters = match &b.filters {
+        Some(f) => serde_json::from_value(serde_json::to_value(f).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?,
+        None => Vec::new(),
+    };
+    Ok(HttpBackendRef {
+        host: (kind_ok && exists && bns == ns).then(|| super::workloads::hostname(cs, &b.name, &bns)),
+        port: b.port.and_then(|p| u16::try_from(p).ok()),
+        weight: b.weight.map(|w| w.max(0) as u32),
+        filters,
+    })
+}
+
+/// Convert an HTTPRoute (rules with resolved backends).
+pub fn gateway_route(cs: &ConfigSet, hr: &HTTPRoute, port: Option<u16>) -> Result<GatewayHttpRoute, String> {
+    let ns = hr.metadata.namespace.clone().unwrap_or_default();
+    let mut rules = Vec::new();
+    for r in &hr.spec.rules {
+        let mut v = serde_json::to_value(r).map_err(|e| e.to_string())?;
+        if let Some(o) = v.as_object_mut() {
+            o.remove("backendRefs");
+        }
+        let mut rule: HttpRouteRule = serde_json::from_value(v).map_err(|e| e.to_string())?;
+        rule.backend_refs = r.backend_refs.iter().flatten().map(|b| backend(cs, b, &ns)).collect::<Result<_, _>>()?;
+        rules.push(rule);
+    }
+    Ok(GatewayHttpRoute {
+        namespace: ns,
+        name: hr.metadata.name.clone().unwrap_or_default(),
+        creation_timestamp: created(&hr.metadata),
+        port,
+        rules,
+    })
+}
+
+/// HTTPRoute statuses (parent acceptance); returns host → routes for bound parents.
+pub fn http_routes_by_host(
+    cs: &ConfigSet,
+    svc_waypoint: &BTreeMap<String, String>,
+    statuses: &mut Statuses,
+) -> BTreeMap<String, Vec<GatewayHttpRoute>> {
+    let mut out: BTreeMap<String, Vec<GatewayHttpRoute>> = BTreeMap::new();
+    let mut routes: Vec<&HTTPRoute> = cs.resources.http_routes.iter().collect();
+    routes.sort_by_key(|r| age_key(&r.metadata));
+    for hr in routes {
+        let ns = hr.metadata.namespace.clone().unwrap_or_default();
+        let name = hr.metadata.name.clone().unwrap_or_default();
+        let target = StatusTarget::new("HTTPRoute", &ns, &name);
+        let parents = route_parents(cs, hr);
+        for (host, pns, pname, port) in parents {
+            let exists = cs.services.iter().any(|s| s.namespace == pns && s.name == pname);
+            if !exists {
+                statuses.set(target.clone(), Condition::new("Accepted", false, "BackendNotFound", format!("parent Service {pns}/{pname} not found")));
+                continue;
+            }
+            if !svc_waypoint.contains_key(&host) {
+                statuses.set(
+                    target.clone(),
+                    Condition::new(
+                        "ResolvedWaypoints",
+                        false,
+                        "WaypointNotFound",
+                        "istio.io/use-waypoint label missing from parent and parent namespace; in ambient mode, route will not be respected",
+                    ),
+                );
+                continue;
+            }
+            let unsupported = hr.spec.rules.iter().flat_map(|r| r.filters.iter().flatten()).find(|f| {
+                !matches!(
+                    f.type_.as_str(),
+                    "RequestHeaderModifier" | "ResponseHeaderModifier" | "RequestRedirect" | "URLRewrite" | "RequestMirror" | "CORS"
+                )
+            });
+            if let Some(f) = unsupported {
+                statuses.set(target.clone(), Condition::new("Accepted", false, "InvalidFilter", format!("unsupported filter type {:?}", f.type_)));
+                continue;
+            }
+            match gateway_route(cs, hr, port) {
+                Ok(r) => {
+                    statuses.set(target.clone(), Condition::new("Accepted", true, "Accepted", "Route was valid"));
+                    statuses.set(
+                        target.clone(),
+                        Condition::new("ResolvedWaypoints", true, "Resolved", format!("bound to {}", svc_waypoint[&host])),
+                    );
+                    let all_ok = r.rules.iter().flat_map(|x| &x.backend_refs).all(|b| b.host.is_some());
+                    statuses.set(
+                        target.clone(),
+                        if all_ok {
+                            Condition::new("ResolvedRefs", true, "ResolvedRefs", "All references resolved")
+                        } else {
+                            Condition::new("ResolvedRefs", false, "BackendNotFound", "backend(s) not found")
+                        },
+                    );
+                    out.entry(host).or_default().push(r);
+                }
+                Err(e) => statuses.set(target.clone(), Condition::new("Accepted", false, "Invalid", e)),
+            }
+        }
+    }
+    out
+}
+
+/// Routing configuration of one waypoint.
+pub fn routing_config(
+    cs: &ConfigSet,
+    wp: &WaypointInfo,
+    hosts: &[(String, String)],
+    http_routes: &BTreeMap<String, Vec<GatewayHttpRoute>>,
+    statuses: &mut Statuses,
+) -> RoutingConfig {
+    let mut services = Vec::new();
+    for (host, svc_ns) in hosts {
+        let mut sr = ServiceRouting { host: host.clone(), ..Default::default() };
+        let short = host.split('.').next().unwrap_or("").to_string();
+        sr.aliases = vec![short.clone(), format!("{short}.{svc_ns}"), format!("{short}.{svc_ns}.svc")];
+        for vs in virtual_services_for(cs, host, svc_ns, &wp.namespace) {
+            match vs_routes(cs, vs) {
+                Ok(r) => sr.virtual_services.push(r),
+                Err(e) => statuses.set(
+                    StatusTarget::new("VirtualService", vs.metadata.namespace.as_deref().unwrap_or(""), vs.metadata.name.as_deref().unwrap_or("")),
+                    Condition::new("Reconciled", false, "Invalid", e),
+                ),
+            }
+        }
+        if let Some(r) = http_routes.get(host) {
+            sr.http_routes = r.clone();
+        }
+        if !sr.virtual_services.is_empty() || !sr.http_routes.is_empty() {
+            services.push(sr);
+        }
+    }
+    RoutingConfig { waypoint_namespace: Some(wp.namespace.clone()), services }
+}

@@ -1,0 +1,83 @@
+//! Telemetry resources → a waypoint's telemetry settings (§8.1).
+
+use super::waypoints::WaypointInfo;
+use crate::config::ConfigSet;
+use crate::crd::Telemetry;
+use mesh_common::model::{MetricOverride, TelemetryConfig};
+
+fn applies(cs: &ConfigSet, t: &Telemetry, wp: &WaypointInfo) -> Option<u8> {
+    let ns = t.metadata.namespace.as_deref().unwrap_or("");
+    let refs = t.spec.all_target_refs();
+    if !refs.is_empty() {
+        let hit = refs.iter().any(|r| {
+            (r.kind == "Gateway" && r.name == wp.name && ns == wp.namespace)
+                || (r.kind == "GatewayClass" && r.name == super::waypoints::WAYPOINT_CLASS && ns == cs.mesh.root_namespace)
+        });
+        return hit.then_some(2);
+    }
+    if t.spec.selector.is_some() {
+        return None;
+    }
+    if ns == cs.mesh.root_namespace {
+        Some(0)
+    } else if ns == wp.namespace {
+        Some(1)
+    } else {
+        None
+    }
+}
+
+/// Effective telemetry of a waypoint: mesh → namespace → targetRefs.
+pub fn telemetry_for(cs: &ConfigSet, wp: &WaypointInfo) -> TelemetryConfig {
+    let mut ts: Vec<(u8, &Telemetry)> =
+        cs.resources.telemetries.iter().filter_map(|t| applies(cs, t, wp).map(|l| (l, t))).collect();
+    ts.sort_by_key(|(l, t)| (*l, t.metadata.name.clone()));
+    let mut out = TelemetryConfig::default();
+    out.tracing.sampling_percentage = cs.mesh.trace_sampling();
+    for (_, t) in ts {
+        for a in t.spec.access_logging.iter().flatten().take(1) {
+            out.access_log.enabled = !a.disabled.unwrap_or(false);
+            out.access_log.providers = a.providers.iter().flatten().map(|p| p.name.clone()).collect();
+            out.access_log.filter = a.filter.as_ref().and_then(|f| f.expression.clone());
+        }
+        for tr in t.spec.tracing.iter().flatten().take(1) {
+            if let Some(p) = tr.random_sampling_percentage {
+                out.tracing.sampling_percentage = p;
+            }
+            if let Some(d) = tr.disable_span_reporting {
+                out.tracing.disable_span_reporting = d;
+            }
+            if let Some(tags) = &tr.custom_tags {
+                out.tracing.custom_tags = tags
+                    .iter()
+                    .filter_map(|(k, v)| v.literal.as_ref().map(|l| (k.clone(), l.value.clone())))
+                    .collect();
+            }
+            if let Some(p) = tr.providers.iter().flatten().next() {
+                out.tracing.otlp_endpoint = cs.mesh.extension_providers.get(&p.name).and_then(|ep| {
+                    ep.opentelemetry.as_ref().map(|o| {
+                        let path = o.http.as_ref().and_then(|h| h.get("path")).and_then(|p| p.as_str()).unwrap_or("/v1/traces");
+                        format!("http://{}:{}{}", o.service, o.port, path)
+                    })
+                });
+            }
+        }
+        for m in t.spec.metrics.iter().flatten() {
+            for o in m.overrides.iter().flatten() {
+                let sel = o.r#match.clone().unwrap_or_default();
+                out.metrics.push(MetricOverride {
+                    metric: sel.custom_metric.or(sel.metric).unwrap_or_else(|| "ALL_METRICS".into()),
+                    mode: sel.mode.unwrap_or_else(|| "CLIENT_AND_SERVER".into()),
+                    disabled: o.disabled.unwrap_or(false),
+                    tag_overrides: o
+                        .tag_overrides
+                        .iter()
+                        .flatten()
+                        .map(|(k, v)| (k.clone(), if v.operation.as_deref() == Some("REMOVE") { None } else { v.value.clone() }))
+                        .collect(),
+                });
+            }
+        }
+    }
+    out
+}

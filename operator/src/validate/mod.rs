@@ -1,0 +1,216 @@
+//! Validation with Istio's messages (`pkg/config/validation`): what the
+//! admission webhook would reject (errors) or warn about (warnings).
+//!
+//! ```
+//! use operator::config::{MeshSettings, parse::{parse_documents, ParsedDoc}};
+//! let yaml = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n\
+//!             metadata: {name: d, namespace: shop}\nspec: {action: DENY}\n";
+//! let ParsedDoc::Object(obj) = parse_documents(yaml, "x.yaml", "default").remove(0).unwrap() else { panic!() };
+//! let v = operator::validate::validate(&obj, &MeshSettings::default());
+//! assert_eq!(v.errors, vec!["invalid policy d.shop: DENY action without `rules` is meaningless as it will never be \
+//!     triggered, add an empty rule `{}` if you want it be triggered for every request".to_string()]);
+//! ```
+
+mod networking;
+mod other;
+mod security;
+
+use crate::config::{IstioObject, MeshSettings};
+
+/// The outcome for one resource.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Validation {
+    /// Rejections (the resource is not used).
+    pub errors: Vec<String>,
+    /// Warnings (the resource is used).
+    pub warnings: Vec<String>,
+}
+
+impl Validation {
+    /// No errors.
+    pub fn is_valid(&self) -> bool {
+        self.errors.is_empty()
+    }
+
+    pub(crate) fn err(&mut self, e: impl Into<String>) {
+        self.errors.push(e.into());
+    }
+
+    pub(crate) fn warn(&mut self, w: impl Into<String>) {
+        self.warnings.push(w.into());
+    }
+
+    fn prefixed(mut self, prefix: &str) -> Self {
+        for e in &mut self.errors {
+            *e = format!("{prefix} {e}");
+        }
+        self
+    }
+}
+
+/// Validate one resource.
+pub fn validate(obj: &IstioObject, mesh: &MeshSettings) -> Validation {
+    let name = obj.meta().name.clone().unwrap_or_default();
+    let ns = obj.meta().namespace.clone().unwrap_or_default();
+    match obj {
+        IstioObject::AuthorizationPolicy(o) => security::authorization_policy(o, mesh)
+            .prefixed(&format!("invalid policy {name}.{ns}:")),
+        IstioObject::PeerAuthentication(o) => security::peer_authentication(&o.spec),
+        IstioObject::RequestAuthentication(o) => security::request_authentication(&o.spec),
+        IstioObject::VirtualService(o) => networking::virtual_service(&o.spec, mesh),
+        IstioObject::DestinationRule(o) => networking::destination_rule(&o.spec),
+        IstioObject::Telemetry(o) => other::telemetry(&o.spec),
+        IstioObject::WasmPlugin(o) => other::wasm_plugin(&o.spec),
+        IstioObject::Gateway(o) => other::gateway(&o.spec),
+        IstioObject::GatewayClass(_) => Validation::default(),
+        IstioObject::HTTPRoute(o) => other::http_route(&o.spec),
+    }
+}
+
+// === shared helpers ===
+
+/// Parse a Go/Istio duration (`1h2m3.5s`, `500ms`, `10us`) into nanoseconds.
+pub fn parse_duration_nanos(s: &str) -> Option<u128> {
+    let mut rest = s.trim();
+    if rest.is_empty() || rest.starts_with('-') {
+        return None;
+    }
+    if rest == "0" {
+        return Some(0);
+    }
+    let mut total: f64 = 0.0;
+    while !rest.is_empty() {
+        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        if num_end == 0 {
+            return None;
+        }
+        let n: f64 = rest[..num_end].parse().ok()?;
+        rest = &rest[num_end..];
+        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let mult = match &rest[..unit_end] {
+            "h" => 3.6e12,
+            "m" => 6e10,
+            "s" => 1e9,
+            "ms" => 1e6,
+            "us" | "µs" => 1e3,
+            "ns" => 1.0,
+            _ => return None,
+        };
+        total += n * mult;
+        rest = &rest[unit_end..];
+    }
+    Some(total.round() as u128)
+}
+
+/// Istio's `ValidateDuration`.
+pub(crate) fn check_duration(v: &mut Validation, s: &str) {
+    match parse_duration_nanos(s) {
+        None => v.err(format!("invalid duration {s:?}")),
+        Some(n) if n < 1_000_000 => v.err("duration must be greater than 1ms"),
+        Some(n) if n % 1_000_000 != 0 => v.err("only durations to ms precision are supported"),
+        Some(_) => {}
+    }
+}
+
+/// RFC 1123 DNS label.
+pub(crate) fn is_dns1123_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Istio's `ValidateWildcardDomain` (simplified: `*` only as the whole
+/// first label or a leading `*` of it).
+pub(crate) fn check_wildcard_domain(v: &mut Validation, host: &str) {
+    if host.is_empty() {
+        v.err("domain name \"\" invalid (empty)");
+        return;
+    }
+    if host.len() > 255 {
+        v.err(format!("domain name {host:?} too long (max 255)"));
+        return;
+    }
+    if host == "*" || host.parse::<std::net::IpAddr>().is_ok() {
+        return;
+    }
+    let rest = host.strip_prefix("*.").or_else(|| host.strip_prefix('*')).unwrap_or(host);
+    for label in rest.split('.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-');
+        if !ok {
+            v.err(format!("domain name {host:?} invalid (label {label:?} invalid)"));
+            return;
+        }
+    }
+}
+
+/// Istio's `ValidateIPs`.
+pub(crate) fn check_ips(v: &mut Validation, ips: &[String]) {
+    for ip in ips {
+        if ip.contains('/') {
+            if let Err(e) = ip.parse::<ipnet::IpNet>() {
+                v.err(format!("bad CIDR range ({ip}): netip.ParsePrefix({ip:?}): {e}"));
+            }
+        } else if ip.parse::<std::net::IpAddr>().is_err() {
+            v.err(format!("bad IP address ({ip})"));
+        }
+    }
+}
+
+/// Istio's `ValidatePorts`.
+pub(crate) fn check_ports(v: &mut Validation, ports: &[String]) {
+    for p in ports {
+        match p.parse::<i64>() {
+            Err(_) => v.err(format!("bad port ({p}): strconv.ParseInt: parsing {p:?}: invalid syntax")),
+            Ok(n) if !(0..=65535).contains(&n) => v.err(format!("bad port ({p}): <nil>")),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Status codes Go's `http.StatusText` knows.
+pub(crate) fn is_known_http_status(code: i64) -> bool {
+    matches!(
+        code,
+        100..=103
+            | 200..=208
+            | 226
+            | 300..=305
+            | 307
+            | 308
+            | 400..=418
+            | 421..=426
+            | 428
+            | 429
+            | 431
+            | 451
+            | 500..=508
+            | 510
+            | 511
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_nanos("2s"), Some(2_000_000_000));
+        assert_eq!(parse_duration_nanos("1m30s"), Some(90_000_000_000));
+        assert_eq!(parse_duration_nanos("0.5s"), Some(500_000_000));
+        assert_eq!(parse_duration_nanos("abc"), None);
+        let mut v = Validation::default();
+        check_duration(&mut v, "500us");
+        check_duration(&mut v, "1500us");
+        assert_eq!(
+            v.errors,
+            vec!["duration must be greater than 1ms", "only durations to ms precision are supported"]
+        );
+    }
+}

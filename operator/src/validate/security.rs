@@ -1,0 +1,444 @@
+//! AuthorizationPolicy, PeerAuthentication, RequestAuthentication.
+
+use super::{Validation, check_ips, check_ports};
+use crate::config::MeshSettings;
+use crate::crd::common::{PolicyTargetReference, WorkloadSelector};
+use crate::crd::security::{
+    AuthorizationAction, AuthorizationPolicy, PeerAuthenticationSpec, RequestAuthenticationSpec, Source,
+};
+
+const ALLOWED_TARGET_REFS: &str = "[core/v1/Service networking.istio.io/v1/ServiceEntry \
+gateway.networking.k8s.io/v1/Gateway gateway.networking.k8s.io/v1/GatewayClass]";
+
+fn target_ref_allowed(r: &PolicyTargetReference) -> bool {
+    matches!(
+        (r.group(), r.kind.as_str()),
+        ("", "Service")
+            | ("networking.istio.io", "ServiceEntry")
+            | ("gateway.networking.k8s.io", "Gateway")
+            | ("gateway.networking.k8s.io", "GatewayClass")
+    )
+}
+
+pub(crate) fn check_target_ref(v: &mut Validation, r: &PolicyTargetReference) {
+    if r.name.is_empty() {
+        v.err("targetRef name must be set");
+    }
+    if r.namespace.as_deref().is_some_and(|n| !n.is_empty()) {
+        v.err("targetRef namespace must not be set; cross namespace referencing is not supported");
+    }
+    if !target_ref_allowed(r) {
+        v.err(format!(
+            "targetRef must be to one of {ALLOWED_TARGET_REFS} but was {}/{}",
+            r.group.as_deref().unwrap_or(""),
+            r.kind
+        ));
+    }
+}
+
+pub(crate) fn check_selector(v: &mut Validation, sel: Option<&WorkloadSelector>) {
+    let Some(sel) = sel else { return };
+    let labels = sel.labels();
+    if labels.is_empty() {
+        v.warn("workload selector specified without labels");
+    }
+    for (k, val) in labels {
+        if k.is_empty() {
+            v.err(format!("empty key is not supported in selector: {:?}", format!("{k}={val}")));
+        }
+        if k.contains('*') || val.contains('*') {
+            v.err(format!("wildcard is not supported in selector: {:?}", format!("{k}={val}")));
+        }
+    }
+}
+
+pub(crate) fn check_one_of_selector(
+    v: &mut Validation,
+    selector: bool,
+    target_ref: bool,
+    target_refs: bool,
+) {
+    if selector && (target_ref || target_refs) {
+        v.err("only one of targetRefs or workloadSelector can be set");
+    }
+}
+
+fn check_empty(v: &mut Validation, field: &str, values: &Option<Vec<String>>) {
+    if values.iter().flatten().any(|s| s.is_empty()) {
+        v.err(format!("empty value not allowed, found in {field}"));
+    }
+}
+
+fn check_service_accounts(v: &mut Validation, field: &str, values: &Option<Vec<String>>) {
+    let Some(values) = values else { return };
+    if values.len() > 16 {
+        v.err(format!("{field} may not have more than 16 values, found {}", values.len()));
+    }
+    for sa in values {
+        if sa.contains('*') {
+            v.err(format!("wildcard not allowed, found in {field}"));
+        }
+        if sa.len() > 320 {
+            v.err(format!("value cannot exceed 320 characters, found in {field}"));
+        }
+        if sa.split('/').count() > 2 || sa.split('/').any(str::is_empty) {
+            v.err(format!(
+                "expected format 'serviceAccount' or 'namespace/serviceAccount', found {sa:?} in {field}"
+            ));
+        }
+    }
+}
+
+fn check_trust_domains(v: &mut Validation, field: &str, values: &Option<Vec<String>>) {
+    for td in values.iter().flatten() {
+        let stars = td.matches('*').count();
+        if stars > 1 {
+            v.err(format!("at most one wildcard is allowed, found {td:?} in {field}"));
+        } else if stars == 1 && !(td.starts_with('*') || td.ends_with('*')) {
+            v.err(format!("wildcard is only allowed at the start or end, found {td:?} in {field}"));
+        }
+        if td.contains('/') {
+            v.err(format!("trust domain must not contain '/', found {td:?} in {field}"));
+        }
+    }
+}
+
+fn source_is_empty(s: &Source) -> bool {
+    *s == Source::default()
+}
+
+/// Path template checks (`{*}` / `{**}`).
+fn check_paths(v: &mut Validation, field: &str, paths: &Option<Vec<String>>) {
+    for p in paths.iter().flatten() {
+        if !(p.contains("{*}") || p.contains("{**}")) {
+            continue;
+        }
+        let segs: Vec<&str> = p.split('/').collect();
+        for (i, seg) in segs.iter().enumerate() {
+            if *seg == "{**}" {
+                if segs[i + 1..].iter().any(|s| !s.is_empty()) {
+                    v.err(format!("invalid or unsupported path {p}, found in {field}. {{**}} is not the last operator"));
+                    break;
+                }
+                continue;
+            }
+            if *seg == "{*}" || seg.is_empty() {
+                continue;
+            }
+            if seg.contains(['{', '}']) || seg.contains('*') {
+                v.err(format!(
+                    "invalid or unsupported path {p}, found in {field}. Contains '{{' or '}}' beyond a supported path template"
+                ));
+                break;
+            }
+            let ok = seg.chars().all(|c| c.is_ascii_alphanumeric() || "-._~%!$&'()+,;:@=".contains(c));
+            if !ok {
+                v.err(format!(
+                    "invalid or unsupported path {p}, found in {field}. Contains segment {seg} with invalid string literal"
+                ));
+                break;
+            }
+        }
+    }
+}
+
+/// `when` key check (Istio `ValidateAttribute`).
+fn check_attribute(key: &str, values: &[String]) -> Result<(), String> {
+    let map_key = |k: &str| -> Result<(), String> {
+        let ok = k.find('[').is_some_and(|i| i > 0 && k.ends_with(']') && k.len() > i + 2);
+        if ok { Ok(()) } else { Err(format!("bad key ({k}): should have format a[b]")) }
+    };
+    let mut ips = Validation::default();
+    match key {
+        "source.ip" | "destination.ip" | "remote.ip" => {
+            check_ips(&mut ips, values);
+        }
+        "destination.port" => check_ports(&mut ips, values),
+        "source.namespace" | "source.principal" | "source.serviceAccount" | "source.trustDomain"
+        | "request.auth.principal" | "request.auth.audiences" | "request.auth.presenter"
+        | "connection.sni" => {}
+        k if k.starts_with("request.headers") => map_key(k)?,
+        k if k.starts_with("request.auth.claims") => map_key(k)?,
+        k if k.starts_with("experimental.envoy.filters.") => map_key(k)?,
+        "destination.namespace" => {
+            return Err(format!("attribute {key} is replaced by the metadata.namespace"));
+        }
+        k if k.starts_with("destination.labels") => {
+            return Err(format!("attribute {key} is replaced by the workload selector"));
+        }
+        "destination.name" | "destination.user" => {
+            return Err(format!("deprecated attribute {key}: only supported in v1alpha1"));
+        }
+        _ => return Err(format!("unknown attribute: {key}")),
+    }
+    match ips.errors.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+pub(crate) fn authorization_policy(ap: &AuthorizationPolicy, _mesh: &MeshSettings) -> Validation {
+    let spec = &ap.spec;
+    let mut v = Validation::default();
+    check_one_of_selector(&mut v, spec.selector.is_some(), spec.target_ref.is_some(), spec.target_refs.is_some());
+    check_selector(&mut v, spec.selector.as_ref());
+    for r in spec.all_target_refs() {
+        check_target_ref(&mut v, &r);
+    }
+    let action = spec.action();
+    let rules = spec.rules.as_deref().unwrap_or_default();
+    if action == AuthorizationAction::Custom {
+        if spec.rules.is_none() {
+            v.err("CUSTOM action without `rules` is meaningless as it will never be triggered, add an empty rule `{}` if you want it be triggered for every request");
+        }
+        if spec.provider.as_ref().and_then(|p| p.name.as_deref()).unwrap_or("").is_empty() {
+            v.err("`provider.name` must not be empty");
+        }
+        for r in rules {
+            for f in r.from.iter().flatten() {
+                let Some(s) = &f.source else { continue };
+                let fields: [(&str, bool); 10] = [
+                    ("Namespaces", s.namespaces.is_some()),
+                    ("NotNamespaces", s.not_namespaces.is_some()),
+                    ("ServiceAccounts", s.service_accounts.is_some()),
+                    ("NotServiceAccounts", s.not_service_accounts.is_some()),
+                    ("TrustDomains", s.trust_domains.is_some()),
+                    ("NotTrustDomains", s.not_trust_domains.is_some()),
+                    ("Principals", s.principals.is_some()),
+                    ("NotPrincipals", s.not_principals.is_some()),
+                    ("RequestPrincipals", s.request_principals.is_some()),
+                    ("NotRequestPrincipals", s.not_request_principals.is_some()),
+                ];
+                for (name, set) in fields {
+                    if set {
+                        v.err(format!("From.{name} is currently not supported with CUSTOM action"));
+                    }
+                }
+            }
+            for c in r.when.iter().flatten() {
+                if matches!(
+                    c.key.as_str(),
+                    "source.namespace" | "source.serviceAccount" | "source.trustDomain" | "source.principal"
+                ) || c.key.starts_with("request.auth.")
+                {
+                    v.err(format!("When.{} is currently not supported with CUSTOM action", c.key));
+                }
+            }
+        }
+    } else if spec.provider.is_some() {
+        v.err(format!("`provider` must not be with non CUSTOM action, found {}", action.as_str()));
+    }
+    if action == AuthorizationAction::Deny && rules.is_empty() {
+        v.err("DENY action without `rules` is meaningless as it will never be triggered, add an empty rule `{}` if you want it be triggered for every request");
+    }
+    if let Some(dr) = ap.metadata.annotations.as_ref().and_then(|a| a.get("istio.io/dry-run")) {
+        if !matches!(action, AuthorizationAction::Allow | AuthorizationAction::Deny) {
+            v.err(format!(
+                "the annotation istio.io/dry-run currently only supports action ALLOW/DENY, found action {}",
+                action.as_str()
+            ));
+        }
+        if !matches!(dr.as_str(), "true" | "false" | "1" | "0" | "t" | "f" | "TRUE" | "FALSE" | "True" | "False" | "T" | "F") {
+            v.err(format!(
+                "the annotation istio.io/dry-run has invalid value ({dr}): strconv.ParseBool: parsing {dr:?}: invalid syntax"
+            ));
+        }
+    }
+    for (i, rule) in rules.iter().enumerate() {
+        if rule.from.as_ref().is_some_and(|f| f.is_empty()) {
+            v.err(format!("`from` must not be empty, found at rule {i}"));
+        }
+        for from in rule.from.iter().flatten() {
+            let Some(src) = &from.source else {
+                v.err(format!("`from.source` must not be nil, found at rule {i}"));
+                continue;
+            };
+            if source_is_empty(src) {
+                v.err(format!("`from.source` must not be empty, found at rule {i}"));
+            }
+            for ips in [&src.ip_blocks, &src.not_ip_blocks, &src.remote_ip_blocks, &src.not_remote_ip_blocks] {
+                check_ips(&mut v, ips.as_deref().unwrap_or_default());
+            }
+            check_empty(&mut v, "Principals", &src.principals);
+            check_empty(&mut v, "RequestPrincipals", &src.request_principals);
+            check_empty(&mut v, "Namespaces", &src.namespaces);
+            check_empty(&mut v, "IpBlocks", &src.ip_blocks);
+            check_empty(&mut v, "RemoteIpBlocks", &src.remote_ip_blocks);
+            check_empty(&mut v, "NotPrincipals", &src.not_principals);
+            check_empty(&mut v, "NotRequestPrincipals", &src.not_request_principals);
+            check_empty(&mut v, "NotNamespaces", &src.not_namespaces);
+            check_empty(&mut v, "NotIpBlocks", &src.not_ip_blocks);
+            check_empty(&mut v, "NotRemoteIpBlocks", &src.not_remote_ip_blocks);
+            check_empty(&mut v, "ServiceAccounts", &src.service_accounts);
+            check_empty(&mut v, "NotServiceAccounts", &src.not_service_accounts);
+            let has_sa = src.service_accounts.is_some() || src.not_service_accounts.is_some();
+            let has_id = src.principals.is_some()
+                || src.not_principals.is_some()
+                || src.namespaces.is_some()
+                || src.not_namespaces.is_some();
+            if has_sa && has_id {
+                v.err(format!("cannot set serviceAccounts with namespaces or principals, found at rule {i}"));
+            }
+            check_service_accounts(&mut v, "ServiceAccounts", &src.service_accounts);
+            check_service_accounts(&mut v, "NotServiceAccounts", &src.not_service_accounts);
+            check_trust_domains(&mut v, "TrustDomains", &src.trust_domains);
+            check_trust_domains(&mut v, "NotTrustDomains", &src.not_trust_domains);
+        }
+        if rule.to.as_ref().is_some_and(|t| t.is_empty()) {
+            v.err(format!("`to` must not be empty, found at rule {i}"));
+        }
+        for to in rule.to.iter().flatten() {
+            let Some(op) = &to.operation else {
+                v.err(format!("`to.operation` must not be nil, found at rule {i}"));
+                continue;
+            };
+            if *op == Default::default() {
+                v.err(format!("`to.operation` must not be empty, found at rule {i}"));
+            }
+            check_ports(&mut v, op.ports.as_deref().unwrap_or_default());
+            check_ports(&mut v, op.not_ports.as_deref().unwrap_or_default());
+            check_empty(&mut v, "Ports", &op.ports);
+            check_empty(&mut v, "Methods", &op.methods);
+            check_empty(&mut v, "Paths", &op.paths);
+            check_empty(&mut v, "Hosts", &op.hosts);
+            check_empty(&mut v, "NotPorts", &op.not_ports);
+            check_empty(&mut v, "NotMethods", &op.not_methods);
+            check_empty(&mut v, "NotPaths", &op.not_paths);
+            check_empty(&mut v, "NotHosts", &op.not_hosts);
+            check_paths(&mut v, "Paths", &op.paths);
+            check_paths(&mut v, "NotPaths", &op.not_paths);
+        }
+        for c in rule.when.iter().flatten() {
+            if c.key.is_empty() {
+                v.err("`key` must not be empty");
+                continue;
+            }
+            let values = c.values.as_deref().unwrap_or_default();
+            let not_values = c.not_values.as_deref().unwrap_or_default();
+            if values.is_empty() && not_values.is_empty() {
+                v.err(format!("at least one of `values` or `notValues` must be set for key {}", c.key));
+                continue;
+            }
+            for vals in [values, not_values] {
+                if !vals.is_empty() {
+                    if let Err(e) = check_attribute(&c.key, vals) {
+                        v.err(format!("invalid `value` for `key` {}: {e}", c.key));
+                    }
+                }
+            }
+        }
+    }
+    // Webhook warning for DENY policies with only HTTP attributes (TCP ports
+    // under the policy's scope would be denied entirely).
+    if action == AuthorizationAction::Deny {
+        for r in rules {
+            let only_http_to = r.to.iter().flatten().all(|t| {
+                t.operation.as_ref().is_some_and(|o| {
+                    o.ports.is_none()
+                        && o.not_ports.is_none()
+                        && (o.methods.is_some() || o.paths.is_some() || o.hosts.is_some()
+                            || o.not_methods.is_some() || o.not_paths.is_some() || o.not_hosts.is_some())
+                })
+            }) && r.to.as_ref().is_some_and(|t| !t.is_empty());
+            if only_http_to && r.from.is_none() && r.when.is_none() {
+                v.warn("configured AuthorizationPolicy will deny all traffic to TCP ports under its scope due to the use of only HTTP attributes in a DENY rule; it is recommended to explicitly specify the port");
+                break;
+            }
+        }
+    }
+    v
+}
+
+pub(crate) fn peer_authentication(spec: &PeerAuthenticationSpec) -> Validation {
+    let mut v = Validation::default();
+    check_selector(&mut v, spec.selector.as_ref());
+    if !spec.has_selector_labels() && spec.port_level_mtls.as_ref().is_some_and(|p| !p.is_empty()) {
+        v.err("mesh/namespace peer authentication cannot have port level mTLS");
+    }
+    if spec.port_level_mtls.as_ref().is_some_and(|p| p.is_empty()) {
+        v.err("port level mTLS, if defined, must have at least one element");
+    }
+    for port in spec.port_level_mtls.iter().flat_map(|m| m.keys()) {
+        match port.parse::<u32>() {
+            Ok(p) if (1..=65535).contains(&p) => {}
+            _ => v.err(format!("port must be in range 1..65535, found {port}")),
+        }
+    }
+    v
+}
+
+pub(crate) fn request_authentication(spec: &RequestAuthenticationSpec) -> Validation {
+    let mut v = Validation::default();
+    check_one_of_selector(&mut v, spec.selector.is_some(), spec.target_ref.is_some(), spec.target_refs.is_some());
+    check_selector(&mut v, spec.selector.as_ref());
+    for r in spec.all_target_refs() {
+        check_target_ref(&mut v, &r);
+    }
+    for rule in spec.jwt_rules.iter().flatten() {
+        let issuer = rule.issuer.as_deref().unwrap_or("");
+        let uri = rule.jwks_uri.as_deref().unwrap_or("");
+        if issuer.is_empty() && uri.is_empty() {
+            v.err("issuer or jwksUri must be non-empty string");
+        }
+        for a in rule.audiences.iter().flatten() {
+            if a.is_empty() {
+                v.err("audience must be non-empty string");
+            }
+        }
+        if !uri.is_empty() {
+            if uri.len() > 2048 {
+                v.err("jwksUri must be at most 2048 characters");
+            }
+            match url::Url::parse(uri) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                Ok(u) => v.err(format!("URI scheme {:?} is not supported", u.scheme())),
+                Err(e) => v.err(format!("invalid jwks_uri {uri:?}: {e}")),
+            }
+        }
+        if let Some(j) = rule.jwks.as_deref().filter(|j| !j.is_empty()) {
+            if !uri.is_empty() {
+                v.err("only one of jwks or jwksUri can be set");
+            }
+            match serde_json::from_str::<serde_json::Value>(j) {
+                Err(e) => v.err(format!("jwks parse error: {e}")),
+                Ok(val) => {
+                    let keys = val.get("keys").and_then(|k| k.as_array());
+                    match keys {
+                        None => v.err("jwks parse error: missing \"keys\" array"),
+                        Some(keys) => {
+                            if keys.iter().any(|k| k.get("d").is_some()) {
+                                v.warn("jwks contains private key material");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for h in rule.from_headers.iter().flatten() {
+            if h.name.is_empty() {
+                v.err("location header name must be non-empty string");
+            }
+        }
+        for p in rule.from_params.iter().flatten() {
+            if p.is_empty() {
+                v.err("location query must be non-empty string");
+            }
+        }
+        for c in rule.from_cookies.iter().flatten() {
+            if c.is_empty() {
+                v.err("cookie name must be provided");
+            }
+        }
+        for ch in rule.output_claim_to_headers.iter().flatten() {
+            if ch.claim.is_empty() || ch.header.is_empty() {
+                v.err("outputClaimToHeader header and claim value must be non-empty string");
+            } else if !ch.header.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                v.err(format!("invalid header name {:?} in outputClaimToHeaders", ch.header));
+            }
+        }
+        if let Some(t) = &rule.timeout {
+            super::check_duration(&mut v, t);
+        }
+    }
+    v
+}
