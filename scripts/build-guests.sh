@@ -79,6 +79,10 @@ mkdir -p "$OBJECTS" "$OUT" "$LOGS"
 exec 9>"$MESH_GUEST_CACHE/.lock"
 flock 9
 
+# Temporary files and directories, removed however the script ends.
+CLEANUP=()
+trap 'rm -rf "${CLEANUP[@]}"' EXIT
+
 sha() { sha256sum | cut -c1-64; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 since() { local ms=$(($(now_ms) - $1)); printf '%d.%ds' $((ms / 1000)) $((ms % 1000 / 100)); }
@@ -196,39 +200,39 @@ stage_wit() { # witdir stage
 build_js() {
   local dir entry witdir world stage
   IFS='|' read -r dir entry witdir world <<<"${RECIPE_OF[$1]}"
-  stage=$(mktemp -d); stage_wit "$witdir" "$stage"
+  stage=$(mktemp -d); CLEANUP+=("$stage"); stage_wit "$witdir" "$stage"
   run_logged "$1" componentize-qjs --wit "$stage/wit" --world "$world" --js "$ROOT/$dir/$entry" \
     --sync --stub-wasi --opt-size -o "$2"
-  rm -rf "$stage"
 }
 
 build_python() {
   local dir entry witdir world stage
   IFS='|' read -r dir entry witdir world <<<"${RECIPE_OF[$1]}"
-  stage=$(mktemp -d); stage_wit "$witdir" "$stage"
+  stage=$(mktemp -d); CLEANUP+=("$stage"); stage_wit "$witdir" "$stage"
   # componentize-py writes bytecode caches next to sources; keep the tree clean.
   PYTHONDONTWRITEBYTECODE=1 run_logged "$1" componentize-py -d "$stage/wit" -w "$world" \
     componentize "$entry" -p "$ROOT/$dir" -o "$2"
-  rm -rf "$stage"
 }
 
 build_c() {
   local dir entry witdir world stage
   IFS='|' read -r dir entry witdir world <<<"${RECIPE_OF[$1]}"
-  stage=$(mktemp -d); stage_wit "$witdir" "$stage"
+  stage=$(mktemp -d); CLEANUP+=("$stage"); stage_wit "$witdir" "$stage"
   run_logged "$1" wit-bindgen c --world "$world" "$stage/wit" --out-dir "$stage/gen"
   local sources=("$ROOT/$dir"/*.c "$stage"/gen/*.c)
   run_logged "$1" clang-16 --target=wasm32-wasi -mexec-model=reactor -Os -Wall -Wextra -Werror \
     -Wl,--strip-debug -I "$stage/gen" -I "$ROOT/$dir" -o "$stage/core.wasm" "${sources[@]}" "$stage"/gen/*_component_type.o
   # A filter that calls no libc I/O imports no WASI and needs no adapter.
-  if wasm-tools print "$stage/core.wasm" | grep -q '(import "wasi_snapshot_preview1"'; then
+  # (grep reads all input: with `grep -q`, pipefail could see SIGPIPE.)
+  local imports
+  imports=$(wasm-tools print "$stage/core.wasm" | grep '(import ' || true)
+  if [[ $imports == *'(import "wasi_snapshot_preview1"'* ]]; then
     [ -f "$ADAPTER" ] || die "WASI adapter missing at $ADAPTER: run scripts/setup.sh"
     run_logged "$1" wasm-tools component new "$stage/core.wasm" \
       --adapt "wasi_snapshot_preview1=$ADAPTER" -o "$2"
   else
     run_logged "$1" wasm-tools component new "$stage/core.wasm" -o "$2"
   fi
-  rm -rf "$stage"
 }
 
 # --- Build what is missing, then publish out/ and the manifest --------------
@@ -246,6 +250,7 @@ for n in "${NAMES[@]}"; do
   : >"$LOGS/$n.log"
   t0=$(now_ms)
   tmp="$OBJECTS/.$n.$$.wasm"
+  CLEANUP+=("$tmp")
   "build_${LANG_OF[$n]}" "$n" "$tmp"
   run_logged "$n" wasm-tools validate "$tmp"
   mv -f "$tmp" "$obj"
@@ -259,11 +264,14 @@ entries=()
 for n in "${NAMES[@]}"; do
   obj=$(object_of "$n")
   if [ ! -f "$obj" ]; then
-    say "$n: not built (not selected), left out of the manifest"
+    say "$n: not selected and not built from its current sources: left out of the manifest"
     rm -f "$OUT/$n.wasm"
     continue
   fi
-  cp -f "$obj" "$OUT/.$n.wasm" && mv -f "$OUT/.$n.wasm" "$OUT/$n.wasm"
+  if [ ! "$OUT/$n.wasm" -ef "$obj" ]; then  # publish atomically (a hard link when possible)
+    ln -f "$obj" "$OUT/.$n.wasm" 2>/dev/null || cp -f "$obj" "$OUT/.$n.wasm"
+    mv -f "$OUT/.$n.wasm" "$OUT/$n.wasm"
+  fi
   entries+=("$n"$'\t'"$OUT/$n.wasm"$'\t'"$(sha <"$obj")"$'\t'"${LANG_OF[$n]}")
 done
 # Remove outputs of guests that no longer exist.

@@ -15,11 +15,16 @@ APT_PACKAGES=(
   # Real clients, servers and tools used by tests and benchmarks.
   curl nghttp2-client wrk iperf3 nginx-light prometheus tcpdump
   iproute2 nftables iptables jq hyperfine procps psmisc
+  # Python guests (componentize-py) and wasm-tools live in a venv.
+  python3 python3-venv
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# jco (JavaScript guests) needs Node.js >= 18 and npm: Debian's nodejs 18 will
+# do; an existing install (e.g. NodeSource's, which bundles npm) is kept.
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 if ((${#missing[@]})); then
   echo "setup: installing apt packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

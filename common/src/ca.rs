@@ -137,7 +137,10 @@ impl CertBundle {
 }
 
 /// A CA's answer to a CSR: the certificate chain and the roots, without key.
+/// Its JSON form (camelCase) is the body of the operator's `POST /v1/csr`
+/// answer.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct IssuedCert {
     /// Identity that was certified.
     pub identity: SpiffeId,

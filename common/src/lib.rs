@@ -1,7 +1,7 @@
 //! Shared pieces.
-pub mod model;
-pub mod xds;
 pub mod ca;
 pub mod hbone;
 pub mod identity;
+pub mod model;
 pub mod tls;
+pub mod xds;

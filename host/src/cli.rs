@@ -29,9 +29,14 @@ pub struct Args {
     /// WaypointConfig file (YAML or JSON), reloaded when it changes.
     #[arg(long, env = ENV_CONFIG, conflicts_with = "xds_address")]
     pub config: Option<PathBuf>,
-    /// Operator push endpoint (`host:port`, cleartext HTTP/2) instead of a file.
+    /// Operator push endpoint instead of a file: `host:port` or
+    /// `http://host:port` (cleartext HTTP/2), or `https://host:port` (TLS,
+    /// verified with --xds-root-cert).
     #[arg(long)]
     pub xds_address: Option<String>,
+    /// Roots (PEM) that verify an `https://` operator endpoint.
+    #[arg(long, requires = "xds_address")]
+    pub xds_root_cert: Option<PathBuf>,
     /// Waypoint (Gateway) name, for the push subscription.
     #[arg(long, requires = "xds_address")]
     pub name: Option<String>,
@@ -106,9 +111,13 @@ pub fn load_bundle(chain: &Path, key: &Path, roots: &Path) -> Result<CertBundle,
         .into_iter()
         .next()
         .ok_or_else(|| format!("{} holds no certificate", chain.display()))?;
-    let (not_before, not_after) = validity_of(&leaf).map_err(|e| format!("{}: {e}", chain.display()))?;
+    let (not_before, not_after) =
+        validity_of(&leaf).map_err(|e| format!("{}: {e}", chain.display()))?;
     if not_after < SystemTime::now() {
-        return Err(format!("{} has expired; issue a new certificate", chain.display()));
+        return Err(format!(
+            "{} has expired; issue a new certificate",
+            chain.display()
+        ));
     }
     Ok(CertBundle {
         chain_pem,
@@ -116,6 +125,48 @@ pub fn load_bundle(chain: &Path, key: &Path, roots: &Path) -> Result<CertBundle,
         roots_pem: read(roots)?,
         not_before,
         not_after,
+    })
+}
+
+/// The operator endpoint of `--xds-address`: `ip:port` / `http://…`
+/// (cleartext) or `https://…` verified with the PEM roots in `roots`.
+pub fn xds_endpoint(addr: &str, roots: Option<&Path>) -> Result<Endpoint, String> {
+    if let Ok(sa) = addr.parse::<SocketAddr>() {
+        return Ok(Endpoint::plaintext(sa));
+    }
+    let uri: http::Uri = addr.parse().map_err(|_| {
+        format!("--xds-address {addr:?} is not ip:port, http://host:port or https://host:port")
+    })?;
+    let tls = match (uri.scheme_str(), roots) {
+        (Some("https"), Some(path)) => {
+            let pem = read(path)?;
+            let mut store = rustls::RootCertStore::empty();
+            for c in certs_from_pem(&pem).map_err(|e| format!("{}: {e}", path.display()))? {
+                store
+                    .add(c)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+            let cfg = rustls::ClientConfig::builder_with_provider(mesh_common::tls::provider())
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_root_certificates(store)
+                .with_no_client_auth();
+            Some(Arc::new(cfg))
+        }
+        (Some("https"), None) => {
+            return Err("--xds-address is https: pass --xds-root-cert with the mesh roots".into());
+        }
+        (Some("http"), _) => None,
+        _ => {
+            return Err(format!(
+                "--xds-address {addr:?}: use ip:port, http:// or https://"
+            ));
+        }
+    };
+    Ok(Endpoint {
+        uri,
+        tls,
+        server_name: None,
     })
 }
 
@@ -148,16 +199,18 @@ impl Args {
         let source: Box<dyn ConfigSource> = match (&self.config, &self.xds_address) {
             (Some(p), None) => Box::new(FileSource::new(p)),
             (None, Some(a)) => {
-                let addr: SocketAddr = a
-                    .parse()
-                    .map_err(|_| format!("--xds-address {a:?} is not ip:port"))?;
+                let endpoint = xds_endpoint(a, self.xds_root_cert.as_deref())?;
                 let (Some(name), Some(ns)) = (&self.name, &self.namespace) else {
                     return Err("--xds-address needs --name and --namespace of the waypoint".into());
                 };
                 let node = self.node.clone().unwrap_or_else(|| format!("{name}.{ns}"));
-                Box::new(PushSource::new(Endpoint::plaintext(addr), node, ns, name))
+                Box::new(PushSource::new(endpoint, node, ns, name))
             }
-            _ => return Err("give a config source: --config <file> or --xds-address <host:port>".into()),
+            _ => {
+                return Err(
+                    "give a config source: --config <file> or --xds-address <host:port>".into(),
+                );
+            }
         };
         if opts.hbone_addr.is_some() && opts.cert.is_none() {
             return Err(
@@ -170,7 +223,13 @@ impl Args {
 
 /// Re-reads the certificate files every `every` and rotates when they
 /// changed (e.g. renewed by a sidecar agent).
-pub fn watch_cert(cert: Arc<RotatingCert>, chain: PathBuf, key: PathBuf, roots: PathBuf, every: Duration) {
+pub fn watch_cert(
+    cert: Arc<RotatingCert>,
+    chain: PathBuf,
+    key: PathBuf,
+    roots: PathBuf,
+    every: Duration,
+) {
     tokio::spawn(async move {
         let mut last = std::fs::read(&chain).ok();
         loop {
@@ -179,7 +238,9 @@ pub fn watch_cert(cert: Arc<RotatingCert>, chain: PathBuf, key: PathBuf, roots: 
             if now == last {
                 continue;
             }
-            match load_bundle(&chain, &key, &roots).and_then(|b| cert.rotate_bundle(&b).map_err(|e| e.to_string())) {
+            match load_bundle(&chain, &key, &roots)
+                .and_then(|b| cert.rotate_bundle(&b).map_err(|e| e.to_string()))
+            {
                 Ok(()) => {
                     tracing::info!(path = %chain.display(), "certificate rotated");
                     last = now;
@@ -196,7 +257,15 @@ mod tests {
 
     #[test]
     fn flags_resolve_to_options() {
-        let a = Args::parse_from(["waypoint", "--config", "/tmp/w.yaml", "--hbone-addr", "off", "--http-addr", "127.0.0.1:8080"]);
+        let a = Args::parse_from([
+            "waypoint",
+            "--config",
+            "/tmp/w.yaml",
+            "--hbone-addr",
+            "off",
+            "--http-addr",
+            "127.0.0.1:8080",
+        ]);
         let (o, s) = a.resolve().unwrap();
         assert_eq!(o.hbone_addr, None);
         assert_eq!(o.http_addr, Some("127.0.0.1:8080".parse().unwrap()));
@@ -205,7 +274,15 @@ mod tests {
         assert!(a.resolve().unwrap_err().contains("--cert-chain"));
         let a = Args::parse_from(["waypoint", "--hbone-addr", "off"]);
         assert!(a.resolve().unwrap_err().contains("config source"));
-        let a = Args::parse_from(["waypoint", "--config", "x", "--hbone-addr", "off", "--http-addr", "nope"]);
+        let a = Args::parse_from([
+            "waypoint",
+            "--config",
+            "x",
+            "--hbone-addr",
+            "off",
+            "--http-addr",
+            "nope",
+        ]);
         assert!(a.resolve().unwrap_err().contains("--http-addr"));
     }
 }

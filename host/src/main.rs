@@ -14,7 +14,8 @@ use waypoint::waypoint::Waypoint;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&args.log_level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&args.log_level));
     let (filter, reload) = tracing_subscriber::reload::Layer::new(filter);
     tracing_subscriber::registry()
         .with(filter)
@@ -37,10 +38,20 @@ async fn run(
         let f = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
         reload.reload(f).map_err(|e| e.to_string())
     }));
-    if let (Some(cert), Some(c), Some(k), Some(r)) = (&opts.cert, &args.cert_chain, &args.key, &args.roots) {
-        watch_cert(cert.clone(), c.clone(), k.clone(), r.clone(), Duration::from_secs(30));
+    if let (Some(cert), Some(c), Some(k), Some(r)) =
+        (&opts.cert, &args.cert_chain, &args.key, &args.roots)
+    {
+        watch_cert(
+            cert.clone(),
+            c.clone(),
+            k.clone(),
+            r.clone(),
+            Duration::from_secs(30),
+        );
     }
-    let w = Waypoint::start(opts, source).await.context("starting the waypoint")?;
+    let w = Waypoint::start(opts, source)
+        .await
+        .context("starting the waypoint")?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = term.recv() => {}

@@ -68,7 +68,9 @@ pub enum ProxyError {
         subset: Option<String>,
     },
     /// Every endpoint is unhealthy, ejected, or there are none.
-    #[error("no healthy upstream in {cluster} (all endpoints unready or ejected by outlier detection)")]
+    #[error(
+        "no healthy upstream in {cluster} (all endpoints unready or ejected by outlier detection)"
+    )]
     NoHealthyUpstream {
         /// Cluster name.
         cluster: String,
@@ -216,8 +218,10 @@ pub fn to_grpc(resp: Response<Bytes>) -> Response<Bytes> {
     out.headers_mut().remove(CONTENT_LENGTH);
     out.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-    out.headers_mut()
-        .insert("grpc-status", HeaderValue::from(grpc_status_for(parts.status)));
+    out.headers_mut().insert(
+        "grpc-status",
+        HeaderValue::from(grpc_status_for(parts.status)),
+    );
     let msg: String = String::from_utf8_lossy(&body)
         .bytes()
         .flat_map(|b| {
@@ -243,25 +247,52 @@ mod tests {
     #[test]
     fn each_cause_has_its_status_and_flag() {
         let cases: Vec<(ProxyError, u16, &str)> = vec![
-            (ProxyError::NoRoute { authority: "x".into() }, 404, "NR"),
             (
-                ProxyError::NoCluster { service: "s".into(), port: 80, subset: None },
+                ProxyError::NoRoute {
+                    authority: "x".into(),
+                },
+                404,
+                "NR",
+            ),
+            (
+                ProxyError::NoCluster {
+                    service: "s".into(),
+                    port: 80,
+                    subset: None,
+                },
                 503,
                 "NC",
             ),
-            (ProxyError::NoHealthyUpstream { cluster: "c".into() }, 503, "UH"),
             (
-                ProxyError::Overflow { cluster: "c".into(), limit: "maxConnections", max: 1 },
+                ProxyError::NoHealthyUpstream {
+                    cluster: "c".into(),
+                },
+                503,
+                "UH",
+            ),
+            (
+                ProxyError::Overflow {
+                    cluster: "c".into(),
+                    limit: "maxConnections",
+                    max: 1,
+                },
                 503,
                 "UO",
             ),
             (
-                ProxyError::ConnectFailure { endpoint: "e".into(), reason: "r".into() },
+                ProxyError::ConnectFailure {
+                    endpoint: "e".into(),
+                    reason: "r".into(),
+                },
                 503,
                 "UF",
             ),
             (
-                ProxyError::Reset { endpoint: "e".into(), reason: "r".into(), refused: false },
+                ProxyError::Reset {
+                    endpoint: "e".into(),
+                    reason: "r".into(),
+                    refused: false,
+                },
                 503,
                 "UR",
             ),
@@ -276,7 +307,11 @@ mod tests {
             assert_eq!(r.body().len(), e.body().len());
         }
         assert_eq!(
-            ProxyError::NoHealthyUpstream { cluster: "c".into() }.to_response().body(),
+            ProxyError::NoHealthyUpstream {
+                cluster: "c".into()
+            }
+            .to_response()
+            .body(),
             &Bytes::from_static(b"no healthy upstream")
         );
     }

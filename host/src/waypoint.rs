@@ -45,7 +45,9 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// A listener could not bind.
-    #[error("cannot listen on {addr} ({what}): {source}; is another waypoint or ztunnel running, or pass a different address")]
+    #[error(
+        "cannot listen on {addr} ({what}): {source}; is another waypoint or ztunnel running, or pass a different address"
+    )]
     Bind {
         /// Address.
         addr: SocketAddr,
@@ -55,7 +57,9 @@ pub enum StartError {
         source: std::io::Error,
     },
     /// HBONE needs a certificate.
-    #[error("the HBONE listener needs the waypoint's certificate: pass --cert-chain, --key and --roots, or disable it with --hbone-addr off")]
+    #[error(
+        "the HBONE listener needs the waypoint's certificate: pass --cert-chain, --key and --roots, or disable it with --hbone-addr off"
+    )]
     NoCertificate,
     /// TLS setup failed.
     #[error("TLS setup: {0}")]
@@ -72,7 +76,9 @@ pub enum StartError {
         source: std::io::Error,
     },
     /// No configuration arrived in time.
-    #[error("no configuration was applied within {0:?}; check the config source (admin /config_dump shows the last error)")]
+    #[error(
+        "no configuration was applied within {0:?}; check the config source (admin /config_dump shows the last error)"
+    )]
     NotReady(Duration),
 }
 
@@ -193,11 +199,16 @@ pub struct Waypoint {
 
 impl std::fmt::Debug for Waypoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Waypoint").field("bound", &self.bound).finish_non_exhaustive()
+        f.debug_struct("Waypoint")
+            .field("bound", &self.bound)
+            .finish_non_exhaustive()
     }
 }
 
-async fn bind(a: Option<SocketAddr>, what: &'static str) -> Result<Option<TcpListener>, StartError> {
+async fn bind(
+    a: Option<SocketAddr>,
+    what: &'static str,
+) -> Result<Option<TcpListener>, StartError> {
     match a {
         None => Ok(None),
         Some(addr) => TcpListener::bind(addr)
@@ -210,17 +221,23 @@ async fn bind(a: Option<SocketAddr>, what: &'static str) -> Result<Option<TcpLis
 impl Waypoint {
     /// Binds every listener and starts serving; requests get 404/503 until
     /// the first configuration is applied.
-    pub async fn start(opts: Options, source: Box<dyn ConfigSource>) -> Result<Waypoint, StartError> {
+    pub async fn start(
+        opts: Options,
+        source: Box<dyn ConfigSource>,
+    ) -> Result<Waypoint, StartError> {
         if opts.hbone_addr.is_some() && opts.cert.is_none() {
             return Err(StartError::NoCertificate);
         }
-        let runtime = FilterRuntime::new(opts.runtime.clone()).map_err(|e| StartError::Runtime(format!("{e:#}")))?;
+        let runtime = FilterRuntime::new(opts.runtime.clone())
+            .map_err(|e| StartError::Runtime(format!("{e:#}")))?;
         let sink = match &opts.access_log {
             AccessLogTarget::Stdout => AccessLogSink::stdout(),
-            AccessLogTarget::File(p) => AccessLogSink::file(p).map_err(|source| StartError::AccessLog {
-                path: p.clone(),
-                source,
-            })?,
+            AccessLogTarget::File(p) => {
+                AccessLogSink::file(p).map_err(|source| StartError::AccessLog {
+                    path: p.clone(),
+                    source,
+                })?
+            }
         };
         let telemetry = Telemetry::new(sink, opts.cluster_id.clone());
         let connector = Connector::new(opts.cert.as_ref().map(|c| HboneUpstream {
@@ -262,11 +279,20 @@ impl Waypoint {
         tasks.push(tokio::spawn(source.run(tx, stop.clone())));
         tasks.push(tokio::spawn(applier.clone().run(rx)));
         if let Some(l) = http {
-            tasks.push(tokio::spawn(listener::serve_plain(proxy.clone(), l, drain.clone())));
+            tasks.push(tokio::spawn(listener::serve_plain(
+                proxy.clone(),
+                l,
+                drain.clone(),
+            )));
         }
         if let (Some(l), Some(cert)) = (hbone, &opts.cert) {
             let tls = tls::server_config(cert.clone())?;
-            tasks.push(tokio::spawn(listener::serve_hbone(proxy.clone(), l, tls, drain.clone())));
+            tasks.push(tokio::spawn(listener::serve_hbone(
+                proxy.clone(),
+                l,
+                tls,
+                drain.clone(),
+            )));
         }
         let admin_state = AdminState {
             proxy: proxy.clone(),
@@ -275,9 +301,18 @@ impl Waypoint {
             ready: ready.clone(),
             log: opts.log.clone(),
         };
-        for (l, role) in [(admin_l, Role::Admin), (metrics_l, Role::Metrics), (ready_l, Role::Readiness)] {
+        for (l, role) in [
+            (admin_l, Role::Admin),
+            (metrics_l, Role::Metrics),
+            (ready_l, Role::Readiness),
+        ] {
             if let Some(l) = l {
-                tasks.push(tokio::spawn(admin::serve(admin_state.clone(), role, l, stop.clone())));
+                tasks.push(tokio::spawn(admin::serve(
+                    admin_state.clone(),
+                    role,
+                    l,
+                    stop.clone(),
+                )));
             }
         }
         tracing::info!(?bound, "waypoint started");

@@ -2,53 +2,48 @@
 //! Python and C sources (`filters/examples/`): the same table of cases runs
 //! against each language's component, through the real runtime.
 //!
-//! The components come from `scripts/build-guests.sh` (run once per test
-//! process; it rebuilds only what changed since the last run, so the tests
-//! always exercise the current sources).
+//! The components come from `scripts/build-guests.sh` (run it first; the
+//! tests refuse components older than their sources).
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
+mod support;
+
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use waypoint::filter::{
-    Capability, Chain, ChainEntry, ConnectionInfo, FilterRuntime, FilterSpec, Isolation,
-    LoadError, LoadedFilter, RequestFilters, RuntimeConfig, Verdict,
+    Capability, Chain, ChainEntry, FilterRuntime, FilterSpec, Isolation, LoadError, LoadedFilter,
+    RequestFilters, RuntimeConfig, Verdict,
 };
 
-/// Output of `scripts/build-guests.sh`: guest name -> component path.
-fn guests() -> &'static HashMap<String, PathBuf> {
-    static GUESTS: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
-    GUESTS.get_or_init(|| {
-        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-        let names = ["example-rust", "example-js", "example-python", "example-c"];
+const EXAMPLES: [&str; 4] = ["example-rust", "example-js", "example-python", "example-c"];
+
+/// Fails unless `scripts/build-guests.sh` built the examples from the
+/// current sources (`--list` compares input hashes; it builds nothing).
+fn check_examples_are_current() {
+    static CHECKED: OnceLock<()> = OnceLock::new();
+    CHECKED.get_or_init(|| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/build-guests.sh");
         let out = std::process::Command::new("bash")
-            .arg(format!("{root}/scripts/build-guests.sh"))
-            .args(names)
+            .args([script, "--list"])
             .output()
-            .expect("cannot run scripts/build-guests.sh");
+            .expect("cannot run scripts/build-guests.sh --list");
+        let list = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
-            "scripts/build-guests.sh failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
+            "scripts/build-guests.sh --list failed:\n{list}{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let cache = std::env::var("MESH_GUEST_CACHE").unwrap_or_else(|_| {
-            format!("{}/.cache/ambient-mesh/guests", std::env::var("HOME").unwrap())
-        });
-        let manifest = std::fs::read(format!("{cache}/out/manifest.json"))
-            .expect("scripts/build-guests.sh wrote no manifest");
-        let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
-        names
-            .iter()
-            .map(|n| {
-                let path = manifest[n]["path"]
-                    .as_str()
-                    .unwrap_or_else(|| panic!("{n} missing from the guest manifest"));
-                (n.to_string(), PathBuf::from(path))
-            })
-            .collect()
-    })
+        for name in EXAMPLES {
+            let line = list
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(name))
+                .unwrap_or_else(|| panic!("{name} is not a guest of scripts/build-guests.sh"));
+            assert!(
+                line.ends_with(" cached"),
+                "{name} was not built from the current sources; run scripts/build-guests.sh ({line})"
+            );
+        }
+    });
 }
 
 /// One runtime for the whole test process (the pooling allocator reserves
@@ -73,10 +68,8 @@ fn runtime() -> Arc<FilterRuntime> {
 }
 
 fn module(lang: &str) -> Arc<[u8]> {
-    let path = &guests()[&format!("example-{lang}")];
-    std::fs::read(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .into()
+    check_examples_are_current();
+    support::guest(&format!("example-{lang}"))
 }
 
 fn spec(name: &str, config: &str, capabilities: &[Capability]) -> FilterSpec {
@@ -88,16 +81,6 @@ fn spec(name: &str, config: &str, capabilities: &[Capability]) -> FilterSpec {
 
 async fn load(lang: &str, spec: FilterSpec) -> Result<Arc<LoadedFilter>, LoadError> {
     runtime().load(spec, module(lang), None).await
-}
-
-fn connection() -> ConnectionInfo {
-    ConnectionInfo {
-        source_principal: Some("cluster.local/ns/default/sa/client".into()),
-        source: "10.0.0.1:40000".parse::<SocketAddr>().unwrap(),
-        destination: "10.96.0.10:80".parse::<SocketAddr>().unwrap(),
-        destination_service: Some("web.default.svc.cluster.local".into()),
-        mtls: true,
-    }
 }
 
 /// What one request through the filter produced.
@@ -113,14 +96,20 @@ async fn request(filter: &Arc<LoadedFilter>, path_and_query: &str) -> Outcome {
         stable: filter.clone(),
         canary: None,
     }]);
-    let mut rf = RequestFilters::new(&chain, connection());
-    let (mut parts, ()) = http::Request::get(format!("http://web.default.svc.cluster.local{path_and_query}"))
-        .header("user-agent", "conformance")
-        .body(())
-        .unwrap()
-        .into_parts();
+    let mut rf = RequestFilters::new(&chain, support::conn());
+    let (mut parts, ()) = http::Request::get(format!(
+        "http://web.default.svc.cluster.local{path_and_query}"
+    ))
+    .header("user-agent", "conformance")
+    .body(())
+    .unwrap()
+    .into_parts();
     let verdict = rf.on_request_headers(&mut parts).await;
-    assert!(rf.failures().is_empty(), "filter failed: {:?}", rf.failures());
+    assert!(
+        rf.failures().is_empty(),
+        "filter failed: {:?}",
+        rf.failures()
+    );
     match verdict {
         Verdict::Continue => Outcome::Forwarded(parts.headers),
         Verdict::Respond(resp) => Outcome::Responded(resp),
@@ -132,9 +121,15 @@ async fn expect_forwarded(filter: &Arc<LoadedFilter>, lang: &str, path: &str) {
         Outcome::Forwarded(h) => {
             let tags: Vec<_> = h.get_all("x-filter-lang").iter().collect();
             assert_eq!(tags, [lang], "{lang}: x-filter-lang on {path}");
-            assert_eq!(h["user-agent"], "conformance", "{lang}: other headers kept on {path}");
+            assert_eq!(
+                h["user-agent"], "conformance",
+                "{lang}: other headers kept on {path}"
+            );
         }
-        Outcome::Responded(r) => panic!("{lang}: {path} answered {} instead of forwarded", r.status()),
+        Outcome::Responded(r) => panic!(
+            "{lang}: {path} answered {} instead of forwarded",
+            r.status()
+        ),
     }
 }
 
@@ -147,7 +142,11 @@ async fn expect_blocked(filter: &Arc<LoadedFilter>, lang: &str, path: &str) {
                 format!("blocked by {lang} filter"),
                 "{lang}: body on {path}"
             );
-            assert_eq!(r.headers()["content-type"], "text/plain", "{lang}: content-type");
+            assert_eq!(
+                r.headers()["content-type"],
+                "text/plain",
+                "{lang}: content-type"
+            );
         }
         Outcome::Forwarded(_) => panic!("{lang}: {path} was forwarded instead of blocked"),
     }
@@ -157,7 +156,10 @@ async fn expect_blocked(filter: &Arc<LoadedFilter>, lang: &str, path: &str) {
 /// (`wasm_filter_<name>_requests`, exposed with `_total`).
 fn requests_total(name: &str, lang: &str) -> Option<u64> {
     let full = format!("wasm_filter_{}_requests", name.replace('-', "_"));
-    runtime().metrics().guest().counter_value(&full, &[("lang", lang)])
+    runtime()
+        .metrics()
+        .guest()
+        .counter_value(&full, &[("lang", lang)])
 }
 
 /// The whole table for one language.
@@ -167,32 +169,53 @@ async fn conformance(lang: &str) {
     let f = load(lang, spec(&name, "", &[Capability::Metrics]))
         .await
         .unwrap_or_else(|e| panic!("{lang}: {e}"));
-    assert_eq!(requests_total(&name, lang), None, "{lang}: counted before any request");
+    assert_eq!(
+        requests_total(&name, lang),
+        None,
+        "{lang}: counted before any request"
+    );
     expect_forwarded(&f, lang, "/hello").await;
     expect_blocked(&f, lang, "/blocked").await;
     expect_forwarded(&f, lang, "/blocked/child").await;
     expect_blocked(&f, lang, "/blocked?q=1").await;
     expect_forwarded(&f, lang, "/").await;
-    assert_eq!(requests_total(&name, lang), Some(5), "{lang}: requests_total");
+    assert_eq!(
+        requests_total(&name, lang),
+        Some(5),
+        "{lang}: requests_total"
+    );
 
     // A configured path, kept by every instance (fresh instance per call:
     // each one runs `configure` again).
     for (suffix, isolation) in [("reuse", Isolation::default()), ("fresh", Isolation::Fresh)] {
         let name = format!("conf-{lang}-custom-{suffix}");
-        let mut s = spec(&name, r#"{"blocked_path": "/deny"}"#, &[Capability::Metrics]);
+        let mut s = spec(
+            &name,
+            r#"{"blocked_path": "/deny"}"#,
+            &[Capability::Metrics],
+        );
         s.isolation = isolation;
-        let f = load(lang, s).await.unwrap_or_else(|e| panic!("{lang}: {e}"));
+        let f = load(lang, s)
+            .await
+            .unwrap_or_else(|e| panic!("{lang}: {e}"));
         for _ in 0..2 {
             expect_blocked(&f, lang, "/deny").await;
             expect_forwarded(&f, lang, "/blocked").await;
         }
-        assert_eq!(requests_total(&name, lang), Some(4), "{lang} {suffix}: requests_total");
+        assert_eq!(
+            requests_total(&name, lang),
+            Some(4),
+            "{lang} {suffix}: requests_total"
+        );
     }
 
     // Whitespace-only configuration means "no configuration".
-    let f = load(lang, spec(&format!("conf-{lang}-blank"), " \n", &[Capability::Metrics]))
-        .await
-        .unwrap_or_else(|e| panic!("{lang}: blank config refused: {e}"));
+    let f = load(
+        lang,
+        spec(&format!("conf-{lang}-blank"), " \n", &[Capability::Metrics]),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{lang}: blank config refused: {e}"));
     expect_blocked(&f, lang, "/blocked").await;
 
     // Invalid configurations are refused at load time with a clear message.
@@ -205,7 +228,12 @@ async fn conformance(lang: &str) {
         r#"{"blocked_path": "/x", "extra": true}"#,
         r#"{"blocked_path": "/x"} trailing"#,
     ] {
-        match load(lang, spec(&format!("conf-{lang}-bad"), bad, &[Capability::Metrics])).await {
+        match load(
+            lang,
+            spec(&format!("conf-{lang}-bad"), bad, &[Capability::Metrics]),
+        )
+        .await
+        {
             Err(LoadError::Config { reason, .. }) => assert!(
                 reason.starts_with("invalid config: "),
                 "{lang}: unclear message for {bad:?}: {reason}"
@@ -218,7 +246,9 @@ async fn conformance(lang: &str) {
     // The filter imports the metrics capability and no other: refused
     // without the grant, accepted with only that grant (above).
     match load(lang, spec(&format!("conf-{lang}-nogrant"), "", &[])).await {
-        Err(LoadError::CapabilityNotGranted { capability, import, .. }) => {
+        Err(LoadError::CapabilityNotGranted {
+            capability, import, ..
+        }) => {
             assert_eq!(capability, "metrics", "{lang}");
             assert_eq!(import, "mesh:filter/metrics@0.1.0", "{lang}");
         }

@@ -38,10 +38,16 @@ async fn a_filter_mutates_request_and_response() {
     let m = manager_with(spec("version"), "test-version-v1").await;
     let mut rf = RequestFilters::new(&m.current(), conn());
     let mut req = get("/");
-    assert!(matches!(rf.on_request_headers(&mut req).await, Verdict::Continue));
+    assert!(matches!(
+        rf.on_request_headers(&mut req).await,
+        Verdict::Continue
+    ));
     assert_eq!(req.headers["x-filter-version"], "1");
     let mut resp = response(200);
-    assert!(matches!(rf.on_response_headers(&mut resp).await, Verdict::Continue));
+    assert!(matches!(
+        rf.on_response_headers(&mut resp).await,
+        Verdict::Continue
+    ));
     assert_eq!(resp.headers["x-filter-version"], "1");
 }
 
@@ -79,20 +85,33 @@ async fn an_infinite_loop_is_stopped_at_its_deadline_without_stalling_others() {
     assert_eq!(resp.status(), 503);
     assert_eq!(rf.failures()[0].kind, FailureKind::Timeout);
     assert_eq!(rf.response_flags(), vec!["WF"]);
-    assert!(took >= Duration::from_millis(15), "stopped too early: {took:?}");
-    assert!(took < Duration::from_millis(500), "not stopped in time: {took:?}");
+    assert!(
+        took >= Duration::from_millis(15),
+        "stopped too early: {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(500),
+        "not stopped in time: {took:?}"
+    );
     assert!(
         ticks.load(Ordering::Relaxed) >= 5,
         "other tasks did not run while the guest spun ({} ticks)",
         ticks.load(Ordering::Relaxed)
     );
     let rt = runtime();
-    assert_eq!(rt.metrics().errors_of(&name_version.0, &name_version.1, "timeout"), 1);
+    assert_eq!(
+        rt.metrics()
+            .errors_of(&name_version.0, &name_version.1, "timeout"),
+        1
+    );
 
     // The same filter keeps serving other requests.
     let mut rf = RequestFilters::new(&m.current(), conn());
     let mut req = get("/fast");
-    assert!(matches!(rf.on_request_headers(&mut req).await, Verdict::Continue));
+    assert!(matches!(
+        rf.on_request_headers(&mut req).await,
+        Verdict::Continue
+    ));
     assert_eq!(req.headers["x-test"], "fast");
 }
 
@@ -103,7 +122,10 @@ async fn fail_open_skips_a_failing_filter() {
     s.fail_policy = FailPolicy::FailOpen;
     let m = manager_with(s, "test-loop").await;
     let mut rf = RequestFilters::new(&m.current(), conn());
-    assert!(matches!(rf.on_request_headers(&mut get("/spin")).await, Verdict::Continue));
+    assert!(matches!(
+        rf.on_request_headers(&mut get("/spin")).await,
+        Verdict::Continue
+    ));
     assert_eq!(rf.failures().len(), 1);
     assert!(rf.response_flags().is_empty());
 }
@@ -121,7 +143,10 @@ async fn allocating_past_the_memory_cap_is_contained() {
     assert_eq!(rf.failures()[0].kind, FailureKind::OutOfMemory);
     // A fresh instance serves the next request.
     let mut rf = RequestFilters::new(&m.current(), conn());
-    assert!(matches!(rf.on_request_headers(&mut get("/fast")).await, Verdict::Continue));
+    assert!(matches!(
+        rf.on_request_headers(&mut get("/fast")).await,
+        Verdict::Continue
+    ));
 }
 
 #[tokio::test]
@@ -134,7 +159,10 @@ async fn a_panicking_filter_traps_only_its_request() {
     assert_eq!(resp.status(), 503);
     assert_eq!(rf.failures()[0].kind, FailureKind::Trap);
     let mut rf = RequestFilters::new(&m.current(), conn());
-    assert!(matches!(rf.on_request_headers(&mut get("/fast")).await, Verdict::Continue));
+    assert!(matches!(
+        rf.on_request_headers(&mut get("/fast")).await,
+        Verdict::Continue
+    ));
 }
 
 #[tokio::test]
@@ -153,7 +181,10 @@ async fn an_ungranted_capability_is_refused_at_load() {
         }
         other => panic!("wrong error: {other}"),
     }
-    assert!(err.to_string().contains("does not grant the `crypto` capability"));
+    assert!(
+        err.to_string()
+            .contains("does not grant the `crypto` capability")
+    );
 
     let mut s = spec("needs-crypto");
     s.capabilities.push(Capability::Crypto);
@@ -175,7 +206,11 @@ async fn a_rejected_config_or_broken_module_leaves_the_old_version_serving() {
             canary: None,
         }])
         .await;
-    assert!(matches!(report.refused[..], [LoadError::Compile { .. }]), "{:?}", report.refused);
+    assert!(
+        matches!(report.refused[..], [LoadError::Compile { .. }]),
+        "{:?}",
+        report.refused
+    );
     assert_eq!(m.current().get("svc").unwrap().digest(), v1);
 
     // A component whose configure rejects the config.
@@ -220,7 +255,10 @@ async fn hot_swap_under_200_in_flight_requests_drops_nothing() {
     let m = Arc::new(manager_with(s.clone(), "test-version-v1").await);
     let (v1, v2) = {
         let v1 = m.current().get("versioned").unwrap().version().to_string();
-        let f2 = runtime().load(s.clone(), guest("test-version-v2"), None).await.unwrap();
+        let f2 = runtime()
+            .load(s.clone(), guest("test-version-v2"), None)
+            .await
+            .unwrap();
         (v1, f2.version().to_string())
     };
 
@@ -241,7 +279,10 @@ async fn hot_swap_under_200_in_flight_requests_drops_nothing() {
             }
             let mut resp = response(200);
             rf.on_response_headers(&mut resp).await;
-            let (rq, rs) = (&req.headers["x-filter-version"], &resp.headers["x-filter-version"]);
+            let (rq, rs) = (
+                &req.headers["x-filter-version"],
+                &resp.headers["x-filter-version"],
+            );
             // A request sees one version from start to end.
             if rq != rs {
                 failures.fetch_add(1, Ordering::Relaxed);
@@ -266,7 +307,10 @@ async fn hot_swap_under_200_in_flight_requests_drops_nothing() {
         t.await.unwrap();
     }
     assert_eq!(failures.load(Ordering::Relaxed), 0);
-    let (n1, n2) = (seen[0].load(Ordering::Relaxed), seen[1].load(Ordering::Relaxed));
+    let (n1, n2) = (
+        seen[0].load(Ordering::Relaxed),
+        seen[1].load(Ordering::Relaxed),
+    );
     assert!(n1 >= 150 && n2 >= 150, "v1 served {n1}, v2 served {n2}");
     let rt = runtime();
     let metrics = rt.metrics();
@@ -276,11 +320,15 @@ async fn hot_swap_under_200_in_flight_requests_drops_nothing() {
     metrics.register(&mut reg);
     prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
     assert!(
-        text.contains(&format!("wasm_filter_active_version{{filter=\"versioned\",version=\"{v2}\"}} 1")),
+        text.contains(&format!(
+            "wasm_filter_active_version{{filter=\"versioned\",version=\"{v2}\"}} 1"
+        )),
         "{text}"
     );
     assert!(
-        text.contains(&format!("wasm_filter_active_version{{filter=\"versioned\",version=\"{v1}\"}} 0")),
+        text.contains(&format!(
+            "wasm_filter_active_version{{filter=\"versioned\",version=\"{v1}\"}} 0"
+        )),
         "{text}"
     );
 }

@@ -55,23 +55,41 @@ pub struct Message {
 
 impl fmt::Display for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} [{}] ({}) {}", self.level, self.code, self.resource, self.message)
+        write!(
+            f,
+            "{} [{}] ({}) {}",
+            self.level, self.code, self.resource, self.message
+        )
     }
 }
 
 fn res(kind: &str, ns: &str, name: &str) -> String {
-    if ns.is_empty() { format!("{kind} {name}") } else { format!("{kind} {ns}/{name}") }
+    if ns.is_empty() {
+        format!("{kind} {name}")
+    } else {
+        format!("{kind} {ns}/{name}")
+    }
 }
 
 fn selector_string(l: &BTreeMap<String, String>) -> String {
-    l.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+    l.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Analyze everything (`namespace` restricts the output).
 pub fn analyze(cs: &ConfigSet, namespace: Option<&str>) -> Vec<Message> {
     let mut out: Vec<Message> = Vec::new();
     let mut push = |code, name, level, kind: &str, ns: &str, n: &str, message: String| {
-        out.push(Message { code, name, level, resource: res(kind, ns, n), namespace: ns.to_string(), message });
+        out.push(Message {
+            code,
+            name,
+            level,
+            resource: res(kind, ns, n),
+            namespace: ns.to_string(),
+            message,
+        });
     };
     // Webhook validation.
     let mut valid = cs.clone();
@@ -80,15 +98,47 @@ pub fn analyze(cs: &ConfigSet, namespace: Option<&str>) -> Vec<Message> {
         let v = validate(&obj, &cs.mesh);
         let k = obj.key();
         for e in &v.errors {
-            push("IST0106", "SchemaValidationError", Level::Error, k.kind.as_str(), &k.namespace, &k.name, e.clone());
+            push(
+                "IST0106",
+                "SchemaValidationError",
+                Level::Error,
+                k.kind.as_str(),
+                &k.namespace,
+                &k.name,
+                e.clone(),
+            );
         }
         for w in &v.warnings {
             if w.starts_with("virtualService rule") && w.contains(" match ") {
-                push("IST0131", "VirtualServiceIneffectiveMatch", Level::Info, k.kind.as_str(), &k.namespace, &k.name, w.clone());
+                push(
+                    "IST0131",
+                    "VirtualServiceIneffectiveMatch",
+                    Level::Info,
+                    k.kind.as_str(),
+                    &k.namespace,
+                    &k.name,
+                    w.clone(),
+                );
             } else if w.starts_with("virtualService rule") {
-                push("IST0130", "VirtualServiceUnreachableRule", Level::Warning, k.kind.as_str(), &k.namespace, &k.name, w.clone());
+                push(
+                    "IST0130",
+                    "VirtualServiceUnreachableRule",
+                    Level::Warning,
+                    k.kind.as_str(),
+                    &k.namespace,
+                    &k.name,
+                    w.clone(),
+                );
             } else {
-                push("IST0133", "SchemaWarning", Level::Warning, k.kind.as_str(), &k.namespace, &k.name, w.clone());
+                push(
+                    "IST0133",
+                    "SchemaWarning",
+                    Level::Warning,
+                    k.kind.as_str(),
+                    &k.namespace,
+                    &k.name,
+                    w.clone(),
+                );
             }
         }
         if v.is_valid() {
@@ -99,10 +149,18 @@ pub fn analyze(cs: &ConfigSet, namespace: Option<&str>) -> Vec<Message> {
     let service_hosts: BTreeMap<String, &crate::config::ServiceInfo> = cs
         .services
         .iter()
-        .map(|s| (crate::translate::workloads::hostname(cs, &s.name, &s.namespace), s))
+        .map(|s| {
+            (
+                crate::translate::workloads::hostname(cs, &s.name, &s.namespace),
+                s,
+            )
+        })
         .collect();
     let selects_any = |ns: &str, root_wide: bool, labels: &BTreeMap<String, String>| {
-        cs.pods.iter().any(|p| (root_wide || p.namespace == ns) && labels.iter().all(|(k, v)| p.labels.get(k) == Some(v)))
+        cs.pods.iter().any(|p| {
+            (root_wide || p.namespace == ns)
+                && labels.iter().all(|(k, v)| p.labels.get(k) == Some(v))
+        })
     };
 
     // VirtualServices.
@@ -110,32 +168,64 @@ pub fn analyze(cs: &ConfigSet, namespace: Option<&str>) -> Vec<Message> {
     for vs in &cs.resources.virtual_services {
         let ns = vs.metadata.namespace.clone().unwrap_or_default();
         let name = vs.metadata.name.clone().unwrap_or_default();
-        let mesh_bound = vs.spec.gateways.is_empty() || vs.spec.gateways.iter().any(|g| g == "mesh");
+        let mesh_bound =
+            vs.spec.gateways.is_empty() || vs.spec.gateways.iter().any(|g| g == "mesh");
         if mesh_bound {
             for h in &vs.spec.hosts {
-                mesh_hosts.entry(fqdn(cs, h, &ns)).or_default().push(format!("{ns}/{name}"));
+                mesh_hosts
+                    .entry(fqdn(cs, h, &ns))
+                    .or_default()
+                    .push(format!("{ns}/{name}"));
             }
         }
         for g in vs.spec.gateways.iter().filter(|g| *g != "mesh") {
             let (gns, gname) = g.split_once('/').unwrap_or((ns.as_str(), g.as_str()));
-            if !cs.resources.gateways.iter().any(|x| x.metadata.namespace.as_deref() == Some(gns) && x.metadata.name.as_deref() == Some(gname)) {
-                push("IST0101", "ReferencedResourceNotFound", Level::Error, "VirtualService", &ns, &name, format!("Referenced gateway not found: {g:?}"));
+            if !cs.resources.gateways.iter().any(|x| {
+                x.metadata.namespace.as_deref() == Some(gns)
+                    && x.metadata.name.as_deref() == Some(gname)
+            }) {
+                push(
+                    "IST0101",
+                    "ReferencedResourceNotFound",
+                    Level::Error,
+                    "VirtualService",
+                    &ns,
+                    &name,
+                    format!("Referenced gateway not found: {g:?}"),
+                );
             }
         }
         for r in &vs.spec.http {
-            let mut dests: Vec<(&crate::crd::networking::Destination, bool)> =
-                r.route.iter().flatten().map(|d| (&d.destination, false)).collect();
+            let mut dests: Vec<(&crate::crd::networking::Destination, bool)> = r
+                .route
+                .iter()
+                .flatten()
+                .map(|d| (&d.destination, false))
+                .collect();
             dests.extend(r.mirror.iter().map(|d| (d, true)));
             dests.extend(r.mirrors.iter().flatten().map(|m| (&m.destination, true)));
             for (d, mirror) in dests {
                 let host = fqdn(cs, &d.host, &ns);
                 let what = if mirror { "mirror host" } else { "host" };
                 let Some(svc) = service_hosts.get(&host) else {
-                    push("IST0101", "ReferencedResourceNotFound", Level::Error, "VirtualService", &ns, &name, format!("Referenced {what} not found: {:?}", d.host));
+                    push(
+                        "IST0101",
+                        "ReferencedResourceNotFound",
+                        Level::Error,
+                        "VirtualService",
+                        &ns,
+                        &name,
+                        format!("Referenced {what} not found: {:?}", d.host),
+                    );
                     continue;
                 };
                 if d.port.is_none() && svc.ports.len() > 1 && !mirror {
-                    let ports = svc.ports.iter().map(|p| p.port.to_string()).collect::<Vec<_>>().join(",");
+                    let ports = svc
+                        .ports
+                        .iter()
+                        .map(|p| p.port.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",");
                     push(
                         "IST0112",
                         "VirtualServiceDestinationPortSelectorRequired",
@@ -143,28 +233,60 @@ pub fn analyze(cs: &ConfigSet, namespace: Option<&str>) -> Vec<Message> {
                         "VirtualService",
                         &ns,
                         &name,
-                        format!("This VirtualService routes to a service {:?} that exposes multiple ports [{ports}]. Specifying a port in the destination is required to disambiguate.", d.host),
+                        format!(
+                            "This VirtualService routes to a service {:?} that exposes multiple ports [{ports}]. Specifying a port in the destination is required to disambiguate.",
+                            d.host
+                        ),
                     );
                 }
                 if let Some(subset) = &d.subset {
                     let has = crate::translate::destination::find(cs, &host, &svc.namespace)
                         .is_some_and(|dr| dr.spec.subsets.iter().any(|s| &s.name == subset));
                     if !has {
-                        let what = if mirror { "mirror+subset in destinationrule" } else { "host+subset in destinationrule" };
-                        push("IST0101", "ReferencedResourceNotFound", Level::Error, "VirtualService", &ns, &name, format!("Referenced {what} not found: {:?}", format!("{}+{subset}", d.host)));
+                        let what = if mirror {
+                            "mirror+subset in destinationrule"
+                        } else {
+                            "host+subset in destinationrule"
+                        };
+                        push(
+                            "IST0101",
+                            "ReferencedResourceNotFound",
+                            Level::Error,
+                            "VirtualService",
+                            &ns,
+                            &name,
+                            format!(
+                                "Referenced {what} not found: {:?}",
+                                format!("{}+{subset}", d.host)
+                            ),
+                        );
                     }
                 }
             }
-            if r.fault.as_ref().and_then(|f| f.delay.as_ref()).is_some_and(|d| d.percent.is_some()) {
-                push("IST0002", "Deprecated", Level::Warning, "VirtualService", &ns, &name, "\"fault.delay.percent\" is deprecated; use \"fault.delay.percentage\"".into());
+            if r.fault
+                .as_ref()
+                .and_then(|f| f.delay.as_ref())
+                .is_some_and(|d| d.percent.is_some())
+            {
+                push(
+                    "IST0002",
+                    "Deprecated",
+                    Level::Warning,
+                    "VirtualService",
+                    &ns,
+                    &name,
+                    "\"fault.delay.percent\" is deprecated; use \"fault.delay.percentage\"".into(),
+                );
             }
         }
     }
     for (host, vss) in &mesh_hosts {
+        let mut vss = vss.clone();
+        vss.sort();
         if vss.len() > 1 {
             let list = vss.join(",");
-            for v in vss {
-                let (ns, name) = v.split_once('/').unwrap_or(("", v));
+            for v in &vss {
+                let (ns, name) = v.split_once('/').unwrap_or(("", v.as_str()));
                 push(
                     "IST0109",
                     "ConflictingMeshGatewayVirtualServiceHosts",
@@ -172,7 +294,9 @@ pub fn analyze(cs: &ConfigSet, namespace: Option<&str>) -> Vec<Message> {
                     "VirtualService",
                     ns,
                     name,
-                    format!("The VirtualServices {list} associated with mesh gateway define the same host {host} which can lead to undefined behavior. This can be fixed by merging the conflicting VirtualServices into a single resource."),
+                    format!(
+                        "The VirtualServices {list} associated with mesh gateway define the same host {host} which can lead to undefined behavior. This can be fixed by merging the conflicting VirtualServices into a single resource."
+                    ),
                 );
             }
         }
@@ -181,8 +305,17 @@ pub fn analyze(cs: &ConfigSet, namespace: Option<&str>) -> Vec<Message> {
     for hr in &cs.resources.http_routes {
         let ns = hr.metadata.namespace.clone().unwrap_or_default();
         let name = hr.metadata.name.clone().unwrap_or_default();
-        for p in hr.spec.parent_refs.iter().filter(|p| p.kind.as_deref() == Some("Service")) {
-            let host = crate::translate::workloads::hostname(cs, &p.name, p.namespace.as_deref().unwrap_or(&ns));
+        for p in hr
+            .spec
+            .parent_refs
+            .iter()
+            .filter(|p| p.kind.as_deref() == Some("Service"))
+        {
+            let host = crate::translate::workloads::hostname(
+                cs,
+                &p.name,
+                p.namespace.as_deref().unwrap_or(&ns),
+            );
             if let Some(vss) = mesh_hosts.get(&host) {
                 push(
                     "MSH0001",
@@ -191,7 +324,10 @@ pub fn analyze(cs: &ConfigSet, namespace: Option<&str>) -> Vec<Message> {
                     "HTTPRoute",
                     &ns,
                     &name,
-                    format!("HTTPRoute {ns}/{name} and VirtualService {} both route host {host}: mixing VirtualService and Gateway API routes on one host is not supported and their precedence is undefined; use one routing API per host", vss.join(",")),
+                    format!(
+                        "HTTPRoute {ns}/{name} and VirtualService {} both route host {host}: mixing VirtualService and Gateway API routes on one host is not supported and their precedence is undefined; use one routing API per host",
+                        vss.join(",")
+                    ),
                 );
             }
         }
@@ -203,13 +339,42 @@ pub fn analyze(cs: &ConfigSet, namespace: Option<&str>) -> Vec<Message> {
         let host = fqdn(cs, &dr.spec.host, &ns);
         let svc = service_hosts.get(&host);
         if svc.is_none() && !host.contains('*') {
-            push("IST0174", "UnknownDestinationRuleHost", Level::Warning, "DestinationRule", &ns, &name, format!("The host {} defined in the DestinationRule does not match any services in the mesh.", dr.spec.host));
+            push(
+                "IST0174",
+                "UnknownDestinationRuleHost",
+                Level::Warning,
+                "DestinationRule",
+                &ns,
+                &name,
+                format!(
+                    "The host {} defined in the DestinationRule does not match any services in the mesh.",
+                    dr.spec.host
+                ),
+            );
         }
         if let Some(svc) = svc {
-            let pods = crate::translate::workloads::service_pods(cs, svc, &crate::translate::workloads::pods_by_ip(cs));
+            let pods = crate::translate::workloads::service_pods(
+                cs,
+                svc,
+                &crate::translate::workloads::pods_by_ip(cs),
+            );
             for s in &dr.spec.subsets {
-                if !pods.iter().any(|p| s.labels.iter().all(|(k, v)| p.labels.get(k) == Some(v))) {
-                    push("IST0173", "DestinationRuleSubsetNotSelectPods", Level::Error, "DestinationRule", &ns, &name, format!("The Subset {} defined in the DestinationRule does not select any pods. Which may lead to 503 UH (NoHealthyUpstream).", s.name));
+                if !pods
+                    .iter()
+                    .any(|p| s.labels.iter().all(|(k, v)| p.labels.get(k) == Some(v)))
+                {
+                    push(
+                        "IST0173",
+                        "DestinationRuleSubsetNotSelectPods",
+                        Level::Error,
+                        "DestinationRule",
+                        &ns,
+                        &name,
+                        format!(
+                            "The Subset {} defined in the DestinationRule does not select any pods. Which may lead to 503 UH (NoHealthyUpstream).",
+                            s.name
+                        ),
+                    );
                 }
             }
         }
@@ -236,7 +401,18 @@ pub fn analyze(cs: &ConfigSet, namespace: Option<&str>) -> Vec<Message> {
     }
     for (kind, ns, name, labels) in selectors {
         if !selects_any(&ns, ns == root, &labels) {
-            push("IST0127", "NoMatchingWorkloadsFound", Level::Warning, kind, &ns, &name, format!("No matching workloads for this resource with the following labels: {}", selector_string(&labels)));
+            push(
+                "IST0127",
+                "NoMatchingWorkloadsFound",
+                Level::Warning,
+                kind,
+                &ns,
+                &name,
+                format!(
+                    "No matching workloads for this resource with the following labels: {}",
+                    selector_string(&labels)
+                ),
+            );
         }
     }
     for ap in &cs.resources.authorization_policies {
@@ -245,20 +421,51 @@ pub fn analyze(cs: &ConfigSet, namespace: Option<&str>) -> Vec<Message> {
         for r in ap.spec.rules.iter().flatten() {
             for f in r.from.iter().flatten() {
                 let Some(s) = &f.source else { continue };
-                for n in s.namespaces.iter().flatten().chain(s.not_namespaces.iter().flatten()) {
+                for n in s
+                    .namespaces
+                    .iter()
+                    .flatten()
+                    .chain(s.not_namespaces.iter().flatten())
+                {
                     if !n.contains('*') && !cs.namespaces.contains_key(n) {
-                        push("IST0101", "ReferencedResourceNotFound", Level::Error, "AuthorizationPolicy", &ns, &name, format!("Referenced namespace not found: {n:?}"));
+                        push(
+                            "IST0101",
+                            "ReferencedResourceNotFound",
+                            Level::Error,
+                            "AuthorizationPolicy",
+                            &ns,
+                            &name,
+                            format!("Referenced namespace not found: {n:?}"),
+                        );
                     }
                 }
             }
         }
-        if ap.spec.selector.is_none() && ap.spec.all_target_refs().is_empty() && ns != root && !cs.pods.iter().any(|p| p.namespace == ns) {
-            push("IST0127", "NoMatchingWorkloadsFound", Level::Warning, "AuthorizationPolicy", &ns, &name, "No matching workloads for this resource with the following labels: ".into());
+        if ap.spec.selector.is_none()
+            && ap.spec.all_target_refs().is_empty()
+            && ns != root
+            && !cs.pods.iter().any(|p| p.namespace == ns)
+        {
+            push(
+                "IST0127",
+                "NoMatchingWorkloadsFound",
+                Level::Warning,
+                "AuthorizationPolicy",
+                &ns,
+                &name,
+                "No matching workloads for this resource with the following labels: ".into(),
+            );
         }
     }
     if !cs.resources.request_authentications.is_empty() {
         for ra in &cs.resources.request_authentications {
-            if ra.spec.jwt_rules.iter().flatten().any(|r| r.jwks_uri.is_some()) {
+            if ra
+                .spec
+                .jwt_rules
+                .iter()
+                .flatten()
+                .any(|r| r.uri().is_some())
+            {
                 let ns = ra.metadata.namespace.clone().unwrap_or_default();
                 let name = ra.metadata.name.clone().unwrap_or_default();
                 push("IST0175", "JwksUriFetchUnrestricted", Level::Warning, "RequestAuthentication", &ns, &name, "The control plane fetches jwksUri without a CIDR block list (BLOCKED_CIDRS_IN_JWKS_URIS is not set): a RequestAuthentication can make the control plane fetch internal addresses.".into());
@@ -269,7 +476,8 @@ pub fn analyze(cs: &ConfigSet, namespace: Option<&str>) -> Vec<Message> {
     let t = translate(cs, &TranslateContext::default());
     for (target, conds) in &t.statuses.0 {
         for c in conds {
-            let negative = !c.status || (c.type_ == "WaypointAccepted" && c.reason == "PartiallyInvalid");
+            let negative =
+                !c.status || (c.type_ == "WaypointAccepted" && c.reason == "PartiallyInvalid");
             if negative {
                 push(
                     "IST0171",
@@ -278,7 +486,10 @@ pub fn analyze(cs: &ConfigSet, namespace: Option<&str>) -> Vec<Message> {
                     &target.kind,
                     &target.namespace,
                     &target.name,
-                    format!("A condition with a negative status is present: type={}, reason={}, message={}.", c.type_, c.reason, c.message),
+                    format!(
+                        "A condition with a negative status is present: type={}, reason={}, message={}.",
+                        c.type_, c.reason, c.message
+                    ),
                 );
             }
         }
@@ -286,7 +497,9 @@ pub fn analyze(cs: &ConfigSet, namespace: Option<&str>) -> Vec<Message> {
     if let Some(n) = namespace {
         out.retain(|m| m.namespace == n);
     }
-    out.sort_by(|a, b| (a.level, &a.resource, a.code, &a.message).cmp(&(b.level, &b.resource, b.code, &b.message)));
+    out.sort_by(|a, b| {
+        (a.level, &a.resource, a.code, &a.message).cmp(&(b.level, &b.resource, b.code, &b.message))
+    });
     out.dedup();
     out
 }

@@ -123,12 +123,14 @@ pub struct PublishStats {
 struct Inner {
     last_good: BTreeMap<ObjectKey, SourcedObject>,
     validation: BTreeMap<ObjectKey, Validation>,
-    base: ConfigSet,
     ctx: TranslateContext,
     diagnostics: Vec<Diagnostic>,
     translation: Option<Arc<Translation>>,
     effective: Option<Arc<ConfigSet>>,
     stats: PublishStats,
+    extra_addresses: BTreeMap<String, Vec<std::net::IpAddr>>,
+    extra_statuses: Statuses,
+    validated: BTreeMap<ObjectKey, (IstioObject, Validation)>,
 }
 
 /// The controller.
@@ -148,36 +150,35 @@ impl std::fmt::Debug for Controller {
 /// Is a change between two resource sets limited to ztunnel-only
 /// AuthorizationPolicies whose selectors did not change?
 fn policy_only_change(old: &Resources, new: &Resources) -> Option<()> {
-    let strip = |r: &Resources| {
-        let mut r = r.clone();
-        r.authorization_policies.clear();
-        r
-    };
-    let (a, b) = (strip(old), strip(new));
-    if serde_json::to_string(&a.objects().iter().map(|o| o.to_value()).collect::<Vec<_>>()).ok()?
-        != serde_json::to_string(&b.objects().iter().map(|o| o.to_value()).collect::<Vec<_>>()).ok()?
-    {
+    let same_rest = old.peer_authentications == new.peer_authentications
+        && old.request_authentications == new.request_authentications
+        && old.virtual_services == new.virtual_services
+        && old.destination_rules == new.destination_rules
+        && old.telemetries == new.telemetries
+        && old.wasm_plugins == new.wasm_plugins
+        && old.gateway_classes == new.gateway_classes
+        && old.gateways == new.gateways
+        && old.http_routes == new.http_routes;
+    if !same_rest || old.authorization_policies.len() != new.authorization_policies.len() {
         return None;
     }
-    let index = |r: &Resources| -> BTreeMap<(String, String), serde_json::Value> {
-        r.authorization_policies
-            .iter()
-            .map(|p| {
-                ((p.metadata.namespace.clone().unwrap_or_default(), p.metadata.name.clone().unwrap_or_default()), serde_json::to_value(&p.spec).unwrap_or_default())
-            })
-            .collect()
+    let key = |p: &crate::crd::AuthorizationPolicy| {
+        (p.metadata.namespace.clone(), p.metadata.name.clone())
     };
-    let (oi, ni) = (index(old), index(new));
-    if oi.keys().ne(ni.keys()) {
-        return None;
-    }
-    let refs = |v: &serde_json::Value| v.get("targetRefs").is_some() || v.get("targetRef").is_some();
-    for (k, o) in &oi {
-        let n = &ni[k];
-        if o == n {
+    let index: BTreeMap<_, &crate::crd::AuthorizationPolicy> = old
+        .authorization_policies
+        .iter()
+        .map(|p| (key(p), p))
+        .collect();
+    for n in &new.authorization_policies {
+        let o = index.get(&key(n))?;
+        if *o == n {
             continue;
         }
-        if refs(o) || refs(n) || o.get("selector") != n.get("selector") {
+        let refs = |p: &crate::crd::AuthorizationPolicy| {
+            p.spec.target_ref.is_some() || p.spec.target_refs.is_some()
+        };
+        if refs(o) || refs(n) || o.spec.selector != n.spec.selector {
             return None;
         }
     }
@@ -249,32 +250,67 @@ impl Controller {
         let mut diags: Vec<Diagnostic> = snap
             .parse_errors
             .iter()
-            .map(|m| Diagnostic { severity: Severity::Error, origin: String::new(), resource: None, message: m.clone() })
+            .map(|m| Diagnostic {
+                severity: Severity::Error,
+                origin: String::new(),
+                resource: None,
+                message: m.clone(),
+            })
             .collect();
         let fast;
         {
             let mut inner = self.inner.lock();
-            let old_resources = inner.effective.as_ref().map(|e| e.resources.clone());
             let mut next: BTreeMap<ObjectKey, SourcedObject> = BTreeMap::new();
             // Objects from files that failed to parse stay as they were.
             for (k, o) in &inner.last_good {
-                if o.origin.as_ref().is_some_and(|x| snap.failed_origins.contains(x)) {
+                if o.origin
+                    .as_ref()
+                    .is_some_and(|x| snap.failed_origins.contains(x))
+                {
                     next.insert(k.clone(), o.clone());
                 }
             }
             let mut validation = BTreeMap::new();
+            let same_mesh = inner
+                .effective
+                .as_ref()
+                .is_some_and(|e| e.mesh == snap.base.mesh);
             for so in snap.objects {
                 let key = so.object.key();
-                let v = validate(&so.object, &snap.base.mesh);
+                // Unchanged objects keep their validation result.
+                let cached = inner
+                    .validated
+                    .get(&key)
+                    .filter(|(o, _)| same_mesh && *o == so.object)
+                    .map(|(_, v)| v.clone());
+                let v = match cached {
+                    Some(v) => v,
+                    None => {
+                        let v = validate(&so.object, &snap.base.mesh);
+                        inner
+                            .validated
+                            .insert(key.clone(), (so.object.clone(), v.clone()));
+                        v
+                    }
+                };
                 let origin = so.origin.clone().unwrap_or_default();
                 for w in &v.warnings {
-                    diags.push(Diagnostic { severity: Severity::Warning, origin: origin.clone(), resource: Some(key.to_string()), message: w.clone() });
+                    diags.push(Diagnostic {
+                        severity: Severity::Warning,
+                        origin: origin.clone(),
+                        resource: Some(key.to_string()),
+                        message: w.clone(),
+                    });
                 }
                 if v.is_valid() {
                     next.insert(key.clone(), so);
                 } else {
                     let kept = inner.last_good.get(&key).cloned();
-                    let suffix = if kept.is_some() { "; keeping the last good version" } else { "; resource ignored" };
+                    let suffix = if kept.is_some() {
+                        "; keeping the last good version"
+                    } else {
+                        "; resource ignored"
+                    };
                     for e in &v.errors {
                         diags.push(Diagnostic {
                             severity: Severity::Error,
@@ -297,19 +333,31 @@ impl Controller {
             }
             let mut base = snap.base;
             base.resources = Resources::default();
+            for (k, a) in &inner.extra_addresses {
+                base.waypoint_addresses
+                    .entry(k.clone())
+                    .or_insert_with(|| a.clone());
+            }
             for so in next.values() {
                 base.resources.push(so.object.clone());
             }
-            fast = match (&old_resources, &inner.translation) {
+            fast = match (
+                inner.effective.as_ref().map(|e| &e.resources),
+                &inner.translation,
+            ) {
                 (Some(old), Some(_)) => {
-                    let same_inventory = inner.effective.as_ref().is_some_and(|e| inventory_eq(e, &base));
+                    let same_inventory = inner
+                        .effective
+                        .as_ref()
+                        .is_some_and(|e| inventory_eq(e, &base));
                     same_inventory && policy_only_change(old, &base.resources).is_some()
                 }
                 _ => false,
             };
+            let seen: std::collections::BTreeSet<ObjectKey> = validation.keys().cloned().collect();
+            inner.validated.retain(|k, _| seen.contains(k));
             inner.last_good = next;
             inner.validation = validation;
-            inner.base = base.clone();
             inner.effective = Some(Arc::new(base));
             inner.diagnostics = diags.clone();
         }
@@ -321,13 +369,24 @@ impl Controller {
         let t0 = Instant::now();
         let (cs, ctx, prev) = {
             let inner = self.inner.lock();
-            (inner.effective.clone().unwrap_or_default(), inner.ctx.clone(), inner.translation.clone())
+            (
+                inner.effective.clone().unwrap_or_default(),
+                inner.ctx.clone(),
+                inner.translation.clone(),
+            )
         };
         let translation = match (fast, prev) {
             (true, Some(prev)) => {
                 let mut t = (*prev).clone();
                 let mut statuses = Statuses::default();
+                let implicit: Vec<Authorization> = t
+                    .authorizations
+                    .iter()
+                    .filter(|a| a.name.starts_with("istio_allow_waypoint_"))
+                    .cloned()
+                    .collect();
                 t.authorizations = crate::translate::authz::all_policies(&cs, &mut statuses);
+                t.authorizations.extend(implicit);
                 for (k, v) in statuses.0 {
                     t.statuses.0.insert(k, v);
                 }
@@ -337,25 +396,101 @@ impl Controller {
         };
         let t1 = Instant::now();
         if !fast {
-            self.store.replace_all::<Workload>(translation.workloads.iter().cloned())?;
-            self.store.replace_all::<Service>(translation.services.iter().cloned())?;
-            self.store.replace_all::<WaypointConfig>(translation.waypoints.iter().cloned())?;
+            self.store
+                .replace_all::<Workload>(translation.workloads.iter().cloned())?;
+            self.store
+                .replace_all::<Service>(translation.services.iter().cloned())?;
+            self.store
+                .replace_all::<WaypointConfig>(translation.waypoints.iter().cloned())?;
         }
-        self.store.replace_all::<Authorization>(translation.authorizations.iter().cloned())?;
+        self.store
+            .replace_all::<Authorization>(translation.authorizations.iter().cloned())?;
         self.store.set_ready();
         let t2 = Instant::now();
-        let translation = Arc::new(translation);
+        let mut translation = translation;
         let validation = {
             let mut inner = self.inner.lock();
-            inner.translation = Some(translation.clone());
-            inner.stats = PublishStats { translate: t1 - t0, publish: t2 - t1, fast_path: fast };
+            for (k, v) in &inner.extra_statuses.0 {
+                for c in v {
+                    translation.statuses.set(k.clone(), c.clone());
+                }
+            }
+            let translation = Arc::new(std::mem::take(&mut translation));
+            inner.translation = Some(translation);
+            inner.stats = PublishStats {
+                translate: t1 - t0,
+                publish: t2 - t1,
+                fast_path: fast,
+            };
             inner.validation.clone()
+        };
+        let Some(translation) = self.translation() else {
+            return Ok(());
         };
         for s in self.sinks.lock().iter() {
             s.publish(&translation.statuses, &validation);
         }
         self.generation.send_modify(|g| *g += 1);
         Ok(())
+    }
+}
+
+impl Controller {
+    /// Record the address of a waypoint instance started by a launcher
+    /// (`None` removes it) and republish.
+    pub fn set_waypoint_address(
+        &self,
+        key: &str,
+        addrs: Option<Vec<std::net::IpAddr>>,
+    ) -> Result<(), StoreError> {
+        {
+            let mut inner = self.inner.lock();
+            match &addrs {
+                Some(a) => inner.extra_addresses.insert(key.to_string(), a.clone()),
+                None => inner.extra_addresses.remove(key),
+            };
+            if let Some(eff) = inner.effective.clone() {
+                let mut cs = (*eff).clone();
+                match addrs {
+                    Some(a) => {
+                        cs.waypoint_addresses.entry(key.to_string()).or_insert(a);
+                    }
+                    None => {
+                        cs.waypoint_addresses.remove(key);
+                    }
+                }
+                inner.effective = Some(Arc::new(cs));
+            }
+        }
+        self.republish(false)
+    }
+
+    /// Set a condition produced outside translation (waypoint lifecycle) and
+    /// hand the statuses to the sinks again.
+    pub fn set_status(
+        &self,
+        target: crate::translate::status::StatusTarget,
+        c: crate::translate::status::Condition,
+    ) {
+        let (statuses, validation) = {
+            let mut inner = self.inner.lock();
+            if inner.extra_statuses.condition(&target, &c.type_) == Some(&c) {
+                return;
+            }
+            inner.extra_statuses.set(target.clone(), c.clone());
+            let Some(t) = inner.translation.clone() else {
+                return;
+            };
+            let mut t = (*t).clone();
+            t.statuses.set(target, c);
+            let statuses = t.statuses.clone();
+            inner.translation = Some(Arc::new(t));
+            (statuses, inner.validation.clone())
+        };
+        for s in self.sinks.lock().iter() {
+            s.publish(&statuses, &validation);
+        }
+        self.generation.send_modify(|g| *g += 1);
     }
 }
 

@@ -8,9 +8,17 @@
 //! | [`validate`] | Istio's admission checks and messages |
 //! | [`translate`] | pure translation to ztunnel and waypoint snapshots |
 pub mod analyze;
+pub mod ca;
 pub mod config;
 pub mod controller;
-pub mod source;
 pub mod crd;
+pub mod fetch;
+pub mod jwks;
+pub mod lifecycle;
+pub mod modules;
+pub mod rollout;
+pub mod run;
+pub mod server;
+pub mod source;
 pub mod translate;
 pub mod validate;

@@ -37,5 +37,6 @@ pub mod proxy;
 pub mod registry;
 pub mod route;
 pub mod source;
+pub mod xds;
 
 pub use app::Ztunnel;

@@ -20,7 +20,7 @@ use mesh_common::identity::SpiffeId;
 use mesh_common::model::{TunnelProtocol, Workload};
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::capture::{self, CapturePorts};
 use crate::config::CaptureMode;
@@ -49,6 +49,15 @@ pub enum EnrollError {
     /// The pod's network namespace is not there (yet).
     #[error("network namespace {0} not found")]
     NoNetns(PathBuf),
+}
+
+/// Result of one reconcile pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Workloads that could not be enrolled (retried soon; not ready).
+    pub failed: usize,
+    /// Workloads whose pod network namespace does not exist yet (polled).
+    pub waiting: usize,
 }
 
 struct Enrolled {
@@ -95,7 +104,7 @@ impl Manager {
         v
     }
 
-    /// Did the last reconcile enrol everything it should?
+    /// Did the last reconcile enrol every workload whose pod is present?
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }
@@ -105,12 +114,14 @@ impl Manager {
         let mut changes = self.inputs.registry.subscribe();
         self.inputs.registry.synced().await;
         loop {
-            let ok = self.reconcile().await;
-            self.ready.store(ok, Ordering::Release);
-            let retry = tokio::time::sleep(if ok {
-                Duration::from_secs(3600)
-            } else {
+            let outcome = self.reconcile().await;
+            self.ready.store(outcome.failed == 0, Ordering::Release);
+            let retry = tokio::time::sleep(if outcome.failed > 0 {
                 Duration::from_millis(500)
+            } else if outcome.waiting > 0 {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_secs(3600)
             });
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -124,8 +135,8 @@ impl Manager {
         }
     }
 
-    /// One reconcile pass; `true` when every desired workload is enrolled.
-    pub async fn reconcile(&self) -> bool {
+    /// One reconcile pass.
+    pub async fn reconcile(&self) -> Reconciled {
         let node = &self.inputs.cfg.node;
         let desired: HashMap<String, Arc<Workload>> = self
             .inputs
@@ -149,7 +160,7 @@ impl Manager {
         for uid in stale {
             self.unenroll(&uid);
         }
-        let mut ok = true;
+        let mut outcome = Reconciled::default();
         for (uid, w) in desired {
             if self.enrolled.lock().contains_key(&uid) {
                 continue;
@@ -159,13 +170,18 @@ impl Manager {
                     info!(%uid, "workload enrolled");
                     self.enrolled.lock().insert(uid, e);
                 }
+                Err(EnrollError::NoNetns(path)) => {
+                    // The pod is not running on this node (yet): not an error.
+                    debug!(%uid, netns = %path.display(), "pod network namespace not present; waiting");
+                    outcome.waiting += 1;
+                }
                 Err(e) => {
                     warn!(%uid, error = %e, "cannot enrol workload yet; will retry");
-                    ok = false;
+                    outcome.failed += 1;
                 }
             }
         }
-        ok
+        outcome
     }
 
     async fn enroll(&self, w: &Workload) -> Result<Enrolled, EnrollError> {

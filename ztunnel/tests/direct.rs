@@ -570,3 +570,124 @@ async fn unenrolled_destination_gets_plain_tcp_and_dataplane_none_is_skipped() {
     stop.cancel();
     mesh.shutdown().await;
 }
+
+/// ztunnel against the operator's push protocol and a CA speaking the
+/// `POST /v1/csr` contract (JSON `IssuedCert` answer, bearer token).
+#[tokio::test]
+async fn operator_push_and_remote_ca() {
+    use futures::FutureExt;
+    use http_body_util::BodyExt;
+    use mesh_common::ca::ParsedCsr;
+    use mesh_common::xds::server::XdsServer;
+    use mesh_common::xds::store::ConfigStore;
+    use mesh_common::xds::transport::{self, Endpoint, full};
+    use ztunnel::xds::{OperatorCa, XdsSource};
+
+    let net = 7;
+    let ca = Arc::new(CertificateAuthority::new_root(TD, Duration::from_secs(3600)).unwrap());
+    let store = ConfigStore::new();
+    store
+        .replace_all(vec![
+            workload("a", "n1", ip(net, 1), "client"),
+            workload("b", "n1", ip(net, 2), "server"),
+        ])
+        .unwrap();
+    store.replace_all(Vec::<Authorization>::new()).unwrap();
+    store.replace_all(Vec::<Service>::new()).unwrap();
+    store.set_ready();
+    let xds = XdsServer::new(store.clone());
+    let csr_requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (ca2, xds2, count) = (ca.clone(), xds.clone(), csr_requests.clone());
+    let handler: transport::Handler =
+        Arc::new(move |req: http::Request<hyper::body::Incoming>, _info| {
+            let (ca, xds, count) = (ca2.clone(), xds2.clone(), count.clone());
+            async move {
+                if req.uri().path() == mesh_common::xds::XDS_PATH {
+                    return xds.handle(req);
+                }
+                // The operator's contract: bearer token, JSON CsrRequest.
+                let authorized = req
+                    .headers()
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    == Some("Bearer s3cret");
+                if !authorized {
+                    return full(StatusCode::UNAUTHORIZED, "text/plain", "bad token\n");
+                }
+                let body = req.into_body().collect().await.unwrap().to_bytes();
+                let csr_req: mesh_common::xds::CsrRequest = serde_json::from_slice(&body).unwrap();
+                if csr_req.node.as_deref() != Some("n1") {
+                    return full(StatusCode::FORBIDDEN, "text/plain", "wrong node\n");
+                }
+                let csr = ParsedCsr::from_pem(&csr_req.csr).unwrap();
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let issued = ca.sign_csr(&csr, Duration::from_secs(600)).unwrap();
+                full(
+                    StatusCode::OK,
+                    "application/json",
+                    serde_json::to_vec(&issued).unwrap(),
+                )
+            }
+            .boxed()
+        });
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = Endpoint::plaintext(listener.local_addr().unwrap());
+    let stop = CancellationToken::new();
+    tokio::spawn(transport::serve(listener, None, handler, stop.clone()));
+
+    let cfg = construct_config(ConfigInputs {
+        node: "n1".into(),
+        capture: Some("shared".into()),
+        admin_addr: Some("off".into()),
+        metrics_addr: Some("off".into()),
+        readiness_addr: Some("off".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    let source = XdsSource {
+        endpoint: endpoint.clone(),
+        node: "n1".into(),
+    };
+    let remote_ca = OperatorCa {
+        endpoint,
+        node: "n1".into(),
+        token: Some("s3cret".into()),
+    };
+    let zt = Ztunnel::start(cfg, Box::new(source), Arc::new(remote_ca), None)
+        .await
+        .unwrap();
+    assert!(
+        zt.wait_ready(Duration::from_secs(10)).await,
+        "not ready: {:?}",
+        zt.manager
+    );
+    assert_eq!(zt.manager.enrolled_uids(), vec![uid("a"), uid("b")]);
+    assert_eq!(csr_requests.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+    // A policy pushed later reaches the registry.
+    store
+        .update(vec![deny_all_allow()], Vec::<String>::new())
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while zt.registry.read().policies().count() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "policy not pushed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A new workload on this node is enrolled when pushed.
+    store
+        .update(
+            vec![workload("c", "n1", ip(net, 3), "client")],
+            Vec::<String>::new(),
+        )
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while zt.manager.proxy(&uid("c")).is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "pushed workload not enrolled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    zt.shutdown().await;
+    stop.cancel();
+}

@@ -875,3 +875,172 @@ fn enrol_and_unenrol_at_runtime_without_restarting_the_pod() {
             .contains("http.server")
     );
 }
+
+/// The waypoint binary (host/), if built: `WAYPOINT_BIN`, or next to ztunnel.
+fn waypoint_bin() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("WAYPOINT_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    let sibling = Path::new(env!("CARGO_BIN_EXE_ztunnel")).with_file_name("waypoint");
+    sibling.exists().then_some(sibling)
+}
+
+/// With the real waypoint (host/): a Service bound to it is reached through
+/// it, and the destination ztunnel sees the waypoint's identity. b1 only
+/// admits the waypoint's principal, so the same request straight to the pod
+/// IP is refused, proving the VIP path went through the waypoint.
+#[test]
+fn service_bound_to_the_real_waypoint() {
+    if skip() {
+        return;
+    }
+    let Some(wp_bin) = waypoint_bin() else {
+        eprintln!(
+            "SKIPPED: real waypoint binary not found (cargo build -p waypoint, or set WAYPOINT_BIN)"
+        );
+        return;
+    };
+    let mut t = Topo::new(6);
+    t.start_app("b1");
+    t.add_pod("wp", 2, 9);
+    t.write_hosts();
+    let wp_ip = t.pod_ip(2, 9);
+    let wp_id = mesh_common::identity::SpiffeId::new(TD, "shop", "waypoint");
+    let bundle =
+        t.ca.issue_workload(&wp_id, Duration::from_secs(3600))
+            .unwrap();
+    let dir = t.dir.path().to_path_buf();
+    std::fs::write(dir.join("wp-chain.pem"), &bundle.chain_pem).unwrap();
+    std::fs::write(dir.join("wp-key.pem"), &bundle.key_pem).unwrap();
+    std::fs::write(dir.join("wp-roots.pem"), &bundle.roots_pem).unwrap();
+    let b1 = t.ip_of("b1");
+    let wp_cfg = serde_json::json!({
+        "name": "waypoint",
+        "namespace": "shop",
+        "identity": wp_id.to_string(),
+        "trafficType": "service",
+        "services": [{
+            "hostname": "svc.shop.svc.cluster.local",
+            "name": "svc",
+            "namespace": "shop",
+            "vips": [t.vip().to_string()],
+            "ports": [{"port": 80, "targetPort": 8080, "name": "http"}],
+            "endpoints": [{
+                "workloadUid": "Kubernetes//Pod/shop/b1",
+                "name": "b1",
+                "namespace": "shop",
+                "address": b1.to_string(),
+                "ports": {"80": 8080},
+                "hbone": true,
+                "identity": format!("spiffe://{TD}/ns/shop/sa/server"),
+            }],
+        }],
+        "filters": [],
+    });
+    std::fs::write(
+        dir.join("wp.json"),
+        serde_json::to_vec_pretty(&wp_cfg).unwrap(),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join("waypoint.log")).unwrap();
+    let child = Command::new("ip")
+        .args(["netns", "exec", &t.ns("wp")])
+        .arg(&wp_bin)
+        .arg("--config")
+        .arg(dir.join("wp.json"))
+        .args([
+            "--hbone-addr",
+            "0.0.0.0:15008",
+            "--http-addr",
+            "off",
+            "--admin-addr",
+            "off",
+        ])
+        .args([
+            "--metrics-addr",
+            "127.0.0.1:15020",
+            "--ready-addr",
+            "127.0.0.1:15021",
+        ])
+        .arg("--cert-chain")
+        .arg(dir.join("wp-chain.pem"))
+        .arg("--key")
+        .arg(dir.join("wp-key.pem"))
+        .arg("--roots")
+        .arg(dir.join("wp-roots.pem"))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    t.children.push(child);
+    wait_for(&format!("waypoint ready ({})", t.log_hint()), || {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &t.ns("wp"),
+                "curl",
+                "-s",
+                "-f",
+                "-m",
+                "1",
+                "http://127.0.0.1:15021/healthz/ready",
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+
+    let mut snap = t.snapshot(&[]);
+    snap.services[0].waypoint = Some(WaypointBinding {
+        name: "waypoint".into(),
+        namespace: "shop".into(),
+        addresses: vec![IpAddr::V4(wp_ip)],
+        hbone_port: 15008,
+        identity: wp_id.to_string(),
+        traffic_type: TrafficType::Service,
+    });
+    // b1 admits only the waypoint.
+    snap.authorizations.push(Authorization {
+        name: "only-waypoint".into(),
+        namespace: "shop".into(),
+        scope: RbacScope::WorkloadSelector,
+        action: RbacAction::Allow,
+        rules: vec![vec![vec![RbacMatch {
+            principals: vec![StringMatch::parse("cluster.local/ns/shop/sa/waypoint")],
+            ..Default::default()
+        }]]],
+        dry_run: false,
+    });
+    for w in snap.workloads.iter_mut().filter(|w| w.name == "b1") {
+        w.authorization_policies.push("shop/only-waypoint".into());
+    }
+    t.start_ztunnels(&snap);
+    assert_eq!(
+        curl(&t.ns("a1"), "http://svc/marker.txt").as_deref(),
+        Ok("SECRET-PAYLOAD-b1\n"),
+        "via the waypoint ({})",
+        t.log_hint()
+    );
+    assert!(
+        curl(&t.ns("a1"), "http://b1:8080/marker.txt").is_err(),
+        "direct pod traffic bypassed the policy"
+    );
+    let m = in_ns(
+        &t.ns("n2"),
+        &["curl", "-s", "http://127.0.0.1:15020/metrics"],
+    );
+    assert!(
+        m.lines().any(|l| l
+            .starts_with("istio_tcp_connections_opened_total{reporter=\"destination\"")
+            && l.contains("source_principal=\"spiffe://cluster.local/ns/shop/sa/waypoint\"")),
+        "{m}"
+    );
+    let wm = in_ns(
+        &t.ns("wp"),
+        &["curl", "-s", "http://127.0.0.1:15020/metrics"],
+    );
+    assert!(
+        wm.contains("istio_requests_total"),
+        "waypoint saw no request: {wm}"
+    );
+}

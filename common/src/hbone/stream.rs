@@ -10,9 +10,9 @@ use h2::{Reason, RecvStream, SendStream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 /// Read buffer size used by [`copy_bidirectional`] for the TCP side.
-const COPY_BUF: usize = 256 * 1024;
+const COPY_BUF: usize = 64 * 1024;
 /// Reads at least this large are sent without copying.
-const ZERO_COPY_MIN: usize = 32 * 1024;
+const ZERO_COPY_MIN: usize = 16 * 1024;
 
 /// Something kept alive as long as the stream (e.g. a pool slot).
 pub(crate) type StreamGuard = Arc<dyn Send + Sync>;

@@ -109,20 +109,25 @@ impl XdsClientConfig {
     }
 }
 
+/// Resources of one type by key. Shared between states: a delta copies
+/// only the map of its own type.
+pub type ResourceMap<T> = Arc<BTreeMap<String, Arc<T>>>;
+
 /// The configuration a proxy holds: everything received and accepted.
+/// Cloning is cheap (each map is shared until modified).
 #[derive(Debug, Clone, Default)]
 pub struct MeshState {
     /// Workloads by uid.
-    pub workloads: BTreeMap<String, Arc<Workload>>,
+    pub workloads: ResourceMap<Workload>,
     /// Services by `namespace/hostname`.
-    pub services: BTreeMap<String, Arc<Service>>,
+    pub services: ResourceMap<Service>,
     /// L4 policies by `namespace/name`.
-    pub authorizations: BTreeMap<String, Arc<Authorization>>,
+    pub authorizations: ResourceMap<Authorization>,
     /// Waypoint configs by `namespace/name`.
-    pub waypoints: BTreeMap<String, Arc<WaypointConfig>>,
+    pub waypoints: ResourceMap<WaypointConfig>,
     /// Version last applied per type.
     pub versions: BTreeMap<ResourceType, String>,
-    hashes: BTreeMap<ResourceType, BTreeMap<String, String>>,
+    hashes: BTreeMap<ResourceType, Arc<BTreeMap<String, String>>>,
 }
 
 impl MeshState {
@@ -134,7 +139,11 @@ impl MeshState {
                     *t,
                     KnownResources {
                         version: v.clone(),
-                        resources: self.hashes.get(t).cloned().unwrap_or_default(),
+                        resources: self
+                            .hashes
+                            .get(t)
+                            .map(|h| (**h).clone())
+                            .unwrap_or_default(),
                     },
                 )
             })
@@ -142,10 +151,8 @@ impl MeshState {
     }
 
     fn apply(&mut self, delta: &Delta) -> Result<(Vec<String>, Vec<String>), String> {
-        fn apply_map<T: Resource>(
-            map: &mut BTreeMap<String, Arc<T>>,
-            delta: &Delta,
-        ) -> Result<(), String> {
+        fn apply_map<T: Resource>(map: &mut ResourceMap<T>, delta: &Delta) -> Result<(), String> {
+            let map = Arc::make_mut(map);
             for e in &delta.upserts {
                 let v: T = serde_json::from_value(e.resource.clone())
                     .map_err(|err| format!("{} {}: {err}", T::TYPE, e.key))?;
@@ -162,7 +169,7 @@ impl MeshState {
             ResourceType::Authorization => apply_map(&mut self.authorizations, delta)?,
             ResourceType::WaypointConfig => apply_map(&mut self.waypoints, delta)?,
         }
-        let hashes = self.hashes.entry(delta.type_).or_default();
+        let hashes = Arc::make_mut(self.hashes.entry(delta.type_).or_default());
         for e in &delta.upserts {
             hashes.insert(e.key.clone(), e.hash.clone());
         }
@@ -466,4 +473,39 @@ pub async fn fetch_module(endpoint: &Endpoint, sha256: &str) -> Result<Bytes, Cl
         });
     }
     Ok(bytes)
+}
+
+/// Ask the operator's CA to sign a CSR (`POST /v1/csr`). `token` is the
+/// bearer credential (node bootstrap token or ServiceAccount token).
+pub async fn request_certificate(
+    endpoint: &Endpoint,
+    token: Option<&str>,
+    request: &super::CsrRequest,
+) -> Result<crate::ca::IssuedCert, ClientError> {
+    let mut conn = transport::connect(endpoint).await?;
+    let body = serde_json::to_vec(request).map_err(|e| ClientError::Stream(e.to_string()))?;
+    let mut req = Request::post(endpoint.uri_for(super::CSR_PATH)?)
+        .header(http::header::CONTENT_TYPE, "application/json");
+    if let Some(t) = token {
+        req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let req = req
+        .body(http_body_util::Full::new(Bytes::from(body)).boxed())
+        .map_err(|e| ClientError::Stream(e.to_string()))?;
+    let resp = conn.send_request(req).await.map_err(TransportError::Http)?;
+    let status = resp.status();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| ClientError::Stream(e.to_string()))?
+        .to_bytes();
+    if !status.is_success() {
+        return Err(ClientError::Status {
+            what: "certificate".into(),
+            status,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        });
+    }
+    serde_json::from_slice(&bytes).map_err(|e| ClientError::Stream(format!("bad CA answer: {e}")))
 }

@@ -129,3 +129,21 @@ pub struct Delta {
     #[serde(default)]
     pub removals: Vec<String>,
 }
+
+/// Body of `POST /v1/csr` (JSON). Authenticate with `authorization: Bearer
+/// <token>`: a node bootstrap token in file mode, a Kubernetes
+/// ServiceAccount token otherwise. The answer is a
+/// [`crate::ca::IssuedCert`] as JSON; 401 when the caller is unknown, 403
+/// when it may not have the requested identity, 400 for a bad CSR.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CsrRequest {
+    /// PEM `CERTIFICATE REQUEST` with exactly one SPIFFE URI SAN.
+    pub csr: String,
+    /// Requested lifetime (the CA caps it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds: Option<u64>,
+    /// Node the requesting proxy runs on (ztunnel asking for its workloads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+}

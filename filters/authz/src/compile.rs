@@ -119,7 +119,12 @@ fn suffix_match(a: &str, pattern: &str) -> bool {
 impl TrustDomains {
     fn known(&self, td: &str) -> bool {
         self.all.iter().any(|s| {
-            td == s || s == "*" || prefix_match(td, s) || prefix_match(s, td) || suffix_match(td, s) || suffix_match(s, td)
+            td == s
+                || s == "*"
+                || prefix_match(td, s)
+                || prefix_match(s, td)
+                || suffix_match(td, s)
+                || suffix_match(s, td)
         })
     }
 
@@ -139,7 +144,11 @@ impl TrustDomains {
             }
             let mut expanded: Vec<String> = Vec::new();
             for alias in &self.all {
-                let candidate = if suffix_match(alias, td) { p.clone() } else { format!("{alias}/{}", parts[1..].join("/")) };
+                let candidate = if suffix_match(alias, td) {
+                    p.clone()
+                } else {
+                    format!("{alias}/{}", parts[1..].join("/"))
+                };
                 if !expanded.contains(&candidate) {
                     expanded.push(candidate);
                 }
@@ -153,7 +162,11 @@ impl TrustDomains {
     fn expand_trust_domains(&self, values: &[String]) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for v in values {
-            let items: Vec<String> = if self.all.contains(v) { self.all.clone() } else { vec![v.clone()] };
+            let items: Vec<String> = if self.all.contains(v) {
+                self.all.clone()
+            } else {
+                vec![v.clone()]
+            };
             for i in items {
                 if !out.contains(&i) {
                     out.push(i);
@@ -163,6 +176,9 @@ impl TrustDomains {
         out
     }
 }
+
+/// Builds an attribute from a `when` condition's values.
+type AttrMaker<'a> = Box<dyn Fn(&[String]) -> Result<Attr, ConfigError> + 'a>;
 
 struct Ctx<'a> {
     policy_ns: &'a str,
@@ -177,11 +193,20 @@ impl Ctx<'_> {
 
     fn principals(&self, v: &[String]) -> Attr {
         let expanded = self.tds.expand_principals(v);
-        Attr::Principal(expanded.iter().map(|p| Pattern::with_prefix(p, "spiffe://")).collect())
+        Attr::Principal(
+            expanded
+                .iter()
+                .map(|p| Pattern::with_prefix(p, "spiffe://"))
+                .collect(),
+        )
     }
 
     fn namespaces(&self, v: &[String]) -> Attr {
-        Attr::Namespace(v.iter().map(|ns| Glob::new(&format!("*/ns/{ns}/*"))).collect())
+        Attr::Namespace(
+            v.iter()
+                .map(|ns| Glob::new(&format!("*/ns/{ns}/*")))
+                .collect(),
+        )
     }
 
     fn service_accounts(&self, v: &[String]) -> Attr {
@@ -214,13 +239,18 @@ impl Ctx<'_> {
     }
 
     fn cidrs(&self, v: &[String]) -> Result<Vec<Cidr>, ConfigError> {
-        v.iter().map(|c| Cidr::parse(c).map_err(|e| self.invalid(e))).collect()
+        v.iter()
+            .map(|c| Cidr::parse(c).map_err(|e| self.invalid(e)))
+            .collect()
     }
 
     fn ports(&self, v: &[String]) -> Result<Attr, ConfigError> {
         let ports = v
             .iter()
-            .map(|p| p.parse::<u16>().map_err(|e| self.invalid(format!("bad port ({p}): {e}"))))
+            .map(|p| {
+                p.parse::<u16>()
+                    .map_err(|e| self.invalid(format!("bad port ({p}): {e}")))
+            })
             .collect::<Result<_, _>>()?;
         Ok(Attr::Port(ports))
     }
@@ -230,7 +260,9 @@ impl Ctx<'_> {
             .iter()
             .map(|p| {
                 if PathTemplate::is_template(p) {
-                    PathTemplate::parse(p).map(PathMatch::Template).map_err(|e| self.invalid(e))
+                    PathTemplate::parse(p)
+                        .map(PathMatch::Template)
+                        .map_err(|e| self.invalid(e))
                 } else {
                     Ok(PathMatch::Str(Pattern::parse(p)))
                 }
@@ -240,32 +272,75 @@ impl Ctx<'_> {
     }
 
     /// One attribute from `(values, notValues)`: up to two checks.
-    fn push(&self, out: &mut Vec<Check>, values: &[String], not: &[String], make: &dyn Fn(&[String]) -> Result<Attr, ConfigError>) -> Result<(), ConfigError> {
+    fn push(
+        &self,
+        out: &mut Vec<Check>,
+        values: &[String],
+        not: &[String],
+        make: &dyn Fn(&[String]) -> Result<Attr, ConfigError>,
+    ) -> Result<(), ConfigError> {
         if !values.is_empty() {
-            out.push(Check { attr: make(values)?, negate: false });
+            out.push(Check {
+                attr: make(values)?,
+                negate: false,
+            });
         }
         if !not.is_empty() {
-            out.push(Check { attr: make(not)?, negate: true });
+            out.push(Check {
+                attr: make(not)?,
+                negate: true,
+            });
         }
         Ok(())
     }
 
     fn source(&self, s: &Source) -> Result<Vec<Check>, ConfigError> {
         let mut out = Vec::new();
-        self.push(&mut out, &s.principals, &s.not_principals, &|v| Ok(self.principals(v)))?;
-        self.push(&mut out, &s.request_principals, &s.not_request_principals, &|v| Ok(request_principals(v)))?;
-        self.push(&mut out, &s.service_accounts, &s.not_service_accounts, &|v| Ok(self.service_accounts(v)))?;
-        self.push(&mut out, &s.trust_domains, &s.not_trust_domains, &|v| Ok(self.trust_domains(v)))?;
-        self.push(&mut out, &s.namespaces, &s.not_namespaces, &|v| Ok(self.namespaces(v)))?;
-        self.push(&mut out, &s.remote_ip_blocks, &s.not_remote_ip_blocks, &|v| Ok(Attr::RemoteIp(self.cidrs(v)?)))?;
-        self.push(&mut out, &s.ip_blocks, &s.not_ip_blocks, &|v| Ok(Attr::SourceIp(self.cidrs(v)?)))?;
+        self.push(&mut out, &s.principals, &s.not_principals, &|v| {
+            Ok(self.principals(v))
+        })?;
+        self.push(
+            &mut out,
+            &s.request_principals,
+            &s.not_request_principals,
+            &|v| Ok(request_principals(v)),
+        )?;
+        self.push(
+            &mut out,
+            &s.service_accounts,
+            &s.not_service_accounts,
+            &|v| Ok(self.service_accounts(v)),
+        )?;
+        self.push(&mut out, &s.trust_domains, &s.not_trust_domains, &|v| {
+            Ok(self.trust_domains(v))
+        })?;
+        self.push(&mut out, &s.namespaces, &s.not_namespaces, &|v| {
+            Ok(self.namespaces(v))
+        })?;
+        self.push(
+            &mut out,
+            &s.remote_ip_blocks,
+            &s.not_remote_ip_blocks,
+            &|v| Ok(Attr::RemoteIp(self.cidrs(v)?)),
+        )?;
+        self.push(&mut out, &s.ip_blocks, &s.not_ip_blocks, &|v| {
+            Ok(Attr::SourceIp(self.cidrs(v)?))
+        })?;
         Ok(out)
     }
 
     fn operation(&self, o: &Operation) -> Result<Vec<Check>, ConfigError> {
         let mut out = Vec::new();
-        self.push(&mut out, &o.hosts, &o.not_hosts, &|v| Ok(Attr::Host(v.iter().map(|h| HeaderPattern::parse(h, true)).collect())))?;
-        self.push(&mut out, &o.methods, &o.not_methods, &|v| Ok(Attr::Method(v.iter().map(|m| HeaderPattern::parse(m, false)).collect())))?;
+        self.push(&mut out, &o.hosts, &o.not_hosts, &|v| {
+            Ok(Attr::Host(
+                v.iter().map(|h| HeaderPattern::parse(h, true)).collect(),
+            ))
+        })?;
+        self.push(&mut out, &o.methods, &o.not_methods, &|v| {
+            Ok(Attr::Method(
+                v.iter().map(|m| HeaderPattern::parse(m, false)).collect(),
+            ))
+        })?;
         self.push(&mut out, &o.paths, &o.not_paths, &|v| self.paths(v))?;
         self.push(&mut out, &o.ports, &o.not_ports, &|v| self.ports(v))?;
         Ok(out)
@@ -277,9 +352,11 @@ impl Ctx<'_> {
             return Err(self.invalid("`key` must not be empty"));
         }
         if c.values.is_empty() && c.not_values.is_empty() {
-            return Err(self.invalid(format!("at least one of `values` or `notValues` must be set for key {key}")));
+            return Err(self.invalid(format!(
+                "at least one of `values` or `notValues` must be set for key {key}"
+            )));
         }
-        let make: Box<dyn Fn(&[String]) -> Result<Attr, ConfigError> + '_> = match key {
+        let make: AttrMaker<'_> = match key {
             "source.ip" => Box::new(|v| Ok(Attr::SourceIp(self.cidrs(v)?))),
             "remote.ip" => Box::new(|v| Ok(Attr::RemoteIp(self.cidrs(v)?))),
             "source.namespace" => Box::new(|v| Ok(self.namespaces(v))),
@@ -287,31 +364,56 @@ impl Ctx<'_> {
             "source.serviceAccount" => Box::new(|v| Ok(self.service_accounts(v))),
             "source.trustDomain" => Box::new(|v| Ok(self.trust_domains(v))),
             "request.auth.principal" => Box::new(|v| Ok(request_principals(v))),
-            "request.auth.audiences" => Box::new(|v| Ok(Attr::Audiences(v.iter().map(|a| Pattern::parse(a)).collect()))),
-            "request.auth.presenter" => Box::new(|v| Ok(Attr::Presenter(v.iter().map(|a| Pattern::parse(a)).collect()))),
+            "request.auth.audiences" => Box::new(|v| {
+                Ok(Attr::Audiences(
+                    v.iter().map(|a| Pattern::parse(a)).collect(),
+                ))
+            }),
+            "request.auth.presenter" => Box::new(|v| {
+                Ok(Attr::Presenter(
+                    v.iter().map(|a| Pattern::parse(a)).collect(),
+                ))
+            }),
             "destination.ip" => Box::new(|v| Ok(Attr::DestinationIp(self.cidrs(v)?))),
             "destination.port" => Box::new(|v| self.ports(v)),
             "connection.sni" => Box::new(|_| Ok(Attr::Never)),
             "destination.namespace" => {
-                return Err(self.invalid("attribute destination.namespace is replaced by the metadata.namespace"));
+                return Err(self.invalid(
+                    "attribute destination.namespace is replaced by the metadata.namespace",
+                ));
             }
             "destination.name" | "destination.user" => {
-                return Err(self.invalid(format!("deprecated attribute {key}: only supported in v1alpha1")));
+                return Err(self.invalid(format!(
+                    "deprecated attribute {key}: only supported in v1alpha1"
+                )));
             }
             k if k.starts_with("destination.labels[") => {
-                return Err(self.invalid(format!("attribute {k} is replaced by the workload selector")));
+                return Err(self.invalid(format!(
+                    "attribute {k} is replaced by the workload selector"
+                )));
             }
             k if k.starts_with("experimental.envoy.filters.") => Box::new(|_| Ok(Attr::Never)),
             k if k.starts_with("request.headers") => {
                 let name = bracketed(&k["request.headers".len()..])
                     .ok_or_else(|| self.invalid(format!("bad key ({k}): should have format a[b]")))?
                     .to_ascii_lowercase();
-                Box::new(move |v| Ok(Attr::Header(name.clone(), v.iter().map(|h| HeaderPattern::parse(h, false)).collect())))
+                Box::new(move |v| {
+                    Ok(Attr::Header(
+                        name.clone(),
+                        v.iter().map(|h| HeaderPattern::parse(h, false)).collect(),
+                    ))
+                })
             }
             k if k.starts_with("request.auth.claims") => {
-                let path = nested_brackets(&k["request.auth.claims".len()..])
-                    .ok_or_else(|| self.invalid(format!("bad key ({k}): should have format a[b]")))?;
-                Box::new(move |v| Ok(Attr::Claim(path.clone(), v.iter().map(|c| Pattern::parse(c)).collect())))
+                let path = nested_brackets(&k["request.auth.claims".len()..]).ok_or_else(|| {
+                    self.invalid(format!("bad key ({k}): should have format a[b]"))
+                })?;
+                Box::new(move |v| {
+                    Ok(Attr::Claim(
+                        path.clone(),
+                        v.iter().map(|c| Pattern::parse(c)).collect(),
+                    ))
+                })
             }
             k => return Err(self.invalid(format!("unknown attribute {k}"))),
         };
@@ -347,7 +449,11 @@ fn request_principals(values: &[String]) -> Attr {
                 } else if let Some(rest) = v.strip_prefix('*') {
                     match split {
                         Some((iss, sub)) => {
-                            let iss = if iss == "*" { Pattern::NonEmpty } else { Pattern::Suffix(iss[1..].to_owned()) };
+                            let iss = if iss == "*" {
+                                Pattern::NonEmpty
+                            } else {
+                                Pattern::Suffix(iss[1..].to_owned())
+                            };
                             (iss, Pattern::Exact(sub.to_owned()))
                         }
                         None => (Pattern::NonEmpty, Pattern::Suffix(rest.to_owned())),
@@ -355,14 +461,21 @@ fn request_principals(values: &[String]) -> Attr {
                 } else if let Some(head) = v.strip_suffix('*') {
                     match split {
                         Some((iss, sub)) => {
-                            let sub = if sub == "*" { Pattern::NonEmpty } else { Pattern::Prefix(sub[..sub.len() - 1].to_owned()) };
+                            let sub = if sub == "*" {
+                                Pattern::NonEmpty
+                            } else {
+                                Pattern::Prefix(sub[..sub.len() - 1].to_owned())
+                            };
                             (Pattern::Exact(iss.to_owned()), sub)
                         }
                         None => (Pattern::Prefix(head.to_owned()), Pattern::NonEmpty),
                     }
                 } else {
                     match split {
-                        Some((iss, sub)) => (Pattern::Exact(iss.to_owned()), Pattern::Exact(sub.to_owned())),
+                        Some((iss, sub)) => (
+                            Pattern::Exact(iss.to_owned()),
+                            Pattern::Exact(sub.to_owned()),
+                        ),
                         None => (Pattern::Exact(v.clone()), Pattern::Exact(String::new())),
                     }
                 };
@@ -395,16 +508,36 @@ fn nested_brackets(s: &str) -> Option<Vec<String>> {
 }
 
 /// Compiles one policy.
-pub(crate) fn compile_policy(p: &AuthorizationPolicy, tds: &TrustDomains) -> Result<CompiledPolicy, ConfigError> {
-    let ctx = Ctx { policy_ns: &p.namespace, tds, err_prefix: format!("invalid policy {}.{}: ", p.name, p.namespace) };
-    let rules = p.rules.iter().flatten().map(|r| ctx.rule(r)).collect::<Result<Vec<_>, _>>()?;
+pub(crate) fn compile_policy(
+    p: &AuthorizationPolicy,
+    tds: &TrustDomains,
+) -> Result<CompiledPolicy, ConfigError> {
+    let ctx = Ctx {
+        policy_ns: &p.namespace,
+        tds,
+        err_prefix: format!("invalid policy {}.{}: ", p.name, p.namespace),
+    };
+    let rules = p
+        .rules
+        .iter()
+        .flatten()
+        .map(|r| ctx.rule(r))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(CompiledPolicy {
         id: format!("{}/{}", p.namespace, p.name),
         action: p.action,
-        provider: p.provider.as_ref().map(|pr| pr.name.clone()).filter(|n| !n.is_empty()),
+        provider: p
+            .provider
+            .as_ref()
+            .map(|pr| pr.name.clone())
+            .filter(|n| !n.is_empty()),
         dry_run: p.dry_run && matches!(p.action, Action::Allow | Action::Deny),
         rules,
-        targets: p.target_services.iter().map(|s| s.to_ascii_lowercase()).collect(),
+        targets: p
+            .target_services
+            .iter()
+            .map(|s| s.to_ascii_lowercase())
+            .collect(),
     })
 }
 
@@ -414,17 +547,34 @@ mod tests {
 
     #[test]
     fn trust_domain_aliases() {
-        let tds = TrustDomains { all: vec!["td1".into(), "td2".into()] };
+        let tds = TrustDomains {
+            all: vec!["td1".into(), "td2".into()],
+        };
         assert_eq!(
-            tds.expand_principals(&["cluster.local/ns/a/sa/x".into(), "other/ns/a/sa/x".into(), "*/ns/a/sa/x".into()]),
-            vec!["td1/ns/a/sa/x", "td2/ns/a/sa/x", "other/ns/a/sa/x", "*/ns/a/sa/x"]
+            tds.expand_principals(&[
+                "cluster.local/ns/a/sa/x".into(),
+                "other/ns/a/sa/x".into(),
+                "*/ns/a/sa/x".into()
+            ]),
+            vec![
+                "td1/ns/a/sa/x",
+                "td2/ns/a/sa/x",
+                "other/ns/a/sa/x",
+                "*/ns/a/sa/x"
+            ]
         );
-        assert_eq!(tds.expand_trust_domains(&["td2".into(), "x".into()]), vec!["td1", "td2", "x"]);
+        assert_eq!(
+            tds.expand_trust_domains(&["td2".into(), "x".into()]),
+            vec!["td1", "td2", "x"]
+        );
     }
 
     #[test]
     fn claim_keys() {
-        assert_eq!(nested_brackets("[a][b]"), Some(vec!["a".to_owned(), "b".to_owned()]));
+        assert_eq!(
+            nested_brackets("[a][b]"),
+            Some(vec!["a".to_owned(), "b".to_owned()])
+        );
         assert_eq!(nested_brackets("[groups]"), Some(vec!["groups".to_owned()]));
         assert_eq!(nested_brackets("groups"), None);
     }

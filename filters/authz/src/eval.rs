@@ -1,9 +1,12 @@
 //! Evaluation of compiled policies against one request (Envoy RBAC
 //! semantics: a missing attribute never matches, so its `not` form does).
 
-use crate::compile::{Attr, Check, CompiledPolicy, CompiledRule, HeaderPattern, PathMatch, RequestPrincipal, TrustDomainMatch};
-use crate::pattern::Pattern;
 use crate::Input;
+use crate::compile::{
+    Attr, Check, CompiledPolicy, CompiledRule, HeaderPattern, PathMatch, RequestPrincipal,
+    TrustDomainMatch,
+};
+use crate::pattern::Pattern;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::cell::OnceCell;
@@ -38,16 +41,25 @@ impl<'i> EvalCtx<'i> {
 
     fn peer_uri(&self) -> Option<&str> {
         self.peer_uri
-            .get_or_init(|| self.input.source_principal.filter(|p| !p.is_empty()).map(|p| format!("spiffe://{p}")))
+            .get_or_init(|| {
+                self.input
+                    .source_principal
+                    .filter(|p| !p.is_empty())
+                    .map(|p| format!("spiffe://{p}"))
+            })
             .as_deref()
     }
 
     fn source_ip(&self) -> Option<IpAddr> {
-        *self.source_ip.get_or_init(|| parse_ip(self.input.source_address))
+        *self
+            .source_ip
+            .get_or_init(|| parse_ip(self.input.source_address))
     }
 
     fn destination_ip(&self) -> Option<IpAddr> {
-        *self.destination_ip.get_or_init(|| parse_ip(self.input.destination_address))
+        *self
+            .destination_ip
+            .get_or_init(|| parse_ip(self.input.destination_address))
     }
 
     /// Envoy without `use_remote_address`: the (N+1)-th `x-forwarded-for`
@@ -67,20 +79,30 @@ impl<'i> EvalCtx<'i> {
 
     fn claims(&self) -> Option<&Value> {
         self.claims
-            .get_or_init(|| self.input.request_auth.as_ref().and_then(|a| serde_json::from_str(a.claims).ok()))
+            .get_or_init(|| {
+                self.input
+                    .request_auth
+                    .as_ref()
+                    .and_then(|a| serde_json::from_str(a.claims).ok())
+            })
             .as_ref()
     }
 }
 
 fn parse_ip(s: &str) -> Option<IpAddr> {
     let s = s.trim();
-    s.parse()
-        .ok()
-        .or_else(|| s.strip_prefix('[').and_then(|r| r.split(']').next()).and_then(|r| r.parse().ok()))
+    s.parse().ok().or_else(|| {
+        s.strip_prefix('[')
+            .and_then(|r| r.split(']').next())
+            .and_then(|r| r.parse().ok())
+    })
 }
 
 /// All values of a header joined with `,` (Envoy's view).
-pub(crate) fn joined_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<Cow<'a, str>> {
+pub(crate) fn joined_header<'a>(
+    headers: &'a [(String, String)],
+    name: &str,
+) -> Option<Cow<'a, str>> {
     let mut found: Option<Cow<'a, str>> = None;
     for (n, v) in headers {
         if n.eq_ignore_ascii_case(name) {
@@ -136,11 +158,15 @@ fn trust_domain_matches(uri: &str, m: &TrustDomainMatch) -> bool {
     };
     match m {
         TrustDomainMatch::Any => true,
-        TrustDomainMatch::Exact(td) => rest.strip_prefix(td.as_str()).is_some_and(|r| r.starts_with('/')),
+        TrustDomainMatch::Exact(td) => rest
+            .strip_prefix(td.as_str())
+            .is_some_and(|r| r.starts_with('/')),
         TrustDomainMatch::Wildcard(a, b) => match rest.find('/') {
             Some(i) => {
                 let td = &rest[..i];
-                td.len() >= a.len() + b.len() && td.starts_with(a.as_str()) && td.ends_with(b.as_str())
+                td.len() >= a.len() + b.len()
+                    && td.starts_with(a.as_str())
+                    && td.ends_with(b.as_str())
             }
             None => false,
         },
@@ -152,7 +178,9 @@ fn trust_domain_matches(uri: &str, m: &TrustDomainMatch) -> bool {
 fn claim_matches(v: &Value, pats: &[Pattern]) -> bool {
     match v {
         Value::String(s) => pats.iter().any(|p| p.matches(s)),
-        Value::Array(items) => items.iter().any(|i| matches!(i, Value::String(s) if pats.iter().any(|p| p.matches(s)))),
+        Value::Array(items) => items
+            .iter()
+            .any(|i| matches!(i, Value::String(s) if pats.iter().any(|p| p.matches(s)))),
         _ => false,
     }
 }
@@ -164,23 +192,37 @@ fn request_principal_matches(rp: &RequestPrincipal, iss: &str, sub: &str) -> boo
 fn attr_matches(attr: &Attr, cx: &EvalCtx<'_>) -> bool {
     let input = cx.input;
     match attr {
-        Attr::Principal(pats) => cx.peer_uri().is_some_and(|u| pats.iter().any(|p| p.matches(u))),
-        Attr::Namespace(globs) => cx.peer_uri().is_some_and(|u| globs.iter().any(|g| g.matches(u))),
-        Attr::ServiceAccount(list) => {
-            cx.peer_uri().is_some_and(|u| list.iter().any(|(ns, sa)| service_account_matches(u, ns, sa)))
-        }
-        Attr::TrustDomain(list) => cx.peer_uri().is_some_and(|u| list.iter().any(|m| trust_domain_matches(u, m))),
-        Attr::SourceIp(cidrs) => cx.source_ip().is_some_and(|ip| cidrs.iter().any(|c| c.contains(ip))),
-        Attr::RemoteIp(cidrs) => cx.remote_ip().is_some_and(|ip| cidrs.iter().any(|c| c.contains(ip))),
-        Attr::DestinationIp(cidrs) => cx.destination_ip().is_some_and(|ip| cidrs.iter().any(|c| c.contains(ip))),
-        Attr::RequestPrincipal(list) => input
-            .request_auth
-            .as_ref()
-            .is_some_and(|a| list.iter().any(|rp| request_principal_matches(rp, a.issuer, a.subject))),
-        Attr::Audiences(pats) => input
-            .request_auth
-            .as_ref()
-            .is_some_and(|a| a.audiences.iter().any(|aud| pats.iter().any(|p| p.matches(aud)))),
+        Attr::Principal(pats) => cx
+            .peer_uri()
+            .is_some_and(|u| pats.iter().any(|p| p.matches(u))),
+        Attr::Namespace(globs) => cx
+            .peer_uri()
+            .is_some_and(|u| globs.iter().any(|g| g.matches(u))),
+        Attr::ServiceAccount(list) => cx.peer_uri().is_some_and(|u| {
+            list.iter()
+                .any(|(ns, sa)| service_account_matches(u, ns, sa))
+        }),
+        Attr::TrustDomain(list) => cx
+            .peer_uri()
+            .is_some_and(|u| list.iter().any(|m| trust_domain_matches(u, m))),
+        Attr::SourceIp(cidrs) => cx
+            .source_ip()
+            .is_some_and(|ip| cidrs.iter().any(|c| c.contains(ip))),
+        Attr::RemoteIp(cidrs) => cx
+            .remote_ip()
+            .is_some_and(|ip| cidrs.iter().any(|c| c.contains(ip))),
+        Attr::DestinationIp(cidrs) => cx
+            .destination_ip()
+            .is_some_and(|ip| cidrs.iter().any(|c| c.contains(ip))),
+        Attr::RequestPrincipal(list) => input.request_auth.as_ref().is_some_and(|a| {
+            list.iter()
+                .any(|rp| request_principal_matches(rp, a.issuer, a.subject))
+        }),
+        Attr::Audiences(pats) => input.request_auth.as_ref().is_some_and(|a| {
+            a.audiences
+                .iter()
+                .any(|aud| pats.iter().any(|p| p.matches(aud)))
+        }),
         Attr::Presenter(pats) => input
             .request_auth
             .as_ref()
@@ -193,7 +235,9 @@ fn attr_matches(attr: &Attr, cx: &EvalCtx<'_>) -> bool {
             }
             v.is_some_and(|v| claim_matches(v, pats))
         }
-        Attr::Header(name, pats) => header_matches(pats, joined_header(input.headers, name).as_deref(), false),
+        Attr::Header(name, pats) => {
+            header_matches(pats, joined_header(input.headers, name).as_deref(), false)
+        }
         Attr::Host(pats) => header_matches(pats, Some(input.authority), true),
         Attr::Method(pats) => header_matches(pats, Some(input.method), false),
         Attr::Path(list) => list.iter().any(|m| match m {
@@ -226,19 +270,51 @@ mod tests {
 
     #[test]
     fn service_account_regex() {
-        assert!(service_account_matches("spiffe://cluster.local/ns/foo/sa/bar", "foo", "bar"));
-        assert!(!service_account_matches("spiffe://cluster.local/ns/foo/sa/barx", "foo", "bar"));
-        assert!(!service_account_matches("spiffe://cluster.local/ns/foox/sa/bar", "foo", "bar"));
-        assert!(service_account_matches("spiffe://td/ns/foo/x/sa/bar/y", "foo", "bar"));
-        assert!(!service_account_matches("spiffe:///ns/foo/sa/bar", "foo", "bar"));
+        assert!(service_account_matches(
+            "spiffe://cluster.local/ns/foo/sa/bar",
+            "foo",
+            "bar"
+        ));
+        assert!(!service_account_matches(
+            "spiffe://cluster.local/ns/foo/sa/barx",
+            "foo",
+            "bar"
+        ));
+        assert!(!service_account_matches(
+            "spiffe://cluster.local/ns/foox/sa/bar",
+            "foo",
+            "bar"
+        ));
+        assert!(service_account_matches(
+            "spiffe://td/ns/foo/x/sa/bar/y",
+            "foo",
+            "bar"
+        ));
+        assert!(!service_account_matches(
+            "spiffe:///ns/foo/sa/bar",
+            "foo",
+            "bar"
+        ));
     }
 
     #[test]
     fn trust_domains() {
         let u = "spiffe://prod.example.com/ns/a/sa/b";
-        assert!(trust_domain_matches(u, &TrustDomainMatch::Exact("prod.example.com".into())));
-        assert!(!trust_domain_matches(u, &TrustDomainMatch::Exact("prod.example".into())));
-        assert!(trust_domain_matches(u, &TrustDomainMatch::Wildcard("prod.".into(), ".com".into())));
-        assert!(!trust_domain_matches(u, &TrustDomainMatch::Wildcard("dev.".into(), String::new())));
+        assert!(trust_domain_matches(
+            u,
+            &TrustDomainMatch::Exact("prod.example.com".into())
+        ));
+        assert!(!trust_domain_matches(
+            u,
+            &TrustDomainMatch::Exact("prod.example".into())
+        ));
+        assert!(trust_domain_matches(
+            u,
+            &TrustDomainMatch::Wildcard("prod.".into(), ".com".into())
+        ));
+        assert!(!trust_domain_matches(
+            u,
+            &TrustDomainMatch::Wildcard("dev.".into(), String::new())
+        ));
     }
 }

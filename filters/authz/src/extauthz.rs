@@ -46,25 +46,38 @@ impl Provider {
             None => 403,
             Some(s) => match s.parse::<u16>() {
                 Ok(code) if (100..=599).contains(&code) => code,
-                _ => return Err(ConfigError::Invalid(format!("provider {}: invalid statusOnError {s:?}", p.name))),
+                _ => {
+                    return Err(ConfigError::Invalid(format!(
+                        "provider {}: invalid statusOnError {s:?}",
+                        p.name
+                    )));
+                }
             },
         };
-        if let Some(prefix) = p.path_prefix.as_deref().filter(|s| !s.is_empty()) {
-            if !prefix.starts_with('/') {
-                return Err(ConfigError::Invalid(format!(
-                    "provider {}: pathPrefix must begin with `/`, found: {prefix:?}",
-                    p.name
-                )));
-            }
+        if let Some(prefix) = p.path_prefix.as_deref().filter(|s| !s.is_empty())
+            && !prefix.starts_with('/')
+        {
+            return Err(ConfigError::Invalid(format!(
+                "provider {}: pathPrefix must begin with `/`, found: {prefix:?}",
+                p.name
+            )));
         }
         Ok(Provider {
             name: p.name.clone(),
-            timeout_ms: p.timeout.map(|d| d.as_millis_u32()).filter(|t| *t > 0).unwrap_or(DEFAULT_TIMEOUT_MS),
+            timeout_ms: p
+                .timeout
+                .map(|d| d.as_millis_u32())
+                .filter(|t| *t > 0)
+                .unwrap_or(DEFAULT_TIMEOUT_MS),
             path_prefix: p.path_prefix.clone().unwrap_or_default(),
             fail_open: p.fail_open,
             status_on_error,
             include: header_patterns(&p.include_request_headers_in_check),
-            additional: p.include_additional_headers_in_check.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect(),
+            additional: p
+                .include_additional_headers_in_check
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .collect(),
             to_upstream: header_patterns(&p.headers_to_upstream_on_allow),
             to_downstream_allow: header_patterns(&p.headers_to_downstream_on_allow),
             to_downstream_deny: header_patterns(&p.headers_to_downstream_on_deny),
@@ -72,11 +85,21 @@ impl Provider {
     }
 
     /// The check request for a request.
-    pub fn check_request(&self, method: &str, authority: &str, path_and_query: &str, headers: &[(String, String)]) -> CheckRequest {
+    pub fn check_request(
+        &self,
+        method: &str,
+        authority: &str,
+        path_and_query: &str,
+        headers: &[(String, String)],
+    ) -> CheckRequest {
         let mut out: Vec<(String, String)> = vec![("host".into(), authority.into())];
         for (name, value) in headers {
             let name_l = name.to_ascii_lowercase();
-            if matches!(name_l.as_str(), "content-length" | "host" | "transfer-encoding") || name_l.starts_with(':') {
+            if matches!(
+                name_l.as_str(),
+                "content-length" | "host" | "transfer-encoding"
+            ) || name_l.starts_with(':')
+            {
                 continue;
             }
             if name_l == "authorization" || any_matches(&self.include, &name_l) {
@@ -115,7 +138,12 @@ impl Provider {
             for (name, value) in &resp.headers {
                 let n = name.to_ascii_lowercase();
                 if n == "x-envoy-auth-headers-to-remove" {
-                    upstream_remove.extend(value.split(',').map(|s| s.trim().to_ascii_lowercase()).filter(|s| !s.is_empty()));
+                    upstream_remove.extend(
+                        value
+                            .split(',')
+                            .map(|s| s.trim().to_ascii_lowercase())
+                            .filter(|s| !s.is_empty()),
+                    );
                     continue;
                 }
                 if any_matches(&self.to_upstream, &n) {
@@ -125,31 +153,54 @@ impl Provider {
                     downstream_add.push((n, value.clone()));
                 }
             }
-            return CheckResult::Allow { upstream_set, upstream_remove, downstream_add };
+            return CheckResult::Allow {
+                upstream_set,
+                upstream_remove,
+                downstream_add,
+            };
         }
         let headers = resp
             .headers
             .into_iter()
             .map(|(n, v)| (n.to_ascii_lowercase(), v))
             .filter(|(n, _)| {
-                if matches!(n.as_str(), "content-length" | "transfer-encoding" | "connection" | "x-envoy-auth-headers-to-remove") {
+                if matches!(
+                    n.as_str(),
+                    "content-length"
+                        | "transfer-encoding"
+                        | "connection"
+                        | "x-envoy-auth-headers-to-remove"
+                ) {
                     return false;
                 }
                 if self.to_downstream_deny.is_empty() {
                     n != "host"
                 } else {
-                    matches!(n.as_str(), "www-authenticate" | "location") || any_matches(&self.to_downstream_deny, n)
+                    matches!(n.as_str(), "www-authenticate" | "location")
+                        || any_matches(&self.to_downstream_deny, n)
                 }
             })
             .collect();
-        CheckResult::Deny { status: resp.status, headers, body: resp.body }
+        CheckResult::Deny {
+            status: resp.status,
+            headers,
+            body: resp.body,
+        }
     }
 
     fn error(&self) -> CheckResult {
         if self.fail_open {
-            return CheckResult::Allow { upstream_set: Vec::new(), upstream_remove: Vec::new(), downstream_add: Vec::new() };
+            return CheckResult::Allow {
+                upstream_set: Vec::new(),
+                upstream_remove: Vec::new(),
+                downstream_add: Vec::new(),
+            };
         }
-        CheckResult::Deny { status: self.status_on_error, headers: Vec::new(), body: Vec::new() }
+        CheckResult::Deny {
+            status: self.status_on_error,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
     }
 }
 

@@ -31,12 +31,20 @@ impl Filter for AuthzFilter {
     fn configure(&mut self, config: &[u8]) -> Result<FilterInfo, String> {
         let authz = Authorizer::from_json(config).map_err(|e| e.to_string())?;
         if authz.has_custom() && !cfg!(feature = "ext-authz") {
-            return Err("CUSTOM AuthorizationPolicies need the `authz-ext` build of the authz filter \
+            return Err(
+                "CUSTOM AuthorizationPolicies need the `authz-ext` build of the authz filter \
                         (granted the outbound-http capability with one upstream per provider)"
-                .into());
+                    .into(),
+            );
         }
+        let info = FilterInfo::new(Hooks::REQUEST_HEADERS);
+        // Only the headers some condition reads are copied into the filter.
+        let info = match authz.header_names() {
+            Some(names) => info.with_request_headers(&names),
+            None => info,
+        };
         self.authz = authz;
-        Ok(FilterInfo::new(Hooks::REQUEST_HEADERS))
+        Ok(info)
     }
 
     fn on_request_headers(&self, ctx: &Context, req: &Request) -> Vec<Action> {
@@ -72,7 +80,10 @@ impl Filter for AuthzFilter {
             actions.push(meta(keys::AUTHZ_AUDIT, p));
         }
         if let Some((allowed, policy)) = plan.shadow {
-            actions.push(meta(keys::AUTHZ_SHADOW_RESULT, if allowed { "allowed" } else { "denied" }));
+            actions.push(meta(
+                keys::AUTHZ_SHADOW_RESULT,
+                if allowed { "allowed" } else { "denied" },
+            ));
             if let Some(p) = policy {
                 actions.push(meta(keys::AUTHZ_SHADOW_POLICY, p));
             }
@@ -123,8 +134,16 @@ mod ext {
 
     /// Asks one provider; `Some(respond)` when it denies. Header changes of
     /// an allow are appended to `actions`.
-    pub(super) fn ask(check: &CustomCheck<'_>, req: &Request, path_and_query: &str, actions: &mut Vec<Action>) -> Option<Action> {
-        let r = check.provider.check_request(&req.method, &req.authority, path_and_query, &req.headers);
+    pub(super) fn ask(
+        check: &CustomCheck<'_>,
+        req: &Request,
+        path_and_query: &str,
+        actions: &mut Vec<Action>,
+    ) -> Option<Action> {
+        let r =
+            check
+                .provider
+                .check_request(&req.method, &req.authority, path_and_query, &req.headers);
         let answer = send(&OutboundRequest {
             upstream: r.upstream,
             method: r.method,
@@ -133,15 +152,31 @@ mod ext {
             body: Vec::new(),
             timeout_ms: r.timeout_ms,
         })
-        .map(|resp| CheckResponse { status: resp.status, headers: resp.headers, body: resp.body });
+        .map(|resp| CheckResponse {
+            status: resp.status,
+            headers: resp.headers,
+            body: resp.body,
+        });
         match check.provider.interpret(answer) {
-            CheckResult::Allow { upstream_set, upstream_remove, downstream_add } => {
+            CheckResult::Allow {
+                upstream_set,
+                upstream_remove,
+                downstream_add,
+            } => {
                 actions.extend(upstream_remove.into_iter().map(Action::RemoveRequestHeader));
                 actions.extend(upstream_set.into_iter().map(Action::SetRequestHeader));
                 actions.extend(downstream_add.into_iter().map(Action::AddResponseHeader));
                 None
             }
-            CheckResult::Deny { status, headers, body } => Some(Action::Respond(LocalResponse { status, headers, body })),
+            CheckResult::Deny {
+                status,
+                headers,
+                body,
+            } => Some(Action::Respond(LocalResponse {
+                status,
+                headers,
+                body,
+            })),
         }
     }
 }

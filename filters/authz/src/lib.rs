@@ -26,10 +26,10 @@
 mod compile;
 mod eval;
 pub mod extauthz;
-mod normalize;
-mod pattern;
 #[cfg(target_arch = "wasm32")]
 mod guest;
+mod normalize;
+mod pattern;
 
 use compile::{CompiledPolicy, TrustDomains, compile_policy};
 use eval::{EvalCtx, policy_matches};
@@ -189,7 +189,8 @@ pub struct Authorizer {
 
 impl Default for Authorizer {
     fn default() -> Self {
-        Authorizer::compile(&AuthzConfig::default()).unwrap_or_else(|_| unreachable!("empty config compiles"))
+        Authorizer::compile(&AuthzConfig::default())
+            .unwrap_or_else(|_| unreachable!("empty config compiles"))
     }
 }
 
@@ -207,7 +208,11 @@ impl Authorizer {
         let mut all = vec![cfg.trust_domain.clone()];
         all.extend(cfg.trust_domain_aliases.iter().cloned());
         let tds = TrustDomains { all };
-        let mut policies = cfg.policies.iter().map(|p| compile_policy(p, &tds)).collect::<Result<Vec<_>, _>>()?;
+        let mut policies = cfg
+            .policies
+            .iter()
+            .map(|p| compile_policy(p, &tds))
+            .collect::<Result<Vec<_>, _>>()?;
         // Envoy evaluates RBAC policies in name order; report the same one.
         policies.sort_by(|a, b| a.id.cmp(&b.id));
         let mut providers = HashMap::new();
@@ -217,17 +222,26 @@ impl Authorizer {
         let services: BTreeSet<&String> = policies.iter().flat_map(|p| p.targets.iter()).collect();
         let target_for = |svc: Option<&str>| {
             let idx: Vec<usize> = (0..policies.len())
-                .filter(|&i| policies[i].targets.is_empty() || svc.is_some_and(|s| policies[i].targets.iter().any(|t| t == s)))
+                .filter(|&i| {
+                    policies[i].targets.is_empty()
+                        || svc.is_some_and(|s| policies[i].targets.iter().any(|t| t == s))
+                })
                 .collect();
             let names: BTreeSet<&str> = idx
                 .iter()
                 .filter(|&&i| policies[i].action == Action::Custom)
                 .filter_map(|&i| policies[i].provider.as_deref())
                 .collect();
-            Target { multiple_providers: names.len() > 1, policies: idx }
+            Target {
+                multiple_providers: names.len() > 1,
+                policies: idx,
+            }
         };
         let global = target_for(None);
-        let by_service = services.iter().map(|s| ((*s).clone(), target_for(Some(s)))).collect();
+        let by_service = services
+            .iter()
+            .map(|s| ((*s).clone(), target_for(Some(s))))
+            .collect();
         Ok(Authorizer {
             normalization: cfg.path_normalization,
             num_trusted_proxies: cfg.num_trusted_proxies,
@@ -245,6 +259,29 @@ impl Authorizer {
         self.policies.iter().any(|p| p.action == Action::Custom)
     }
 
+    /// The request headers evaluation reads (lower-case, sorted), or None
+    /// when it needs them all (CUSTOM policies forward the request's headers
+    /// to the ext-authz provider).
+    pub fn header_names(&self) -> Option<Vec<String>> {
+        if self.has_custom() {
+            return None;
+        }
+        let mut names = vec!["x-forwarded-for".to_string()];
+        for check in self
+            .policies
+            .iter()
+            .flat_map(|p| &p.rules)
+            .flat_map(|r| r.from.iter().chain(&r.to).flatten().chain(&r.when))
+        {
+            if let compile::Attr::Header(name, _) = &check.attr {
+                names.push(name.to_ascii_lowercase());
+            }
+        }
+        names.sort();
+        names.dedup();
+        Some(names)
+    }
+
     /// Number of compiled policies.
     pub fn policy_count(&self) -> usize {
         self.policies.len()
@@ -254,7 +291,10 @@ impl Authorizer {
         if self.by_service.is_empty() {
             return &self.global;
         }
-        let svc = input.destination_service.unwrap_or_else(|| authority_host(input.authority)).to_ascii_lowercase();
+        let svc = input
+            .destination_service
+            .unwrap_or_else(|| authority_host(input.authority))
+            .to_ascii_lowercase();
         self.by_service.get(&svc).unwrap_or(&self.global)
     }
 
@@ -263,15 +303,31 @@ impl Authorizer {
         normalize::validate(input.method, input.headers)?;
         let path = normalize_path(input.path, self.normalization)?;
         let target = self.target(input);
-        let mut out = Outcome { custom: Vec::new(), decision: Decision::NoPolicies, audit: None, shadow: None };
+        let mut out = Outcome {
+            custom: Vec::new(),
+            decision: Decision::NoPolicies,
+            audit: None,
+            shadow: None,
+        };
         if !target.policies.is_empty() {
             let cx = EvalCtx::new(input, &path, self.num_trusted_proxies);
             out.decision = self.decide(target, &cx, &mut out);
         }
-        Ok(Plan { path, custom: out.custom, decision: out.decision, audit: out.audit, shadow: out.shadow })
+        Ok(Plan {
+            path,
+            custom: out.custom,
+            decision: out.decision,
+            audit: out.audit,
+            shadow: out.shadow,
+        })
     }
 
-    fn decide<'a>(&'a self, target: &Target, cx: &EvalCtx<'_>, plan: &mut Outcome<'a>) -> Decision<'a> {
+    fn decide<'a>(
+        &'a self,
+        target: &Target,
+        cx: &EvalCtx<'_>,
+        plan: &mut Outcome<'a>,
+    ) -> Decision<'a> {
         let mut deny: Option<&str> = None;
         let mut bad_custom: Option<&str> = None;
         let mut allow_present = false;
@@ -304,9 +360,14 @@ impl Authorizer {
                 (Action::Custom, _) => {
                     let provider = p.provider.as_deref().and_then(|n| self.providers.get(n));
                     match provider {
-                        Some(pr) if self.multiple_custom_providers || !target.multiple_providers => {
+                        Some(pr)
+                            if self.multiple_custom_providers || !target.multiple_providers =>
+                        {
                             if !plan.custom.iter().any(|c| c.provider.name == pr.name) {
-                                plan.custom.push(CustomCheck { provider: pr, policy: &p.id });
+                                plan.custom.push(CustomCheck {
+                                    provider: pr,
+                                    policy: &p.id,
+                                });
                             }
                         }
                         // Unknown provider or ambiguous providers: Istio
@@ -316,7 +377,8 @@ impl Authorizer {
                 }
             }
         }
-        plan.custom.sort_by(|a, b| a.provider.name.cmp(&b.provider.name));
+        plan.custom
+            .sort_by(|a, b| a.provider.name.cmp(&b.provider.name));
         if shadow_deny.is_some() || shadow_allow_present {
             plan.shadow = Some(match (shadow_deny, shadow_allow_present, shadow_allow) {
                 (Some(d), _, _) => (false, Some(d)),

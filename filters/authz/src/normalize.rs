@@ -28,10 +28,17 @@ impl Rejection {
 
 /// Validates the request line and headers.
 pub(crate) fn validate(method: &str, headers: &[(String, String)]) -> Result<(), Rejection> {
-    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_') {
+    if method.is_empty()
+        || !method
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
+    {
         return Err(Rejection::BadMethod);
     }
-    if headers.iter().any(|(n, _)| n.bytes().any(|b| b.is_ascii_whitespace())) {
+    if headers
+        .iter()
+        .any(|(n, _)| n.bytes().any(|b| b.is_ascii_whitespace()))
+    {
         return Err(Rejection::BadHeaderName);
     }
     Ok(())
@@ -61,7 +68,8 @@ pub fn normalize_path(path: &str, mode: PathNormalization) -> Result<Cow<'_, str
     if mode == PathNormalization::None {
         return Ok(Cow::Borrowed(path));
     }
-    let needs_work = path.contains(['%', '\\', '.']) || (mode != PathNormalization::Base && path.contains("//"));
+    let needs_work =
+        path.contains(['%', '\\', '.']) || (mode != PathNormalization::Base && path.contains("//"));
     if !needs_work {
         return Ok(Cow::Borrowed(path));
     }
@@ -70,15 +78,17 @@ pub fn normalize_path(path: &str, mode: PathNormalization) -> Result<Cow<'_, str
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
-        if b == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                let c = h * 16 + l;
-                let decode_slash = mode == PathNormalization::DecodeAndMergeSlashes && (c == b'/' || c == b'\\');
-                if is_unreserved(c) || decode_slash {
-                    out.push(if c == b'\\' { b'/' } else { c });
-                    i += 3;
-                    continue;
-                }
+        if b == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            let c = h * 16 + l;
+            let decode_slash =
+                mode == PathNormalization::DecodeAndMergeSlashes && (c == b'/' || c == b'\\');
+            if is_unreserved(c) || decode_slash {
+                out.push(if c == b'\\' { b'/' } else { c });
+                i += 3;
+                continue;
             }
         }
         out.push(if b == b'\\' { b'/' } else { b });
@@ -89,8 +99,13 @@ pub fn normalize_path(path: &str, mode: PathNormalization) -> Result<Cow<'_, str
         resolved.dedup_by(|a, b| *a == b'/' && *b == b'/');
     }
     // Only ASCII bytes were decoded, so the result stays valid UTF-8.
-    let s = String::from_utf8(resolved).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-    Ok(if s == path { Cow::Borrowed(path) } else { Cow::Owned(s) })
+    let s = String::from_utf8(resolved)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    Ok(if s == path {
+        Cow::Borrowed(path)
+    } else {
+        Cow::Owned(s)
+    })
 }
 
 /// RFC 3986 §5.2.4 on an absolute path.
@@ -154,7 +169,11 @@ mod tests {
             ("/.", Base, "/"),
         ];
         for (input, mode, want) in table {
-            assert_eq!(normalize_path(input, mode).unwrap(), want, "{input} {mode:?}");
+            assert_eq!(
+                normalize_path(input, mode).unwrap(),
+                want,
+                "{input} {mode:?}"
+            );
         }
         assert_eq!(normalize_path("/a%00b", Base), Err(Rejection::NulInPath));
         assert_eq!(normalize_path("/a%00b", None), Err(Rejection::NulInPath));
@@ -164,6 +183,9 @@ mod tests {
     fn request_validation() {
         assert!(validate("GET", &[]).is_ok());
         assert_eq!(validate("get", &[]), Err(Rejection::BadMethod));
-        assert_eq!(validate("GET", &[("bad name".into(), "v".into())]), Err(Rejection::BadHeaderName));
+        assert_eq!(
+            validate("GET", &[("bad name".into(), "v".into())]),
+            Err(Rejection::BadHeaderName)
+        );
     }
 }

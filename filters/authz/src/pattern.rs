@@ -63,8 +63,12 @@ impl Pattern {
         let b = v.as_bytes();
         match self {
             Pattern::Exact(e) => v.eq_ignore_ascii_case(e),
-            Pattern::Prefix(p) => b.len() >= p.len() && b[..p.len()].eq_ignore_ascii_case(p.as_bytes()),
-            Pattern::Suffix(s) => b.len() >= s.len() && b[b.len() - s.len()..].eq_ignore_ascii_case(s.as_bytes()),
+            Pattern::Prefix(p) => {
+                b.len() >= p.len() && b[..p.len()].eq_ignore_ascii_case(p.as_bytes())
+            }
+            Pattern::Suffix(s) => {
+                b.len() >= s.len() && b[b.len() - s.len()..].eq_ignore_ascii_case(s.as_bytes())
+            }
             Pattern::NonEmpty => !v.is_empty(),
         }
     }
@@ -79,7 +83,9 @@ pub(crate) struct Glob {
 
 impl Glob {
     pub(crate) fn new(pattern: &str) -> Self {
-        Glob { parts: pattern.split('*').map(str::to_owned).collect() }
+        Glob {
+            parts: pattern.split('*').map(str::to_owned).collect(),
+        }
     }
 
     /// Full match.
@@ -124,7 +130,11 @@ impl Cidr {
             None => max,
             Some(l) => match l.parse::<u8>() {
                 Ok(p) if p <= max => p,
-                _ => return Err(ConfigError::Invalid(format!("bad CIDR range ({v}): invalid prefix length"))),
+                _ => {
+                    return Err(ConfigError::Invalid(format!(
+                        "bad CIDR range ({v}): invalid prefix length"
+                    )));
+                }
             },
         };
         Ok(Cidr { addr, prefix })
@@ -173,6 +183,8 @@ enum Tok {
     Seg,
     /// `[lit/]*`.
     Any,
+    /// Anything up to the end (a trailing `/` after `{**}`, see `parse`).
+    Rest,
 }
 
 /// RFC 3986 pchar without `*` and `=` (Envoy `kLiteral`).
@@ -188,7 +200,11 @@ impl PathTemplate {
 
     /// Parses Istio's template syntax (validated as Istio does).
     pub(crate) fn parse(v: &str) -> Result<Self, ConfigError> {
-        let bad = |why: String| ConfigError::Invalid(format!("invalid or unsupported path {v}, found in Paths. {why}"));
+        let bad = |why: String| {
+            ConfigError::Invalid(format!(
+                "invalid or unsupported path {v}, found in Paths. {why}"
+            ))
+        };
         let Some(body) = v.strip_prefix('/') else {
             return Err(bad("path templates must start with '/'".into()));
         };
@@ -200,19 +216,33 @@ impl PathTemplate {
                 toks.push(Tok::Lit("/".into()));
             }
             match *seg {
-                "{**}" | "{*}" if seen_any => return Err(bad("{**} is not the last operator".into())),
+                "{**}" | "{*}" if seen_any => {
+                    return Err(bad("{**} is not the last operator".into()));
+                }
                 "{**}" => {
                     seen_any = true;
                     toks.push(Tok::Any);
                 }
                 "{*}" => toks.push(Tok::Seg),
-                "" if i + 1 == segments.len() => {}
+                "" if i + 1 == segments.len() => {
+                    // `/foo/{**}/`: Istio documents it as matching
+                    // `/foo/bar/baz.txt` as well as `/foo/bar/` and `/foo//`
+                    // (reference §1.5): a trailing `/` after `{**}` accepts
+                    // any remainder.
+                    if segments.len() >= 2 && segments[i - 1] == "{**}" {
+                        toks.push(Tok::Rest);
+                    }
+                }
                 lit => {
                     if lit.contains(['{', '}']) {
-                        return Err(bad("Contains '{' or '}' beyond a supported path template".into()));
+                        return Err(bad(
+                            "Contains '{' or '}' beyond a supported path template".into()
+                        ));
                     }
                     if lit.is_empty() || !lit.bytes().all(|b| is_literal(b) || b == b'=') {
-                        return Err(bad(format!("Contains segment {lit} with invalid string literal")));
+                        return Err(bad(format!(
+                            "Contains segment {lit} with invalid string literal"
+                        )));
                     }
                     toks.push(Tok::Lit(lit.to_owned()));
                 }
@@ -245,9 +275,13 @@ fn match_toks(toks: &[Tok], s: &[u8]) -> bool {
             (1..=run).rev().any(|k| match_toks(rest, &s[k..]))
         }
         Tok::Any => {
-            let run = s.iter().take_while(|b| is_literal(**b) || **b == b'/').count();
+            let run = s
+                .iter()
+                .take_while(|b| is_literal(**b) || **b == b'/')
+                .count();
             (0..=run).rev().any(|k| match_toks(rest, &s[k..]))
         }
+        Tok::Rest => rest.is_empty() || (0..=s.len()).any(|k| match_toks(rest, &s[k..])),
     }
 }
 
@@ -279,10 +313,20 @@ mod tests {
     #[test]
     fn cidrs() {
         let c = Cidr::parse("10.1.0.0/16").unwrap();
-        assert!(c.contains("10.1.255.3".parse().unwrap()) && !c.contains("10.2.0.1".parse().unwrap()));
+        assert!(
+            c.contains("10.1.255.3".parse().unwrap()) && !c.contains("10.2.0.1".parse().unwrap())
+        );
         assert!(c.contains("::ffff:10.1.0.1".parse().unwrap()));
-        assert!(Cidr::parse("1.2.3.4").unwrap().contains("1.2.3.4".parse().unwrap()));
-        assert!(Cidr::parse("2001:db8::/32").unwrap().contains("2001:db8:1::1".parse().unwrap()));
+        assert!(
+            Cidr::parse("1.2.3.4")
+                .unwrap()
+                .contains("1.2.3.4".parse().unwrap())
+        );
+        assert!(
+            Cidr::parse("2001:db8::/32")
+                .unwrap()
+                .contains("2001:db8:1::1".parse().unwrap())
+        );
         assert!(Cidr::parse("10.0.0.0/33").is_err() && Cidr::parse("nope").is_err());
     }
 
@@ -295,7 +339,9 @@ mod tests {
         assert!(t("/foo/{**}/").matches("/foo/bar/"));
         assert!(t("/foo/{**}/").matches("/foo//"));
         assert!(t("/foo/{**}/").matches("/foo/bar/baz/"));
+        assert!(t("/foo/{**}/").matches("/foo/bar/baz.txt"));
         assert!(!t("/foo/{**}/").matches("/foo/bar"));
+        assert!(!t("/foo/{**}/").matches("/foo"));
         assert!(t("/foo/{*}/bar/{**}").matches("/foo/buzz/bar/"));
         assert!(t("/foo/{*}/bar/{**}").matches("/foo/buzz/bar/baz"));
         assert!(t("/foo/{**}").matches("/foo/"));

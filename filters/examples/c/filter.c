@@ -37,6 +37,13 @@ bool exports_mesh_filter_handler_configure(example_filter_list_u8_t *config,
   ret->hooks = MESH_FILTER_TYPES_HOOKS_REQUEST_HEADERS;
   ret->request_body_limit = 0;
   ret->response_body_limit = 0;
+  // Only the path is read: no header is copied into the filter.
+  ret->request_headers.tag = MESH_FILTER_TYPES_HEADER_SELECTION_ONLY;
+  ret->request_headers.val.only.ptr = NULL;
+  ret->request_headers.val.only.len = 0;
+  ret->response_headers.tag = MESH_FILTER_TYPES_HEADER_SELECTION_ONLY;
+  ret->response_headers.val.only.ptr = NULL;
+  ret->response_headers.val.only.len = 0;
   return true;
 }
 

@@ -11,6 +11,7 @@ from wit_world.imports.types import (
     Action_AddRequestHeader,
     Action_Respond,
     FilterInfo,
+    HeaderSelection_Only,
     Hooks,
     LocalResponse,
     RetryDecision_GiveUp,
@@ -51,7 +52,14 @@ class Handler(exports.Handler):
             Handler.blocked_path = parse_config(config)
         except ValueError as e:
             raise Err(str(e))
-        return FilterInfo(hooks=Hooks.REQUEST_HEADERS, request_body_limit=0, response_body_limit=0)
+        # Only the path is read: no header is copied into the filter.
+        return FilterInfo(
+            hooks=Hooks.REQUEST_HEADERS,
+            request_body_limit=0,
+            response_body_limit=0,
+            request_headers=HeaderSelection_Only([]),
+            response_headers=HeaderSelection_Only([]),
+        )
 
     def on_request_headers(self, ctx, req):
         metrics.counter_add("requests_total", [("lang", LANG)], 1)

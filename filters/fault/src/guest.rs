@@ -16,24 +16,42 @@ struct FaultFilter {
 impl Filter for FaultFilter {
     fn configure(&mut self, config: &[u8]) -> Result<FilterInfo, String> {
         self.faults = Faults::from_json(config).map_err(|e| e.to_string())?;
-        Ok(FilterInfo::new(Hooks::REQUEST_HEADERS))
+        // No fault configured: ask for no hook at all. Otherwise only
+        // content-type is read (gRPC aborts answer in gRPC form).
+        let hooks = if self.faults.is_empty() {
+            Hooks::empty()
+        } else {
+            Hooks::REQUEST_HEADERS
+        };
+        Ok(FilterInfo::new(hooks).with_request_headers(&["content-type"]))
     }
 
     fn on_request_headers(&self, ctx: &Context, req: &Request) -> Vec<Action> {
         if self.faults.is_empty() {
             return Vec::new();
         }
-        let grpc = req.header("content-type").is_some_and(|c| c.starts_with("application/grpc"));
-        let injection = self.faults.evaluate(ctx.get_metadata(keys::ROUTE), grpc, &mut random::next_u64);
+        let grpc = req
+            .header("content-type")
+            .is_some_and(|c| c.starts_with("application/grpc"));
+        let injection =
+            self.faults
+                .evaluate(ctx.get_metadata(keys::ROUTE), grpc, &mut random::next_u64);
         let mut actions = Vec::new();
         if let Some(flag) = injection.response_flag() {
-            actions.push(Action::SetMetadata((keys::RESPONSE_FLAG.into(), flag.into())));
+            actions.push(Action::SetMetadata((
+                keys::RESPONSE_FLAG.into(),
+                flag.into(),
+            )));
         }
         if let Some(ms) = injection.delay_ms {
             actions.push(Action::Delay(ms));
         }
         if let Some(a) = injection.abort {
-            actions.push(Action::Respond(LocalResponse { status: a.status, headers: a.headers, body: a.body }));
+            actions.push(Action::Respond(LocalResponse {
+                status: a.status,
+                headers: a.headers,
+                body: a.body,
+            }));
         }
         actions
     }

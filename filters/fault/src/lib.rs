@@ -54,11 +54,17 @@ impl Fraction {
         if !(p.value == 0.0 || (0.0001..=100.0).contains(&p.value)) {
             return Err(ConfigError::Invalid {
                 route: route.into(),
-                message: format!("percentage {} is neither 0.0, nor in range [0.0001, 100.0]", p.value),
+                message: format!(
+                    "percentage {} is neither 0.0, nor in range [0.0001, 100.0]",
+                    p.value
+                ),
             });
         }
         // Istio: uint32(value * 10000) per million (truncating).
-        Ok(Fraction { numerator: (p.value * 10_000.0) as u32, denominator: 1_000_000 })
+        Ok(Fraction {
+            numerator: (p.value * 10_000.0) as u32,
+            denominator: 1_000_000,
+        })
     }
 
     /// Envoy `evaluateFractionalPercent`.
@@ -85,12 +91,28 @@ struct CompiledFault {
 /// gRPC status names Istio accepts.
 pub fn grpc_code(name: &str) -> Option<u32> {
     const NAMES: [&str; 17] = [
-        "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-        "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-        "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
         "UNAUTHENTICATED",
     ];
-    NAMES.iter().position(|n| *n == name).and_then(|i| u32::try_from(i).ok())
+    NAMES
+        .iter()
+        .position(|n| *n == name)
+        .and_then(|i| u32::try_from(i).ok())
 }
 
 /// Envoy `Grpc::Utility::httpToGrpcStatus`: the grpc-status of a local
@@ -108,9 +130,14 @@ pub fn http_to_grpc_status(status: u16) -> u32 {
 
 impl CompiledFault {
     fn compile(f: &HttpFaultInjection, route: &str) -> Result<Self, ConfigError> {
-        let invalid = |message: String| ConfigError::Invalid { route: route.into(), message };
+        let invalid = |message: String| ConfigError::Invalid {
+            route: route.into(),
+            message,
+        };
         if f.delay.is_none() && f.abort.is_none() {
-            return Err(invalid("HTTP fault injection must have an abort and/or a delay".into()));
+            return Err(invalid(
+                "HTTP fault injection must have an abort and/or a delay".into(),
+            ));
         }
         let delay = match &f.delay {
             None => None,
@@ -120,8 +147,14 @@ impl CompiledFault {
                 };
                 let fraction = match (&d.percentage, d.percent) {
                     (Some(p), _) => Fraction::from_percent(p, route)?,
-                    (None, Some(p)) => Fraction { numerator: u32::try_from(p).unwrap_or(0), denominator: 100 },
-                    (None, None) => Fraction { numerator: 0, denominator: 100 },
+                    (None, Some(p)) => Fraction {
+                        numerator: u32::try_from(p).unwrap_or(0),
+                        denominator: 100,
+                    },
+                    (None, None) => Fraction {
+                        numerator: 0,
+                        denominator: 100,
+                    },
                 };
                 Some((fixed.as_millis_u32(), fraction))
             }
@@ -143,7 +176,10 @@ impl CompiledFault {
                 };
                 let fraction = match &a.percentage {
                     Some(p) => Fraction::from_percent(p, route)?,
-                    None => Fraction { numerator: 0, denominator: 1_000_000 },
+                    None => Fraction {
+                        numerator: 0,
+                        denominator: 1_000_000,
+                    },
                 };
                 Some((kind, fraction))
             }
@@ -216,20 +252,25 @@ impl Faults {
     /// Decides the faults of one request on `route`. `grpc_request`: the
     /// request's content-type is `application/grpc*` (aborts then answer in
     /// gRPC form, as Envoy's local replies do).
-    pub fn evaluate(&self, route: Option<&str>, grpc_request: bool, random: &mut dyn FnMut() -> u64) -> Injection {
+    pub fn evaluate(
+        &self,
+        route: Option<&str>,
+        grpc_request: bool,
+        random: &mut dyn FnMut() -> u64,
+    ) -> Injection {
         let Some(f) = route.and_then(|r| self.routes.get(r)) else {
             return Injection::default();
         };
         let mut out = Injection::default();
-        if let Some((ms, fraction)) = f.delay {
-            if fraction.enabled(random()) {
-                out.delay_ms = Some(ms);
-            }
+        if let Some((ms, fraction)) = f.delay
+            && fraction.enabled(random())
+        {
+            out.delay_ms = Some(ms);
         }
-        if let Some((kind, fraction)) = f.abort {
-            if fraction.enabled(random()) {
-                out.abort = Some(abort_reply(kind, grpc_request));
-            }
+        if let Some((kind, fraction)) = f.abort
+            && fraction.enabled(random())
+        {
+            out.abort = Some(abort_reply(kind, grpc_request));
         }
         out
     }

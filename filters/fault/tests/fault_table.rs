@@ -4,7 +4,8 @@ use filter_fault::{ABORT_BODY, Faults};
 use serde_json::{Value, json};
 
 fn faults(fault: Value) -> Faults {
-    Faults::from_json(json!({"routes": {"r": fault}}).to_string().as_bytes()).expect("config compiles")
+    Faults::from_json(json!({"routes": {"r": fault}}).to_string().as_bytes())
+        .expect("config compiles")
 }
 
 /// SplitMix64: a seeded generator standing in for the host's `random`.
@@ -19,27 +20,108 @@ impl SplitMix {
     }
 }
 
+/// (fault, draws, expected delay, expected abort status, flag)
+type Row = (
+    Value,
+    Vec<u64>,
+    Option<u32>,
+    Option<u16>,
+    Option<&'static str>,
+);
+
 #[test]
 fn abort_and_delay_table() {
     // (fault, draws, expected delay, expected abort status, flag)
-    let table: Vec<(Value, Vec<u64>, Option<u32>, Option<u16>, Option<&str>)> = vec![
-        (json!({"abort": {"httpStatus": 503, "percentage": {"value": 100}}}), vec![999_999], None, Some(503), Some("FI")),
+    let table: Vec<Row> = vec![
+        (
+            json!({"abort": {"httpStatus": 503, "percentage": {"value": 100}}}),
+            vec![999_999],
+            None,
+            Some(503),
+            Some("FI"),
+        ),
         // §4.7: abort without percentage ⇒ no abort.
-        (json!({"abort": {"httpStatus": 503}}), vec![0], None, None, None),
-        (json!({"delay": {"fixedDelay": "5s"}}), vec![0], None, None, None), // unset percentage ⇒ 0%
-        (json!({"delay": {"fixedDelay": "5s", "percentage": {"value": 100}}}), vec![999_999], Some(5000), None, Some("DI")),
-        (json!({"delay": {"fixedDelay": "7s", "percent": 50}}), vec![49], Some(7000), None, Some("DI")), // deprecated per-hundred
-        (json!({"delay": {"fixedDelay": "7s", "percent": 50}}), vec![50], None, None, None),
+        (
+            json!({"abort": {"httpStatus": 503}}),
+            vec![0],
+            None,
+            None,
+            None,
+        ),
+        (
+            json!({"delay": {"fixedDelay": "5s"}}),
+            vec![0],
+            None,
+            None,
+            None,
+        ), // unset percentage ⇒ 0%
+        (
+            json!({"delay": {"fixedDelay": "5s", "percentage": {"value": 100}}}),
+            vec![999_999],
+            Some(5000),
+            None,
+            Some("DI"),
+        ),
+        (
+            json!({"delay": {"fixedDelay": "7s", "percent": 50}}),
+            vec![49],
+            Some(7000),
+            None,
+            Some("DI"),
+        ), // deprecated per-hundred
+        (
+            json!({"delay": {"fixedDelay": "7s", "percent": 50}}),
+            vec![50],
+            None,
+            None,
+            None,
+        ),
         // 10% = 100000 per million.
-        (json!({"abort": {"httpStatus": 400, "percentage": {"value": 10}}}), vec![99_999], None, Some(400), Some("FI")),
-        (json!({"abort": {"httpStatus": 400, "percentage": {"value": 10}}}), vec![100_000], None, None, None),
-        (json!({"abort": {"httpStatus": 400, "percentage": {"value": 0.0001}}}), vec![0], None, Some(400), Some("FI")),
-        (json!({"abort": {"httpStatus": 400, "percentage": {"value": 0.0001}}}), vec![1], None, None, None),
+        (
+            json!({"abort": {"httpStatus": 400, "percentage": {"value": 10}}}),
+            vec![99_999],
+            None,
+            Some(400),
+            Some("FI"),
+        ),
+        (
+            json!({"abort": {"httpStatus": 400, "percentage": {"value": 10}}}),
+            vec![100_000],
+            None,
+            None,
+            None,
+        ),
+        (
+            json!({"abort": {"httpStatus": 400, "percentage": {"value": 0.0001}}}),
+            vec![0],
+            None,
+            Some(400),
+            Some("FI"),
+        ),
+        (
+            json!({"abort": {"httpStatus": 400, "percentage": {"value": 0.0001}}}),
+            vec![1],
+            None,
+            None,
+            None,
+        ),
         // Delay drawn first, then abort.
-        (json!({"delay": {"fixedDelay": "100ms", "percentage": {"value": 100}},
-                "abort": {"httpStatus": 500, "percentage": {"value": 50}}}), vec![0, 0], Some(100), Some(500), Some("DI,FI")),
-        (json!({"delay": {"fixedDelay": "100ms", "percentage": {"value": 50}},
-                "abort": {"httpStatus": 500, "percentage": {"value": 50}}}), vec![600_000, 0], None, Some(500), Some("FI")),
+        (
+            json!({"delay": {"fixedDelay": "100ms", "percentage": {"value": 100}},
+                "abort": {"httpStatus": 500, "percentage": {"value": 50}}}),
+            vec![0, 0],
+            Some(100),
+            Some(500),
+            Some("DI,FI"),
+        ),
+        (
+            json!({"delay": {"fixedDelay": "100ms", "percentage": {"value": 50}},
+                "abort": {"httpStatus": 500, "percentage": {"value": 50}}}),
+            vec![600_000, 0],
+            None,
+            Some(500),
+            Some("FI"),
+        ),
     ];
     for (fault, draws, delay, abort, flag) in table {
         let f = faults(fault.clone());
@@ -56,8 +138,10 @@ fn abort_and_delay_table() {
 
 #[test]
 fn percentages_hold_statistically() {
-    let f = faults(json!({"abort": {"httpStatus": 503, "percentage": {"value": 25}},
-                          "delay": {"fixedDelay": "1ms", "percentage": {"value": 50}}}));
+    let f = faults(
+        json!({"abort": {"httpStatus": 503, "percentage": {"value": 25}},
+                          "delay": {"fixedDelay": "1ms", "percentage": {"value": 50}}}),
+    );
     let mut rng = SplitMix(1);
     let n = 20_000;
     let (mut aborted, mut delayed) = (0, 0);
@@ -73,12 +157,18 @@ fn percentages_hold_statistically() {
 #[test]
 fn other_routes_and_grpc() {
     let f = faults(json!({"abort": {"grpcStatus": "UNAVAILABLE", "percentage": {"value": 100}}}));
-    assert_eq!(f.evaluate(Some("other"), false, &mut || 0), Default::default());
+    assert_eq!(
+        f.evaluate(Some("other"), false, &mut || 0),
+        Default::default()
+    );
     assert_eq!(f.evaluate(None, false, &mut || 0), Default::default());
     let a = f.evaluate(Some("r"), true, &mut || 0).abort.unwrap();
     assert_eq!(a.status, 200);
     assert!(a.headers.contains(&("grpc-status".into(), "14".into())));
-    assert!(a.headers.contains(&("content-type".into(), "application/grpc".into())));
+    assert!(
+        a.headers
+            .contains(&("content-type".into(), "application/grpc".into()))
+    );
     // An HTTP abort sent to a gRPC client is a gRPC reply (Envoy local reply mapping).
     let f = faults(json!({"abort": {"httpStatus": 403, "percentage": {"value": 100}}}));
     let a = f.evaluate(Some("r"), true, &mut || 0).abort.unwrap();
@@ -90,12 +180,17 @@ fn other_routes_and_grpc() {
 #[test]
 fn validation() {
     let err = |fault: Value| {
-        Faults::from_json(json!({"routes": {"r": fault}}).to_string().as_bytes()).err().expect("refused").to_string()
+        Faults::from_json(json!({"routes": {"r": fault}}).to_string().as_bytes())
+            .expect_err("refused")
+            .to_string()
     };
     assert!(err(json!({})).contains("must have an abort and/or a delay"));
     assert!(err(json!({"abort": {"httpStatus": 700}})).contains("not in range 200-599"));
     assert!(err(json!({"abort": {"grpcStatus": "14"}})).contains("is not supported"));
     assert!(err(json!({"abort": {"percentage": {"value": 5}}})).contains("error type not set"));
-    assert!(err(json!({"abort": {"httpStatus": 503, "percentage": {"value": 101}}})).contains("neither 0.0, nor in range"));
+    assert!(
+        err(json!({"abort": {"httpStatus": 503, "percentage": {"value": 101}}}))
+            .contains("neither 0.0, nor in range")
+    );
     assert!(err(json!({"delay": {"percentage": {"value": 5}}})).contains("exponentialDelay"));
 }

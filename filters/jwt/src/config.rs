@@ -69,9 +69,16 @@ pub(crate) struct Provider {
 }
 
 fn parse_jwks(jwks: &str, issuer: &str) -> Result<Vec<Jwk>, ConfigError> {
-    let invalid = |why: String| ConfigError::Invalid(format!("jwtRules issuer {issuer:?}: jwks parse error: {why}"));
+    let invalid = |why: String| {
+        ConfigError::Invalid(format!(
+            "jwtRules issuer {issuer:?}: jwks parse error: {why}"
+        ))
+    };
     let v: Value = serde_json::from_str(jwks).map_err(|e| invalid(e.to_string()))?;
-    let keys = v.get("keys").and_then(Value::as_array).ok_or_else(|| invalid("no \"keys\" array".into()))?;
+    let keys = v
+        .get("keys")
+        .and_then(Value::as_array)
+        .ok_or_else(|| invalid("no \"keys\" array".into()))?;
     Ok(keys
         .iter()
         .filter_map(|k| {
@@ -92,25 +99,37 @@ impl Provider {
         let mut locations: Vec<Location> = r
             .from_headers
             .iter()
-            .map(|h| Location::Header { name: h.name.to_ascii_lowercase(), prefix: h.prefix.clone().unwrap_or_default() })
+            .map(|h| Location::Header {
+                name: h.name.to_ascii_lowercase(),
+                prefix: h.prefix.clone().unwrap_or_default(),
+            })
             .chain(r.from_params.iter().map(|p| Location::Param(p.clone())))
             .chain(r.from_cookies.iter().map(|c| Location::Cookie(c.clone())))
             .collect();
         if locations.is_empty() {
             locations = vec![
-                Location::Header { name: "authorization".into(), prefix: "Bearer ".into() },
+                Location::Header {
+                    name: "authorization".into(),
+                    prefix: "Bearer ".into(),
+                },
                 Location::Param("access_token".into()),
             ];
         }
         for c in &r.output_claim_to_headers {
-            if c.header.is_empty() || !c.header.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            if c.header.is_empty()
+                || !c
+                    .header
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
                 return Err(ConfigError::Invalid(format!(
                     "jwtRules issuer {:?}: outputClaimToHeaders header {:?} must match ^[-_A-Za-z0-9]+$",
                     r.issuer, c.header
                 )));
             }
         }
-        let mut space_delimited: Vec<String> = SPACE_DELIMITED.iter().map(|s| (*s).to_owned()).collect();
+        let mut space_delimited: Vec<String> =
+            SPACE_DELIMITED.iter().map(|s| (*s).to_owned()).collect();
         for c in &r.space_delimited_claims {
             if !space_delimited.contains(c) {
                 space_delimited.push(c.clone());
@@ -118,14 +137,27 @@ impl Provider {
         }
         Ok(Provider {
             issuer: r.issuer.clone(),
-            audiences: r.audiences.iter().map(|a| sanitize_audience(a).to_owned()).collect(),
+            audiences: r
+                .audiences
+                .iter()
+                .map(|a| sanitize_audience(a).to_owned())
+                .collect(),
             keys,
             locations,
-            payload_header: r.output_payload_to_header.clone().filter(|h| !h.is_empty()).map(|h| h.to_ascii_lowercase()),
+            payload_header: r
+                .output_payload_to_header
+                .clone()
+                .filter(|h| !h.is_empty())
+                .map(|h| h.to_ascii_lowercase()),
             claim_headers: r
                 .output_claim_to_headers
                 .iter()
-                .map(|c| (c.header.to_ascii_lowercase(), c.claim.split('.').map(str::to_owned).collect()))
+                .map(|c| {
+                    (
+                        c.header.to_ascii_lowercase(),
+                        c.claim.split('.').map(str::to_owned).collect(),
+                    )
+                })
                 .collect(),
             forward: r.forward_original_token,
             space_delimited,
@@ -134,6 +166,9 @@ impl Provider {
 
     /// `jwt_verify_lib::CheckAudience`: empty = unchecked.
     pub(crate) fn audience_allowed(&self, aud: &[String]) -> bool {
-        self.audiences.is_empty() || aud.iter().any(|a| self.audiences.iter().any(|c| c == sanitize_audience(a)))
+        self.audiences.is_empty()
+            || aud
+                .iter()
+                .any(|a| self.audiences.iter().any(|c| c == sanitize_audience(a)))
     }
 }

@@ -15,7 +15,9 @@ fn token_after(value: &str, after: usize) -> &str {
     let Some(start) = (after..bytes.len()).find(|&i| is_token_char(bytes[i])) else {
         return &value[after.min(value.len())..];
     };
-    let end = (start..bytes.len()).find(|&i| !is_token_char(bytes[i])).unwrap_or(bytes.len());
+    let end = (start..bytes.len())
+        .find(|&i| !is_token_char(bytes[i]))
+        .unwrap_or(bytes.len());
     &value[start..end]
 }
 
@@ -69,12 +71,19 @@ fn cookie(headers: &[(String, String)], name: &str) -> Option<String> {
         .find(|(k, _)| k.trim() == name)
         .map(|(_, v)| {
             let v = v.trim();
-            v.strip_prefix('"').and_then(|x| x.strip_suffix('"')).unwrap_or(v).to_owned()
+            v.strip_prefix('"')
+                .and_then(|x| x.strip_suffix('"'))
+                .unwrap_or(v)
+                .to_owned()
         })
 }
 
 /// The token at one location, if any.
-pub(crate) fn at(location: &Location, headers: &[(String, String)], query: Option<&str>) -> Option<String> {
+pub(crate) fn at(
+    location: &Location,
+    headers: &[(String, String)],
+    query: Option<&str>,
+) -> Option<String> {
     match location {
         Location::Header { name, prefix } => {
             let value = joined_header(headers, name)?;
@@ -94,18 +103,61 @@ mod tests {
     use super::*;
 
     fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(a, b)| ((*a).into(), (*b).into())).collect()
+        pairs
+            .iter()
+            .map(|(a, b)| ((*a).into(), (*b).into()))
+            .collect()
     }
 
     #[test]
     fn locations() {
-        let bearer = Location::Header { name: "authorization".into(), prefix: "Bearer ".into() };
-        assert_eq!(at(&bearer, &h(&[("authorization", "Bearer a.b.c")]), None).as_deref(), Some("a.b.c"));
-        assert_eq!(at(&bearer, &h(&[("authorization", "Bearer  a.b.c, other")]), None).as_deref(), Some("a.b.c"));
-        assert_eq!(at(&bearer, &h(&[("authorization", "Basic xyz")]), None), None, "no prefix: not a token");
-        let raw = Location::Header { name: "x-jwt".into(), prefix: String::new() };
-        assert_eq!(at(&raw, &h(&[("X-Jwt", "t.t.t")]), None).as_deref(), Some("t.t.t"));
-        assert_eq!(at(&Location::Param("access_token".into()), &[], Some("x=1&access_token=a%2Eb.c")).as_deref(), Some("a.b.c"));
-        assert_eq!(at(&Location::Cookie("session".into()), &h(&[("cookie", "a=1; session=\"x.y.z\"")]), None).as_deref(), Some("x.y.z"));
+        let bearer = Location::Header {
+            name: "authorization".into(),
+            prefix: "Bearer ".into(),
+        };
+        assert_eq!(
+            at(&bearer, &h(&[("authorization", "Bearer a.b.c")]), None).as_deref(),
+            Some("a.b.c")
+        );
+        assert_eq!(
+            at(
+                &bearer,
+                &h(&[("authorization", "Bearer  a.b.c, other")]),
+                None
+            )
+            .as_deref(),
+            Some("a.b.c")
+        );
+        assert_eq!(
+            at(&bearer, &h(&[("authorization", "Basic xyz")]), None),
+            None,
+            "no prefix: not a token"
+        );
+        let raw = Location::Header {
+            name: "x-jwt".into(),
+            prefix: String::new(),
+        };
+        assert_eq!(
+            at(&raw, &h(&[("X-Jwt", "t.t.t")]), None).as_deref(),
+            Some("t.t.t")
+        );
+        assert_eq!(
+            at(
+                &Location::Param("access_token".into()),
+                &[],
+                Some("x=1&access_token=a%2Eb.c")
+            )
+            .as_deref(),
+            Some("a.b.c")
+        );
+        assert_eq!(
+            at(
+                &Location::Cookie("session".into()),
+                &h(&[("cookie", "a=1; session=\"x.y.z\"")]),
+                None
+            )
+            .as_deref(),
+            Some("x.y.z")
+        );
     }
 }

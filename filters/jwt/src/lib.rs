@@ -18,12 +18,12 @@
 
 mod config;
 mod extract;
-#[cfg(feature = "native")]
+#[cfg(target_arch = "wasm32")]
+mod guest;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod native;
 pub mod token;
 mod verify;
-#[cfg(target_arch = "wasm32")]
-mod guest;
 
 use config::{Location, Provider};
 use filter_model::jwt::JwtConfig;
@@ -35,8 +35,8 @@ use verify::{Requirement, Run, TokenCache};
 
 /// Envoy's default `clock_skew_seconds` (Istio does not expose it).
 pub const CLOCK_SKEW_SECS: u64 = 60;
-/// Tokens remembered per instance.
-pub const DEFAULT_CACHE_ENTRIES: usize = 128;
+/// Tokens remembered per instance by default.
+pub const DEFAULT_CACHE_ENTRIES: usize = filter_model::jwt::DEFAULT_TOKEN_CACHE_ENTRIES as usize;
 
 /// Why a JWT configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +53,13 @@ pub enum ConfigError {
 pub trait SignatureVerifier {
     /// `Ok(false)`: well-formed but wrong signature; `Err`: unusable key or
     /// algorithm.
-    fn verify(&self, alg: &str, jwk: &str, message: &[u8], signature: &[u8]) -> Result<bool, String>;
+    fn verify(
+        &self,
+        alg: &str,
+        jwk: &str,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, String>;
 }
 
 /// The request as the JWT filter sees it.
@@ -136,9 +142,32 @@ pub struct JwtAuthenticator {
     cache: RefCell<TokenCache>,
 }
 
+impl JwtAuthenticator {
+    /// The request headers authentication reads (lower-case, sorted): the
+    /// configured token headers, `cookie` when a rule reads cookies, and the
+    /// two headers of the CORS-preflight bypass.
+    pub fn header_names(&self) -> Vec<String> {
+        let mut names = vec![
+            "access-control-request-method".to_string(),
+            "origin".to_string(),
+        ];
+        for loc in self.providers.iter().flat_map(|p| &p.locations) {
+            match loc {
+                Location::Header { name, .. } => names.push(name.to_ascii_lowercase()),
+                Location::Cookie(_) => names.push("cookie".to_string()),
+                Location::Param(_) => {}
+            }
+        }
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
 impl Default for JwtAuthenticator {
     fn default() -> Self {
-        JwtAuthenticator::compile(&JwtConfig::default()).unwrap_or_else(|_| unreachable!("empty config compiles"))
+        JwtAuthenticator::compile(&JwtConfig::default())
+            .unwrap_or_else(|_| unreachable!("empty config compiles"))
     }
 }
 
@@ -164,19 +193,32 @@ impl JwtAuthenticator {
                     )));
                 }
                 providers.push(Provider::compile(rule)?);
-                targets.push(ra.target_services.iter().map(|s| s.to_ascii_lowercase()).collect());
+                targets.push(
+                    ra.target_services
+                        .iter()
+                        .map(|s| s.to_ascii_lowercase())
+                        .collect(),
+                );
             }
         }
         // Istio sorts the concatenated rules by issuer.
         let mut order: Vec<usize> = (0..providers.len()).collect();
         order.sort_by(|&a, &b| providers[a].issuer.cmp(&providers[b].issuer));
-        let global: Vec<usize> = order.iter().copied().filter(|&i| targets[i].is_empty()).collect();
+        let global: Vec<usize> = order
+            .iter()
+            .copied()
+            .filter(|&i| targets[i].is_empty())
+            .collect();
         let mut by_service: HashMap<String, Vec<usize>> = HashMap::new();
         for svc in targets.iter().flatten() {
             if by_service.contains_key(svc) {
                 continue;
             }
-            let list = order.iter().copied().filter(|&i| targets[i].is_empty() || targets[i].contains(svc)).collect();
+            let list = order
+                .iter()
+                .copied()
+                .filter(|&i| targets[i].is_empty() || targets[i].contains(svc))
+                .collect();
             by_service.insert(svc.clone(), list);
         }
         Ok(JwtAuthenticator {
@@ -184,7 +226,9 @@ impl JwtAuthenticator {
             providers,
             global,
             by_service,
-            cache: RefCell::new(TokenCache::new(DEFAULT_CACHE_ENTRIES)),
+            cache: RefCell::new(TokenCache::new(
+                usize::try_from(cfg.token_cache_entries).unwrap_or(DEFAULT_CACHE_ENTRIES),
+            )),
         })
     }
 
@@ -201,7 +245,12 @@ impl JwtAuthenticator {
     }
 
     /// Authenticates one request at `now` (Unix seconds).
-    pub fn authenticate(&self, req: &Request<'_>, now: u64, verifier: &dyn SignatureVerifier) -> Verdict {
+    pub fn authenticate(
+        &self,
+        req: &Request<'_>,
+        now: u64,
+        verifier: &dyn SignatureVerifier,
+    ) -> Verdict {
         let applicable = self.applicable(req.destination_service);
         if applicable.is_empty() || is_cors_preflight(req) {
             return Verdict::Skip;
@@ -211,18 +260,39 @@ impl JwtAuthenticator {
         let mut headers = Vec::new();
         for &p in applicable {
             let prov = &self.providers[p];
-            for h in prov.payload_header.iter().chain(prov.claim_headers.iter().map(|(h, _)| h)) {
-                if req.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(h)) && !headers.contains(&HeaderOp::Remove(h.clone())) {
+            for h in prov
+                .payload_header
+                .iter()
+                .chain(prov.claim_headers.iter().map(|(h, _)| h))
+            {
+                if req.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(h))
+                    && !headers.contains(&HeaderOp::Remove(h.clone()))
+                {
                     headers.push(HeaderOp::Remove(h.clone()));
                 }
             }
         }
-        let mut run = Run::new(&self.providers, applicable, req.headers, req.query, now, self.max_token_bytes, verifier, &self.cache);
+        let mut run = Run::new(
+            &self.providers,
+            applicable,
+            req.headers,
+            req.query,
+            now,
+            self.max_token_bytes,
+            verifier,
+            &self.cache,
+        );
         if run.no_tokens() {
-            return Verdict::Continue { identity: None, headers };
+            return Verdict::Continue {
+                identity: None,
+                headers,
+            };
         }
         if let Err(reason) = run.eval(&Requirement::istio(applicable)) {
-            let mut realm = format!("Bearer realm=\"{}://{}{}", req.scheme, req.authority, req.path);
+            let mut realm = format!(
+                "Bearer realm=\"{}://{}{}",
+                req.scheme, req.authority, req.path
+            );
             if let Some(q) = req.query {
                 realm.push('?');
                 realm.push_str(q);
@@ -231,7 +301,11 @@ impl JwtAuthenticator {
             if reason != JwtStatus::Missed {
                 realm.push_str(", error=\"invalid_token\"");
             }
-            return Verdict::Reject { status: reason.http_status(), www_authenticate: realm, reason };
+            return Verdict::Reject {
+                status: reason.http_status(),
+                www_authenticate: realm,
+                reason,
+            };
         }
         let mut identity = None;
         let mut seen: Vec<&str> = Vec::new();
@@ -260,7 +334,11 @@ impl JwtAuthenticator {
                 subject: jwt.sub.clone(),
                 audiences: jwt.aud.clone(),
                 presenter: jwt.azp.clone(),
-                claims: normalized_claims(&jwt.payload, &prov.space_delimited),
+                claims: jwt
+                    .claims_json(*p, |payload| {
+                        normalized_claims(payload, &prov.space_delimited)
+                    })
+                    .to_string(),
             });
         }
         Verdict::Continue { identity, headers }
@@ -269,7 +347,11 @@ impl JwtAuthenticator {
 
 /// Envoy `isCorsPreflightRequest`.
 fn is_cors_preflight(req: &Request<'_>) -> bool {
-    let has = |name: &str| req.headers.iter().any(|(n, v)| n.eq_ignore_ascii_case(name) && !v.is_empty());
+    let has = |name: &str| {
+        req.headers
+            .iter()
+            .any(|(n, v)| n.eq_ignore_ascii_case(name) && !v.is_empty())
+    };
     req.method == "OPTIONS" && has("origin") && has("access-control-request-method")
 }
 
@@ -298,13 +380,20 @@ fn claim_header_value(payload: &serde_json::Map<String, Value>, path: &[String])
 
 /// The payload with space-delimited string claims split into lists.
 fn normalized_claims(payload: &serde_json::Map<String, Value>, split: &[String]) -> String {
-    if !split.iter().any(|c| matches!(payload.get(c), Some(Value::String(_)))) {
+    if !split
+        .iter()
+        .any(|c| matches!(payload.get(c), Some(Value::String(_))))
+    {
         return serde_json::to_string(payload).unwrap_or_else(|_| "{}".into());
     }
     let mut out = payload.clone();
     for c in split {
         if let Some(Value::String(s)) = out.get(c) {
-            let list = s.split(' ').filter(|x| !x.is_empty()).map(|x| Value::String(x.to_owned())).collect();
+            let list = s
+                .split(' ')
+                .filter(|x| !x.is_empty())
+                .map(|x| Value::String(x.to_owned()))
+                .collect();
             out.insert(c.clone(), Value::Array(list));
         }
     }

@@ -13,8 +13,13 @@ use serde_json::Value;
 pub struct RingVerifier;
 
 fn field(k: &Value, name: &str) -> Result<Vec<u8>, String> {
-    let s = k.get(name).and_then(Value::as_str).ok_or_else(|| format!("JWK has no {name:?}"))?;
-    URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).map_err(|e| format!("JWK {name:?}: {e}"))
+    let s = k
+        .get(name)
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("JWK has no {name:?}"))?;
+    URL_SAFE_NO_PAD
+        .decode(s.trim_end_matches('='))
+        .map_err(|e| format!("JWK {name:?}: {e}"))
 }
 
 fn ec_point(k: &Value, crv: &str, len: usize) -> Result<Vec<u8>, String> {
@@ -47,21 +52,29 @@ impl SignatureVerifier for RingVerifier {
                     _ => &signature::RSA_PSS_2048_8192_SHA512,
                 };
                 let (n, e) = (field(&k, "n")?, field(&k, "e")?);
-                RsaPublicKeyComponents { n: &n, e: &e }.verify(params, message, sig).is_ok()
+                RsaPublicKeyComponents { n: &n, e: &e }
+                    .verify(params, message, sig)
+                    .is_ok()
             }
             ("ES256", "EC") => {
                 let point = ec_point(&k, "P-256", 32)?;
-                UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point).verify(message, sig).is_ok()
+                UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
+                    .verify(message, sig)
+                    .is_ok()
             }
             ("ES384", "EC") => {
                 let point = ec_point(&k, "P-384", 48)?;
-                UnparsedPublicKey::new(&signature::ECDSA_P384_SHA384_FIXED, point).verify(message, sig).is_ok()
+                UnparsedPublicKey::new(&signature::ECDSA_P384_SHA384_FIXED, point)
+                    .verify(message, sig)
+                    .is_ok()
             }
             ("EdDSA", "OKP") => {
                 if k.get("crv").and_then(Value::as_str) != Some("Ed25519") {
                     return Err("JWK curve is not Ed25519".into());
                 }
-                UnparsedPublicKey::new(&signature::ED25519, field(&k, "x")?).verify(message, sig).is_ok()
+                UnparsedPublicKey::new(&signature::ED25519, field(&k, "x")?)
+                    .verify(message, sig)
+                    .is_ok()
             }
             ("HS256" | "HS384" | "HS512", "oct") => {
                 let algo = match alg {
@@ -69,7 +82,8 @@ impl SignatureVerifier for RingVerifier {
                     "HS384" => ring::hmac::HMAC_SHA384,
                     _ => ring::hmac::HMAC_SHA512,
                 };
-                ring::hmac::verify(&ring::hmac::Key::new(algo, &field(&k, "k")?), message, sig).is_ok()
+                ring::hmac::verify(&ring::hmac::Key::new(algo, &field(&k, "k")?), message, sig)
+                    .is_ok()
             }
             _ => return Err(format!("algorithm {alg} cannot use a {kty:?} key")),
         };

@@ -4,6 +4,8 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
+use std::cell::RefCell;
+use std::rc::Rc;
 
 /// Why a token was not accepted (`jwt_verify_lib::Status`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,7 +64,9 @@ impl JwtStatus {
         use JwtStatus::*;
         match self {
             Missed => "Jwt is missing",
-            BadFormat => "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections",
+            BadFormat => {
+                "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections"
+            }
             HeaderBadBase64 => "Jwt header is an invalid Base64url encoded",
             HeaderBadJson => "Jwt header is an invalid JSON",
             HeaderBadAlg => "Jwt header [alg] field is required and must be a string",
@@ -89,13 +93,18 @@ impl JwtStatus {
 
     /// HTTP status of a rejection: 403 for audiences, else 401.
     pub fn http_status(self) -> u16 {
-        if self == JwtStatus::AudienceNotAllowed { 403 } else { 401 }
+        if self == JwtStatus::AudienceNotAllowed {
+            403
+        } else {
+            401
+        }
     }
 }
 
 /// Algorithms `jwt_verify_lib` implements.
 pub const ALGORITHMS: [&str; 13] = [
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "HS256", "HS384", "HS512", "EdDSA",
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "HS256",
+    "HS384", "HS512", "EdDSA",
 ];
 
 /// A parsed (not yet verified) token.
@@ -125,6 +134,8 @@ pub struct ParsedJwt {
     pub signed: String,
     /// Raw signature.
     pub signature: Vec<u8>,
+    /// Normalized claims JSON, computed once per (token, provider).
+    claims_json: RefCell<Option<(usize, Rc<str>)>>,
 }
 
 /// base64url with or without padding.
@@ -135,7 +146,10 @@ fn b64url(s: &str) -> Option<Vec<u8>> {
 fn uint(v: Option<&Value>, err: JwtStatus) -> Result<u64, JwtStatus> {
     match v {
         None => Ok(0),
-        Some(Value::Number(n)) => n.as_u64().or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)).ok_or(err),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+            .ok_or(err),
         Some(_) => Err(err),
     }
 }
@@ -152,11 +166,14 @@ impl ParsedJwt {
     /// `Jwt::parseFromString`.
     pub fn parse(token: &str) -> Result<Self, JwtStatus> {
         let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(JwtStatus::BadFormat);
         };
         let header_bytes = b64url(h).ok_or(JwtStatus::HeaderBadBase64)?;
-        let header: Map<String, Value> = serde_json::from_slice(&header_bytes).map_err(|_| JwtStatus::HeaderBadJson)?;
+        let header: Map<String, Value> =
+            serde_json::from_slice(&header_bytes).map_err(|_| JwtStatus::HeaderBadJson)?;
         let alg = match header.get("alg") {
             Some(Value::String(a)) => a.clone(),
             _ => return Err(JwtStatus::HeaderBadAlg),
@@ -170,7 +187,8 @@ impl ParsedJwt {
             Some(_) => return Err(JwtStatus::HeaderBadKid),
         };
         let payload_bytes = b64url(p).ok_or(JwtStatus::PayloadBadBase64)?;
-        let payload: Map<String, Value> = serde_json::from_slice(&payload_bytes).map_err(|_| JwtStatus::PayloadBadJson)?;
+        let payload: Map<String, Value> =
+            serde_json::from_slice(&payload_bytes).map_err(|_| JwtStatus::PayloadBadJson)?;
         let iss = opt_str(payload.get("iss"), JwtStatus::IssNotString)?;
         let sub = opt_str(payload.get("sub"), JwtStatus::SubNotString)?;
         uint(payload.get("iat"), JwtStatus::IatNotInteger)?;
@@ -185,7 +203,10 @@ impl ParsedJwt {
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(JwtStatus::AudNotString),
         };
-        let azp = payload.get("azp").and_then(Value::as_str).map(str::to_owned);
+        let azp = payload
+            .get("azp")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         let signature = b64url(s).ok_or(JwtStatus::SignatureBadBase64)?;
         Ok(ParsedJwt {
             alg,
@@ -200,7 +221,25 @@ impl ParsedJwt {
             payload_b64: p.to_owned(),
             signed: format!("{h}.{p}"),
             signature,
+            claims_json: RefCell::new(None),
         })
+    }
+
+    /// The claims JSON handed to later filters for `provider`, computed on
+    /// first use and kept with the (cached) token.
+    pub fn claims_json(
+        &self,
+        provider: usize,
+        make: impl FnOnce(&Map<String, Value>) -> String,
+    ) -> Rc<str> {
+        if let Some((p, json)) = self.claims_json.borrow().as_ref()
+            && *p == provider
+        {
+            return json.clone();
+        }
+        let json: Rc<str> = make(&self.payload).into();
+        *self.claims_json.borrow_mut() = Some((provider, json.clone()));
+        json
     }
 
     /// `verifyTimeConstraint(now, skew)`.
@@ -218,7 +257,10 @@ impl ParsedJwt {
 /// `jwt_verify_lib` audience sanitizing: `http(s)://` prefix and a trailing
 /// `/` ignored.
 pub fn sanitize_audience(aud: &str) -> &str {
-    let a = aud.strip_prefix("http://").or_else(|| aud.strip_prefix("https://")).unwrap_or(aud);
+    let a = aud
+        .strip_prefix("http://")
+        .or_else(|| aud.strip_prefix("https://"))
+        .unwrap_or(aud);
     a.strip_suffix('/').unwrap_or(a)
 }
 
@@ -235,15 +277,33 @@ mod tests {
         let h = enc(r#"{"alg":"RS256","kid":"k"}"#);
         let p = enc(r#"{"iss":"i","sub":"s","aud":["a","b"],"exp":10,"nbf":5}"#);
         let ok = ParsedJwt::parse(&format!("{h}.{p}.c2ln")).unwrap();
-        assert_eq!((ok.iss.as_str(), ok.aud.len(), ok.exp, ok.kid.as_deref()), ("i", 2, 10, Some("k")));
+        assert_eq!(
+            (ok.iss.as_str(), ok.aud.len(), ok.exp, ok.kid.as_deref()),
+            ("i", 2, 10, Some("k"))
+        );
         let cases = [
             ("a.b".to_owned(), JwtStatus::BadFormat),
             (format!("!!.{p}.c2ln"), JwtStatus::HeaderBadBase64),
-            (format!("{}.{p}.c2ln", enc("nope")), JwtStatus::HeaderBadJson),
-            (format!("{}.{p}.c2ln", enc(r#"{"alg":"none"}"#)), JwtStatus::HeaderNotImplementedAlg),
-            (format!("{}.{p}.c2ln", enc(r#"{"kid":"x"}"#)), JwtStatus::HeaderBadAlg),
-            (format!("{h}.{}.c2ln", enc(r#"{"exp":"soon"}"#)), JwtStatus::ExpNotInteger),
-            (format!("{h}.{}.c2ln", enc(r#"{"aud":7}"#)), JwtStatus::AudNotString),
+            (
+                format!("{}.{p}.c2ln", enc("nope")),
+                JwtStatus::HeaderBadJson,
+            ),
+            (
+                format!("{}.{p}.c2ln", enc(r#"{"alg":"none"}"#)),
+                JwtStatus::HeaderNotImplementedAlg,
+            ),
+            (
+                format!("{}.{p}.c2ln", enc(r#"{"kid":"x"}"#)),
+                JwtStatus::HeaderBadAlg,
+            ),
+            (
+                format!("{h}.{}.c2ln", enc(r#"{"exp":"soon"}"#)),
+                JwtStatus::ExpNotInteger,
+            ),
+            (
+                format!("{h}.{}.c2ln", enc(r#"{"aud":7}"#)),
+                JwtStatus::AudNotString,
+            ),
             (format!("{h}.{p}.***"), JwtStatus::SignatureBadBase64),
         ];
         for (tok, want) in cases {
@@ -253,11 +313,19 @@ mod tests {
 
     #[test]
     fn time_and_audience() {
-        let t = ParsedJwt::parse(&format!("{}.{}.", enc(r#"{"alg":"ES256"}"#), enc(r#"{"exp":1000,"nbf":900}"#))).unwrap();
+        let t = ParsedJwt::parse(&format!(
+            "{}.{}.",
+            enc(r#"{"alg":"ES256"}"#),
+            enc(r#"{"exp":1000,"nbf":900}"#)
+        ))
+        .unwrap();
         assert_eq!(t.check_time(1059, 60), Ok(()));
         assert_eq!(t.check_time(1061, 60), Err(JwtStatus::Expired));
         assert_eq!(t.check_time(839, 60), Err(JwtStatus::NotYetValid));
         assert_eq!(t.check_time(840, 60), Ok(()));
-        assert_eq!(sanitize_audience("https://api.example.com/"), "api.example.com");
+        assert_eq!(
+            sanitize_audience("https://api.example.com/"),
+            "api.example.com"
+        );
     }
 }

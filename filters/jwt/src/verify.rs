@@ -14,19 +14,33 @@ use std::rc::Rc;
 /// several.
 pub(crate) enum Requirement {
     Provider(usize),
-    Any { children: Vec<Requirement>, allow_missing: bool },
+    Any {
+        children: Vec<Requirement>,
+        allow_missing: bool,
+    },
     All(Vec<Requirement>),
 }
 
 impl Requirement {
     pub(crate) fn istio(providers: &[usize]) -> Requirement {
-        let or_missing = |p: usize| Requirement::Any { children: vec![Requirement::Provider(p)], allow_missing: true };
+        let or_missing = |p: usize| Requirement::Any {
+            children: vec![Requirement::Provider(p)],
+            allow_missing: true,
+        };
         match providers {
             [p] => or_missing(*p),
             _ => {
-                let mut children: Vec<Requirement> = providers.iter().map(|&p| Requirement::Provider(p)).collect();
-                children.push(Requirement::All(providers.iter().map(|&p| or_missing(p)).collect()));
-                Requirement::Any { children, allow_missing: false }
+                let mut children: Vec<Requirement> = providers
+                    .iter()
+                    .map(|&p| Requirement::Provider(p))
+                    .collect();
+                children.push(Requirement::All(
+                    providers.iter().map(|&p| or_missing(p)).collect(),
+                ));
+                Requirement::Any {
+                    children,
+                    allow_missing: false,
+                }
             }
         }
     }
@@ -49,7 +63,11 @@ struct CacheEntry {
 
 impl TokenCache {
     pub(crate) fn new(capacity: usize) -> Self {
-        TokenCache { capacity, entries: HashMap::new(), order: VecDeque::new() }
+        TokenCache {
+            capacity,
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+        }
     }
 
     pub(crate) fn set_capacity(&mut self, capacity: usize) {
@@ -66,10 +84,21 @@ impl TokenCache {
     }
 
     fn signature(&self, token: &str, provider: usize) -> Option<Result<(), JwtStatus>> {
-        self.entries.get(token)?.signatures.iter().find(|(p, _)| *p == provider).map(|(_, r)| *r)
+        self.entries
+            .get(token)?
+            .signatures
+            .iter()
+            .find(|(p, _)| *p == provider)
+            .map(|(_, r)| *r)
     }
 
-    fn remember(&mut self, token: &str, parsed: &Rc<ParsedJwt>, provider: usize, result: Result<(), JwtStatus>) {
+    fn remember(
+        &mut self,
+        token: &str,
+        parsed: &Rc<ParsedJwt>,
+        provider: usize,
+        result: Result<(), JwtStatus>,
+    ) {
         if self.capacity == 0 {
             return;
         }
@@ -77,13 +106,19 @@ impl TokenCache {
             e.signatures.push((provider, result));
             return;
         }
-        if self.order.len() >= self.capacity {
-            if let Some(old) = self.order.pop_front() {
-                self.entries.remove(&old);
-            }
+        if self.order.len() >= self.capacity
+            && let Some(old) = self.order.pop_front()
+        {
+            self.entries.remove(&old);
         }
         self.order.push_back(token.to_owned());
-        self.entries.insert(token.to_owned(), CacheEntry { parsed: parsed.clone(), signatures: vec![(provider, result)] });
+        self.entries.insert(
+            token.to_owned(),
+            CacheEntry {
+                parsed: parsed.clone(),
+                signatures: vec![(provider, result)],
+            },
+        );
     }
 }
 
@@ -122,7 +157,16 @@ impl<'a> Run<'a> {
                 }
             }
         }
-        Run { providers, now, max_token_bytes, verifier, cache, found, parsed: HashMap::new(), successes: Vec::new() }
+        Run {
+            providers,
+            now,
+            max_token_bytes,
+            verifier,
+            cache,
+            found,
+            parsed: HashMap::new(),
+            successes: Vec::new(),
+        }
     }
 
     /// True when no location of any applicable provider holds a token.
@@ -173,7 +217,10 @@ impl<'a> Run<'a> {
                 continue;
             }
             matched = true;
-            if let Ok(true) = self.verifier.verify(&jwt.alg, &key.json, jwt.signed.as_bytes(), &jwt.signature) {
+            if let Ok(true) =
+                self.verifier
+                    .verify(&jwt.alg, &key.json, jwt.signed.as_bytes(), &jwt.signature)
+            {
                 result = Ok(());
                 break;
             }
@@ -215,17 +262,29 @@ impl<'a> Run<'a> {
                 }
                 Ok(())
             }
-            Requirement::Any { children, allow_missing } => {
+            Requirement::Any {
+                children,
+                allow_missing,
+            } => {
                 let mut fin = JwtStatus::Missed;
                 for c in children {
                     match self.eval(c) {
                         Ok(()) => return Ok(()),
                         // Prefer real errors, then UnknownIssuer over Missed.
-                        Err(s) if !matches!(s, JwtStatus::Missed | JwtStatus::UnknownIssuer) || fin == JwtStatus::Missed => fin = s,
+                        Err(s)
+                            if !matches!(s, JwtStatus::Missed | JwtStatus::UnknownIssuer)
+                                || fin == JwtStatus::Missed =>
+                        {
+                            fin = s
+                        }
                         Err(_) => {}
                     }
                 }
-                if *allow_missing && fin == JwtStatus::Missed { Ok(()) } else { Err(fin) }
+                if *allow_missing && fin == JwtStatus::Missed {
+                    Ok(())
+                } else {
+                    Err(fin)
+                }
             }
             Requirement::All(children) => children.iter().try_for_each(|c| self.eval(c)),
         }

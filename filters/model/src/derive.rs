@@ -7,7 +7,7 @@
 //! resource and the position of the route in it do not change.
 
 use crate::fault::FaultConfig;
-use crate::gateway::{HttpRouteRule, HttpRouteRetry};
+use crate::gateway::{HttpRouteRetry, HttpRouteRule};
 use crate::retry::{HttpRetry, RetryConfig, RoutePolicy};
 use crate::routing::RoutingConfig;
 
@@ -74,7 +74,10 @@ pub fn retry_config(routing: &RoutingConfig) -> RetryConfig {
                 if route.timeout.is_some() || route.retries.is_some() {
                     out.routes.insert(
                         vs_route_id(&vs.namespace, &vs.name, i),
-                        RoutePolicy { timeout: route.timeout, retries: route.retries.clone() },
+                        RoutePolicy {
+                            timeout: route.timeout,
+                            retries: route.retries.clone(),
+                        },
                     );
                 }
             }
@@ -82,7 +85,8 @@ pub fn retry_config(routing: &RoutingConfig) -> RetryConfig {
         for hr in &svc.http_routes {
             for (i, rule) in hr.rules.iter().enumerate() {
                 if let Some(policy) = httproute_policy(rule) {
-                    out.routes.insert(httproute_rule_id(&hr.namespace, &hr.name, i), policy);
+                    out.routes
+                        .insert(httproute_rule_id(&hr.namespace, &hr.name, i), policy);
                 }
             }
         }
@@ -98,7 +102,8 @@ pub fn fault_config(routing: &RoutingConfig) -> FaultConfig {
         for vs in &svc.virtual_services {
             for (i, route) in vs.http.iter().enumerate() {
                 if let Some(fault) = &route.fault {
-                    out.routes.insert(vs_route_id(&vs.namespace, &vs.name, i), fault.clone());
+                    out.routes
+                        .insert(vs_route_id(&vs.namespace, &vs.name, i), fault.clone());
                 }
             }
         }
@@ -161,7 +166,10 @@ mod tests {
         let cfg = retry_config(&routing);
         assert_eq!(cfg.routes.len(), 3);
         assert!(!cfg.routes.contains_key("vs:ns/r#0"));
-        assert_eq!(cfg.routes["vs:ns/r#1"].timeout, Some(Duration::from_millis(2000)));
+        assert_eq!(
+            cfg.routes["vs:ns/r#1"].timeout,
+            Some(Duration::from_millis(2000))
+        );
         let r0 = &cfg.routes["httproute:ns/h#0"];
         assert_eq!(r0.timeout, Some(Duration::from_millis(5000)));
         let retries = r0.retries.as_ref().unwrap();

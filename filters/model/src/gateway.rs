@@ -158,7 +158,11 @@ pub struct HttpRouteFilter {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_redirect: Option<HttpRequestRedirectFilter>,
     /// For `URLRewrite`.
-    #[serde(default, rename = "urlRewrite", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "urlRewrite",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub url_rewrite: Option<HttpUrlRewriteFilter>,
 }
 

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 
 /// Default cap on a token's length in bytes.
 pub const DEFAULT_MAX_TOKEN_BYTES: u32 = 16 * 1024;
+/// Default number of verified tokens remembered per filter instance.
+pub const DEFAULT_TOKEN_CACHE_ENTRIES: u32 = 128;
 
 /// The JWT filter's configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,6 +22,11 @@ pub struct JwtConfig {
     /// Tokens longer than this are rejected with 401 before decoding.
     #[serde(default = "default_max_token_bytes")]
     pub max_token_bytes: u32,
+    /// Tokens whose parsing and signature check are remembered per filter
+    /// instance (time, issuer and audiences are re-checked on every
+    /// request); 0 disables the cache.
+    #[serde(default = "default_token_cache_entries")]
+    pub token_cache_entries: u32,
     /// The RequestAuthentications that apply to this waypoint.
     #[serde(default)]
     pub request_authentications: Vec<RequestAuthentication>,
@@ -29,6 +36,7 @@ impl Default for JwtConfig {
     fn default() -> Self {
         JwtConfig {
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+            token_cache_entries: DEFAULT_TOKEN_CACHE_ENTRIES,
             request_authentications: Vec::new(),
         }
     }
@@ -36,6 +44,10 @@ impl Default for JwtConfig {
 
 fn default_max_token_bytes() -> u32 {
     DEFAULT_MAX_TOKEN_BYTES
+}
+
+fn default_token_cache_entries() -> u32 {
+    DEFAULT_TOKEN_CACHE_ENTRIES
 }
 
 /// One RequestAuthentication as attached to this waypoint.

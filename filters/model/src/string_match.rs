@@ -24,17 +24,26 @@ pub struct StringMatch {
 impl StringMatch {
     /// `{exact: v}`.
     pub fn exact(v: impl Into<String>) -> Self {
-        StringMatch { exact: Some(v.into()), ..Default::default() }
+        StringMatch {
+            exact: Some(v.into()),
+            ..Default::default()
+        }
     }
 
     /// `{prefix: v}`.
     pub fn prefix(v: impl Into<String>) -> Self {
-        StringMatch { prefix: Some(v.into()), ..Default::default() }
+        StringMatch {
+            prefix: Some(v.into()),
+            ..Default::default()
+        }
     }
 
     /// `{regex: v}`.
     pub fn regex(v: impl Into<String>) -> Self {
-        StringMatch { regex: Some(v.into()), ..Default::default() }
+        StringMatch {
+            regex: Some(v.into()),
+            ..Default::default()
+        }
     }
 
     /// True for `{}` and `{regex: "*"}`: Istio's presence match.

@@ -19,13 +19,23 @@ struct RetryFilter {
 impl Filter for RetryFilter {
     fn configure(&mut self, config: &[u8]) -> Result<FilterInfo, String> {
         self.policies = RetryPolicies::from_json(config).map_err(|e| e.to_string())?;
-        Ok(FilterInfo::new(Hooks::REQUEST_HEADERS | Hooks::ATTEMPT))
+        // Only these are read: gRPC detection and its deadline.
+        Ok(FilterInfo::new(Hooks::REQUEST_HEADERS | Hooks::ATTEMPT)
+            .with_request_headers(&["content-type", "grpc-timeout"]))
     }
 
     fn on_request_headers(&self, ctx: &Context, req: &Request) -> Vec<Action> {
-        let grpc = req.header("content-type").is_some_and(|c| c.starts_with("application/grpc"));
-        let header = if grpc { req.header("grpc-timeout").and_then(grpc_timeout_ms) } else { None };
-        let t = self.policies.timeouts(ctx.get_metadata(keys::ROUTE), grpc, header);
+        let grpc = req
+            .header("content-type")
+            .is_some_and(|c| c.starts_with("application/grpc"));
+        let header = if grpc {
+            req.header("grpc-timeout").and_then(grpc_timeout_ms)
+        } else {
+            None
+        };
+        let t = self
+            .policies
+            .timeouts(ctx.get_metadata(keys::ROUTE), grpc, header);
         let mut actions = Vec::with_capacity(2);
         if let Some(ms) = t.route_ms {
             actions.push(Action::Timeout(ms));
@@ -45,9 +55,18 @@ impl Filter for RetryFilter {
             AttemptOutcome::Timeout => Outcome::Timeout,
         };
         let route = ctx.get_metadata(keys::ROUTE);
-        match self.policies.on_attempt(route, attempt.number, outcome, attempt.grpc_status, &mut random::next_u64) {
+        match self.policies.on_attempt(
+            route,
+            attempt.number,
+            outcome,
+            attempt.grpc_status,
+            &mut random::next_u64,
+        ) {
             Retry::GiveUp => RetryDecision::GiveUp,
-            Retry::After { backoff_ms } => RetryDecision::Retry(RetryParams { per_try_timeout: None, backoff: backoff_ms }),
+            Retry::After { backoff_ms } => RetryDecision::Retry(RetryParams {
+                per_try_timeout: None,
+                backoff: backoff_ms,
+            }),
         }
     }
 }

@@ -24,9 +24,9 @@
 //! assert!(matches!(p.on_attempt(None, 1, Outcome::ConnectFailure, None, &mut || 0), Retry::After { .. }));
 //! ```
 
-mod policy;
 #[cfg(target_arch = "wasm32")]
 mod guest;
+mod policy;
 
 pub use policy::{Outcome, Retry, RetryOn, RetryPolicies, RoutePolicy, Timeouts, grpc_timeout_ms};
 

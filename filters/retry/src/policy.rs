@@ -9,7 +9,8 @@ pub const DEFAULT_BACKOFF_BASE_MS: u32 = 25;
 /// Istio's retry count when `retries` is unset.
 pub const DEFAULT_NUM_RETRIES: u32 = 2;
 /// Istio's `retry_on` when `retries` (or its `retryOn`) is unset.
-pub const DEFAULT_RETRY_ON: &str = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
+pub const DEFAULT_RETRY_ON: &str =
+    "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
 
 /// A set of Envoy `retry_on` conditions.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -96,11 +97,11 @@ fn parse_retry_on(s: &str) -> Result<(RetryOn, Vec<u16>), String> {
     let mut on = RetryOn::default();
     let mut codes = Vec::new();
     for token in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-        if let Ok(code) = token.parse::<u16>() {
-            if is_known_status(code) {
-                codes.push(code);
-                continue;
-            }
+        if let Ok(code) = token.parse::<u16>()
+            && is_known_status(code)
+        {
+            codes.push(code);
+            continue;
         }
         match RetryOn::from_token(token) {
             Some(flag) => on.insert(flag),
@@ -143,12 +144,21 @@ impl RoutePolicy {
 
     /// Istio `ConvertPolicy`: `None` when `attempts` is 0 (no retries).
     fn convert(r: &HttpRetry, route: &str) -> Result<Option<Self>, ConfigError> {
-        let invalid = |message: String| ConfigError::Invalid { route: route.to_owned(), message };
+        let invalid = |message: String| ConfigError::Invalid {
+            route: route.to_owned(),
+            message,
+        };
         if r.attempts < 0 {
             return Err(invalid("attempts cannot be negative".into()));
         }
         // Validate retryOn even when attempts is 0, as the webhook does.
-        let parsed = r.retry_on.as_deref().filter(|s| !s.is_empty()).map(parse_retry_on).transpose().map_err(invalid)?;
+        let parsed = r
+            .retry_on
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(parse_retry_on)
+            .transpose()
+            .map_err(invalid)?;
         if r.attempts == 0 {
             return Ok(None);
         }
@@ -158,7 +168,10 @@ impl RoutePolicy {
             policy.retry_on = on;
             policy.codes = codes;
         }
-        policy.per_try_timeout_ms = r.per_try_timeout.filter(|d| !d.is_zero()).map(|d| d.as_millis_u32());
+        policy.per_try_timeout_ms = r
+            .per_try_timeout
+            .filter(|d| !d.is_zero())
+            .map(|d| d.as_millis_u32());
         if let Some(b) = r.backoff.filter(|d| !d.is_zero()) {
             policy.backoff_base_ms = b.as_millis_u32();
         }
@@ -168,7 +181,8 @@ impl RoutePolicy {
     /// Envoy `wouldRetryFromHeaders` / `wouldRetryFromReset`.
     pub fn should_retry(&self, outcome: Outcome, grpc_status: Option<u32>) -> bool {
         let on = self.retry_on;
-        let no_response = on.has(RetryOn::FIVE_XX) || on.has(RetryOn::GATEWAY_ERROR) || on.has(RetryOn::RESET);
+        let no_response =
+            on.has(RetryOn::FIVE_XX) || on.has(RetryOn::GATEWAY_ERROR) || on.has(RetryOn::RESET);
         match outcome {
             Outcome::Response(code) => {
                 (on.has(RetryOn::FIVE_XX) && (500..600).contains(&code))
@@ -184,7 +198,9 @@ impl RoutePolicy {
                     })
             }
             Outcome::ConnectFailure => {
-                on.has(RetryOn::CONNECT_FAILURE) || on.has(RetryOn::RESET_BEFORE_REQUEST) || no_response
+                on.has(RetryOn::CONNECT_FAILURE)
+                    || on.has(RetryOn::RESET_BEFORE_REQUEST)
+                    || no_response
             }
             Outcome::RefusedStream => on.has(RetryOn::REFUSED_STREAM) || no_response,
             Outcome::Reset | Outcome::Timeout => no_response,
@@ -258,7 +274,10 @@ pub struct RetryPolicies {
 
 impl Default for RetryPolicies {
     fn default() -> Self {
-        RetryPolicies { default: Some(RoutePolicy::istio_default()), routes: HashMap::new() }
+        RetryPolicies {
+            default: Some(RoutePolicy::istio_default()),
+            routes: HashMap::new(),
+        }
     }
 }
 
@@ -305,12 +324,21 @@ impl RetryPolicies {
     /// `grpc-timeout` of a gRPC request (`Some(0)` or `None` = none); Istio
     /// caps it with the route timeout and uses it instead (Envoy
     /// `max_grpc_timeout`).
-    pub fn timeouts(&self, route: Option<&str>, grpc_request: bool, grpc_timeout_ms: Option<u32>) -> Timeouts {
+    pub fn timeouts(
+        &self,
+        route: Option<&str>,
+        grpc_request: bool,
+        grpc_timeout_ms: Option<u32>,
+    ) -> Timeouts {
         let (timeout_ms, retry) = self.lookup(route);
         let mut route_ms = timeout_ms;
         if grpc_request {
             let header = grpc_timeout_ms.unwrap_or(0);
-            route_ms = if timeout_ms != 0 && (header == 0 || header > timeout_ms) { timeout_ms } else { header };
+            route_ms = if timeout_ms != 0 && (header == 0 || header > timeout_ms) {
+                timeout_ms
+            } else {
+                header
+            };
         }
         Timeouts {
             route_ms: (route_ms != 0).then_some(route_ms),
@@ -330,10 +358,13 @@ impl RetryPolicies {
         let Some(policy) = self.policy(route) else {
             return Retry::GiveUp;
         };
-        if number == 0 || number > policy.num_retries || !policy.should_retry(outcome, grpc_status) {
+        if number == 0 || number > policy.num_retries || !policy.should_retry(outcome, grpc_status)
+        {
             return Retry::GiveUp;
         }
-        Retry::After { backoff_ms: policy.backoff_ms(number, random()) }
+        Retry::After {
+            backoff_ms: policy.backoff_ms(number, random()),
+        }
     }
 }
 

@@ -43,19 +43,25 @@ impl HeaderOps {
         (req, resp, set_auth.or(add_auth))
     }
 
-    fn from_operations(ops: Option<&HeaderOperations>) -> (HeaderOps, Option<String>, Option<String>) {
+    fn from_operations(
+        ops: Option<&HeaderOperations>,
+    ) -> (HeaderOps, Option<String>, Option<String>) {
         let Some(ops) = ops else {
             return (HeaderOps::default(), None, None);
         };
         let mut out = HeaderOps::default();
         let mut auth = [None, None];
-        for (slot, (map, append)) in [(&ops.set, false), (&ops.add, true)].into_iter().enumerate() {
+        for (slot, (map, append)) in [(&ops.set, false), (&ops.add, true)]
+            .into_iter()
+            .enumerate()
+        {
             for (name, value) in map {
                 if is_authority(name) {
                     auth[slot] = Some(value.clone());
                 }
                 if !is_internal(name) {
-                    out.set_add.push((name.to_ascii_lowercase(), value.clone(), append));
+                    out.set_add
+                        .push((name.to_ascii_lowercase(), value.clone(), append));
                 }
             }
         }
@@ -71,10 +77,24 @@ impl HeaderOps {
 
     /// Gateway API header filter (names deduplicated, last wins, then sorted
     /// as Istio's map-based conversion does).
-    pub(crate) fn from_gateway(f: &filter_model::gateway::HttpHeaderFilter) -> (HeaderOps, Option<String>) {
-        let set: BTreeMap<String, String> = f.set.iter().map(|h| (h.name.clone(), h.value.clone())).collect();
-        let add: BTreeMap<String, String> = f.add.iter().map(|h| (h.name.clone(), h.value.clone())).collect();
-        let ops = HeaderOperations { set, add, remove: f.remove.clone() };
+    pub(crate) fn from_gateway(
+        f: &filter_model::gateway::HttpHeaderFilter,
+    ) -> (HeaderOps, Option<String>) {
+        let set: BTreeMap<String, String> = f
+            .set
+            .iter()
+            .map(|h| (h.name.clone(), h.value.clone()))
+            .collect();
+        let add: BTreeMap<String, String> = f
+            .add
+            .iter()
+            .map(|h| (h.name.clone(), h.value.clone()))
+            .collect();
+        let ops = HeaderOperations {
+            set,
+            add,
+            remove: f.remove.clone(),
+        };
         let (out, set_auth, add_auth) = Self::from_operations(Some(&ops));
         (out, set_auth.or(add_auth))
     }
@@ -89,7 +109,11 @@ impl HeaderOps {
     fn emit(&self, out: &mut Vec<HeaderOp>) {
         out.extend(self.remove.iter().map(|n| HeaderOp::Remove(n.clone())));
         out.extend(self.set_add.iter().map(|(n, v, append)| {
-            if *append { HeaderOp::Add(n.clone(), v.clone()) } else { HeaderOp::Set(n.clone(), v.clone()) }
+            if *append {
+                HeaderOp::Add(n.clone(), v.clone())
+            } else {
+                HeaderOp::Set(n.clone(), v.clone())
+            }
         }));
     }
 
@@ -125,7 +149,10 @@ pub(crate) enum PathRewrite {
     /// Envoy `prefix_rewrite`: replaces the matched part of the path.
     Prefix(String),
     /// Envoy `regex_rewrite`: every match replaced.
-    Regex { re: Regex, replacement: String },
+    Regex {
+        re: Regex,
+        replacement: String,
+    },
     /// Gateway API `ReplacePrefixMatch: /`: drop the matched `PathPrefix`.
     StripPrefix,
 }
@@ -138,7 +165,10 @@ impl PathRewrite {
             pattern: pattern.to_owned(),
             reason: e.to_string(),
         })?;
-        Ok(PathRewrite::Regex { re, replacement: re2_substitution(rewrite) })
+        Ok(PathRewrite::Regex {
+            re,
+            replacement: re2_substitution(rewrite),
+        })
     }
 }
 
@@ -193,7 +223,14 @@ impl ForwardAction {
             resp_ops.merge(std::mem::take(&mut d.resp_ops));
         }
         let total_weight = dests.iter().map(|d| d.weight).sum();
-        ForwardAction { dests, total_weight, rewrite, authority, req_ops, resp_ops }
+        ForwardAction {
+            dests,
+            total_weight,
+            rewrite,
+            authority,
+            req_ops,
+            resp_ops,
+        }
     }
 
     fn pick(&self, random: &mut dyn FnMut() -> u64) -> &Dest {
@@ -305,8 +342,13 @@ fn forward<'r>(
     };
     let path = match &f.rewrite {
         PathRewrite::None => None,
-        PathRewrite::Prefix(p) => Some(format!("{p}{}", req.path.get(m.matched_len..).unwrap_or(""))),
-        PathRewrite::Regex { re, replacement } => Some(re.replace_all(req.path, replacement.as_str()).into_owned()),
+        PathRewrite::Prefix(p) => Some(format!(
+            "{p}{}",
+            req.path.get(m.matched_len..).unwrap_or("")
+        )),
+        PathRewrite::Regex { re, replacement } => {
+            Some(re.replace_all(req.path, replacement.as_str()).into_owned())
+        }
         PathRewrite::StripPrefix => {
             let prefix = m.separated_prefix.unwrap_or("");
             let rest = req.path.get(prefix.len()..).unwrap_or("");
@@ -333,7 +375,12 @@ fn forward<'r>(
 
 /// Envoy's redirect `location`: scheme, host (request port dropped when the
 /// port or the default-port scheme changes), port, path and original query.
-fn redirect_location(r: &RedirectAction, m: MatchInfo<'_>, req: &Request<'_>, target: &Target<'_>) -> String {
+fn redirect_location(
+    r: &RedirectAction,
+    m: MatchInfo<'_>,
+    req: &Request<'_>,
+    target: &Target<'_>,
+) -> String {
     let scheme = r.scheme.as_deref().unwrap_or(req.scheme);
     let port = match r.port {
         RedirectPort::Keep => 0,
@@ -342,12 +389,17 @@ fn redirect_location(r: &RedirectAction, m: MatchInfo<'_>, req: &Request<'_>, ta
     };
     // Istio omits the scheme's default port (its scheme defaults to http).
     let default_scheme = r.scheme.as_deref().unwrap_or("http");
-    let port = if (port == 80 && default_scheme == "http") || (port == 443 && default_scheme == "https") {
-        0
+    let port =
+        if (port == 80 && default_scheme == "http") || (port == 443 && default_scheme == "https") {
+            0
+        } else {
+            port
+        };
+    let port_str = if port == 0 {
+        String::new()
     } else {
-        port
+        format!(":{port}")
     };
-    let port_str = if port == 0 { String::new() } else { format!(":{port}") };
     let host = match &r.host {
         Some(h) => h.clone(),
         None => request_host(req.authority, scheme, !port_str.is_empty(), req.scheme),
@@ -357,7 +409,9 @@ fn redirect_location(r: &RedirectAction, m: MatchInfo<'_>, req: &Request<'_>, ta
         RedirectPath::Keep => format!("{}{query}", req.path),
         RedirectPath::Full(u) if u.contains('?') => u.clone(),
         RedirectPath::Full(u) => format!("{u}{query}"),
-        RedirectPath::Prefix(p) => format!("{p}{}{query}", req.path.get(m.matched_len..).unwrap_or("")),
+        RedirectPath::Prefix(p) => {
+            format!("{p}{}{query}", req.path.get(m.matched_len..).unwrap_or(""))
+        }
     };
     format!("{scheme}://{host}{port_str}{path}")
 }

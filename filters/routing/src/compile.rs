@@ -13,6 +13,9 @@ use filter_model::routing::{
 };
 use regex::Regex;
 
+/// Istio rejects direct response bodies above 1 MB.
+const MAX_DIRECT_BODY: usize = 1024 * 1024;
+
 /// The routes of one service, in evaluation order.
 #[derive(Debug)]
 pub(crate) struct ServiceTable {
@@ -61,7 +64,11 @@ impl CompiledRoute {
     /// Istio drops matches for other ports; a route without any match left
     /// for this port does not exist there.
     pub(crate) fn applies_to_port(&self, port: u16) -> bool {
-        self.matches.is_empty() || self.matches.iter().any(|m| m.port.is_none_or(|p| p == port))
+        self.matches.is_empty()
+            || self
+                .matches
+                .iter()
+                .any(|m| m.port.is_none_or(|p| p == port))
     }
 
     pub(crate) fn first_match(&self, req: &Request<'_>, port: u16) -> Option<MatchInfo<'_>> {
@@ -80,8 +87,14 @@ impl CompiledRoute {
 pub(crate) enum UriMatch {
     /// No `uri`: Envoy prefix `/`.
     Any,
-    Exact { value: String, ignore_case: bool },
-    Prefix { value: String, ignore_case: bool },
+    Exact {
+        value: String,
+        ignore_case: bool,
+    },
+    Prefix {
+        value: String,
+        ignore_case: bool,
+    },
     /// Gateway API `PathPrefix` (value without trailing `/`).
     Separated(String),
     Regex(Regex),
@@ -92,7 +105,11 @@ impl UriMatch {
         match self {
             UriMatch::Any => path.starts_with('/').then_some(1),
             UriMatch::Exact { value, ignore_case } => {
-                let ok = if *ignore_case { path.eq_ignore_ascii_case(value) } else { path == value };
+                let ok = if *ignore_case {
+                    path.eq_ignore_ascii_case(value)
+                } else {
+                    path == value
+                };
                 ok.then_some(path.len())
             }
             UriMatch::Prefix { value, ignore_case } => {
@@ -134,8 +151,15 @@ impl RouteMatch {
             return None;
         }
         let matched_len = self.uri.matches(req.path)?;
-        let pseudo = [(&self.scheme, req.scheme), (&self.method, req.method), (&self.authority, req.authority)];
-        if !pseudo.iter().all(|(m, v)| m.as_ref().is_none_or(|m| m.matches(v))) {
+        let pseudo = [
+            (&self.scheme, req.scheme),
+            (&self.method, req.method),
+            (&self.authority, req.authority),
+        ];
+        if !pseudo
+            .iter()
+            .all(|(m, v)| m.as_ref().is_none_or(|m| m.matches(v)))
+        {
             return None;
         }
         if !self.headers.iter().all(|h| h.matches(req.headers)) {
@@ -148,7 +172,10 @@ impl RouteMatch {
             UriMatch::Separated(p) => Some(p.as_str()),
             _ => None,
         };
-        Some(MatchInfo { matched_len, separated_prefix })
+        Some(MatchInfo {
+            matched_len,
+            separated_prefix,
+        })
     }
 }
 
@@ -164,7 +191,9 @@ fn compile_vs_route(
     for (j, m) in http.matches.iter().enumerate() {
         if !m.source_labels.is_empty()
             || (!m.gateways.is_empty() && !m.gateways.iter().any(|g| g == "mesh"))
-            || m.source_namespace.as_deref().is_some_and(|ns| Some(ns) != waypoint_ns)
+            || m.source_namespace
+                .as_deref()
+                .is_some_and(|ns| Some(ns) != waypoint_ns)
         {
             continue;
         }
@@ -174,7 +203,11 @@ fn compile_vs_route(
         return Ok(None);
     }
     let action = compile_vs_action(http, field)?;
-    Ok(Some(CompiledRoute { id, matches, action }))
+    Ok(Some(CompiledRoute {
+        id,
+        matches,
+        action,
+    }))
 }
 
 fn compile_vs_match(m: &HttpMatchRequest, field: &str) -> Result<RouteMatch, ConfigError> {
@@ -182,12 +215,20 @@ fn compile_vs_match(m: &HttpMatchRequest, field: &str) -> Result<RouteMatch, Con
         None => UriMatch::Any,
         Some(u) => {
             if u.kinds_set() > 1 {
-                return Err(ConfigError::Invalid(format!("{field}.uri: more than one match type set")));
+                return Err(ConfigError::Invalid(format!(
+                    "{field}.uri: more than one match type set"
+                )));
             }
             if let Some(v) = &u.exact {
-                UriMatch::Exact { value: v.clone(), ignore_case: m.ignore_uri_case }
+                UriMatch::Exact {
+                    value: v.clone(),
+                    ignore_case: m.ignore_uri_case,
+                }
             } else if let Some(v) = &u.prefix {
-                UriMatch::Prefix { value: v.clone(), ignore_case: m.ignore_uri_case }
+                UriMatch::Prefix {
+                    value: v.clone(),
+                    ignore_case: m.ignore_uri_case,
+                }
             } else if let Some(r) = &u.regex {
                 UriMatch::Regex(full_match_regex(r, &format!("{field}.uri"))?)
             } else {
@@ -196,7 +237,9 @@ fn compile_vs_match(m: &HttpMatchRequest, field: &str) -> Result<RouteMatch, Con
         }
     };
     let opt = |s: &Option<filter_model::StringMatch>, name: &str| {
-        s.as_ref().map(|s| StrMatcher::compile(s, &format!("{field}.{name}"))).transpose()
+        s.as_ref()
+            .map(|s| StrMatcher::compile(s, &format!("{field}.{name}")))
+            .transpose()
     };
     let mut never = false;
     let mut headers = Vec::new();
@@ -213,13 +256,20 @@ fn compile_vs_match(m: &HttpMatchRequest, field: &str) -> Result<RouteMatch, Con
                 continue;
             }
             let value = StrMatcher::compile(sm, &format!("{field}.headers[{name}]"))?;
-            headers.push(HeaderMatcher { name, value, invert: inverted });
+            headers.push(HeaderMatcher {
+                name,
+                value,
+                invert: inverted,
+            });
         }
     }
     let mut query = Vec::new();
     for (name, sm) in &m.query_params {
         let value = StrMatcher::compile(sm, &format!("{field}.queryParams[{name}]"))?;
-        query.push(QueryMatcher { name: name.clone(), value });
+        query.push(QueryMatcher {
+            name: name.clone(),
+            value,
+        });
     }
     Ok(RouteMatch {
         uri,
@@ -236,11 +286,21 @@ fn compile_vs_match(m: &HttpMatchRequest, field: &str) -> Result<RouteMatch, Con
 fn compile_vs_action(http: &HttpRoute, field: &str) -> Result<RouteAction, ConfigError> {
     let invalid = |msg: &str| Err(ConfigError::Invalid(format!("{field}: {msg}")));
     let has_route = !http.route.is_empty();
-    match (has_route, http.redirect.is_some(), http.direct_response.is_some()) {
+    match (
+        has_route,
+        http.redirect.is_some(),
+        http.direct_response.is_some(),
+    ) {
         (true, true, _) => return invalid("HTTP route cannot contain both route and redirect"),
-        (true, _, true) => return invalid("HTTP route cannot contain both route and direct_response"),
-        (_, true, true) => return invalid("HTTP route rule cannot contain both direct_response and redirect"),
-        (false, false, false) => return invalid("HTTP route, redirect or direct_response is required"),
+        (true, _, true) => {
+            return invalid("HTTP route cannot contain both route and direct_response");
+        }
+        (_, true, true) => {
+            return invalid("HTTP route rule cannot contain both direct_response and redirect");
+        }
+        (false, false, false) => {
+            return invalid("HTTP route, redirect or direct_response is required");
+        }
         _ => {}
     }
     if http.rewrite.is_some() && http.redirect.is_some() {
@@ -251,11 +311,16 @@ fn compile_vs_action(http: &HttpRoute, field: &str) -> Result<RouteAction, Confi
     }
     let (route_req, route_resp, header_authority) = HeaderOps::from_istio(http.headers.as_ref());
     if let Some(r) = &http.redirect {
-        return Ok(RouteAction::Redirect(compile_redirect(r, route_resp, field)?));
+        return Ok(RouteAction::Redirect(compile_redirect(
+            r, route_resp, field,
+        )?));
     }
     if let Some(d) = &http.direct_response {
         if d.status < 200 || d.status > 600 {
-            return invalid(&format!("directResponse status {} is not in range 200-599", d.status));
+            return invalid(&format!(
+                "directResponse status {} is not in range 200-599",
+                d.status
+            ));
         }
         let body = match &d.body {
             None => Vec::new(),
@@ -263,24 +328,40 @@ fn compile_vs_action(http: &HttpRoute, field: &str) -> Result<RouteAction, Confi
                 (Some(s), _) => s.clone().into_bytes(),
                 (None, Some(b64)) => base64::engine::general_purpose::STANDARD
                     .decode(b64)
-                    .map_err(|e| ConfigError::Invalid(format!("{field}: directResponse.body.bytes is not base64: {e}")))?,
+                    .map_err(|e| {
+                        ConfigError::Invalid(format!(
+                            "{field}: directResponse.body.bytes is not base64: {e}"
+                        ))
+                    })?,
                 (None, None) => Vec::new(),
             },
         };
-        return Ok(RouteAction::Direct(DirectAction { status: d.status, body, resp_ops: route_resp }));
+        if body.len() > MAX_DIRECT_BODY {
+            return invalid("direct response body exceeds the 1 MB limit");
+        }
+        return Ok(RouteAction::Direct(DirectAction {
+            status: d.status,
+            body,
+            resp_ops: route_resp,
+        }));
     }
 
     let mut rewrite = PathRewrite::None;
     let mut authority = header_authority;
     if let Some(rw) = &http.rewrite {
         match (&rw.uri, &rw.uri_regex_rewrite) {
-            (Some(_), Some(_)) => return invalid("rewrite may only contain one of URI or UriRegexRewrite"),
+            (Some(_), Some(_)) => {
+                return invalid("rewrite may only contain one of URI or UriRegexRewrite");
+            }
             (Some(uri), None) if !uri.is_empty() => rewrite = PathRewrite::Prefix(uri.clone()),
             (_, Some(rr)) => {
                 if rr.pattern.is_empty() || rr.rewrite.is_empty() {
-                    return invalid("UriRegexRewrite requires both Rewrite and Match fields to be specified");
+                    return invalid(
+                        "UriRegexRewrite requires both Rewrite and Match fields to be specified",
+                    );
                 }
-                rewrite = PathRewrite::regex(&rr.pattern, &rr.rewrite, &format!("{field}.rewrite"))?;
+                rewrite =
+                    PathRewrite::regex(&rr.pattern, &rr.rewrite, &format!("{field}.rewrite"))?;
             }
             _ => {}
         }
@@ -315,19 +396,26 @@ fn compile_vs_action(http: &HttpRoute, field: &str) -> Result<RouteAction, Confi
     if dests.is_empty() {
         return invalid("total destination weight = 0");
     }
-    Ok(RouteAction::Forward(ForwardAction::new(dests, rewrite, authority, route_req, route_resp)))
+    Ok(RouteAction::Forward(ForwardAction::new(
+        dests, rewrite, authority, route_req, route_resp,
+    )))
 }
 
-fn compile_redirect(r: &HttpRedirect, resp_ops: HeaderOps, field: &str) -> Result<RedirectAction, ConfigError> {
+fn compile_redirect(
+    r: &HttpRedirect,
+    resp_ops: HeaderOps,
+    field: &str,
+) -> Result<RedirectAction, ConfigError> {
     let invalid = |msg: String| Err(ConfigError::Invalid(format!("{field}: {msg}")));
     let code = r.redirect_code.unwrap_or(301);
     if !matches!(code, 301 | 302 | 303 | 307 | 308) {
         return invalid(format!("{code} is not a valid redirect code, must be 3xx"));
     }
-    if let Some(s) = r.scheme.as_deref().filter(|s| !s.is_empty()) {
-        if s != "http" && s != "https" {
-            return invalid("invalid redirect scheme, must be \"http\" or \"https\"".into());
-        }
+    if let Some(s) = r.scheme.as_deref().filter(|s| !s.is_empty())
+        && s != "http"
+        && s != "https"
+    {
+        return invalid("invalid redirect scheme, must be \"http\" or \"https\"".into());
     }
     let uri = r.uri.clone().filter(|u| !u.is_empty());
     let prefix = r.prefix_rewrite.clone().filter(|u| !u.is_empty());
@@ -342,7 +430,12 @@ fn compile_redirect(r: &HttpRedirect, resp_ops: HeaderOps, field: &str) -> Resul
     };
     let host = r.authority.clone().filter(|a| !a.is_empty());
     let scheme = r.scheme.clone().filter(|s| !s.is_empty());
-    if uri.is_none() && prefix.is_none() && host.is_none() && scheme.is_none() && matches!(port, RedirectPort::Keep) {
+    if uri.is_none()
+        && prefix.is_none()
+        && host.is_none()
+        && scheme.is_none()
+        && matches!(port, RedirectPort::Keep)
+    {
         return invalid("redirect must specify URI, authority, scheme, or port".into());
     }
     let path = match (uri, prefix) {
@@ -350,5 +443,12 @@ fn compile_redirect(r: &HttpRedirect, resp_ops: HeaderOps, field: &str) -> Resul
         (None, Some(p)) => RedirectPath::Prefix(p),
         (None, None) => RedirectPath::Keep,
     };
-    Ok(RedirectAction { code, scheme, host, port, path, resp_ops })
+    Ok(RedirectAction {
+        code,
+        scheme,
+        host,
+        port,
+        path,
+        resp_ops,
+    })
 }

@@ -2,13 +2,13 @@
 //! route per match, every HTTPRoute of the service merged (oldest first) and
 //! stably sorted by Gateway API precedence.
 
+use crate::ConfigError;
 use crate::action::{
     Dest, DirectAction, ForwardAction, HeaderOps, PathRewrite, RedirectAction, RedirectPath,
     RedirectPort, RouteAction, full_path_rewrite,
 };
 use crate::compile::{CompiledRoute, RouteMatch, UriMatch};
 use crate::matcher::{HeaderMatcher, QueryMatcher, StrMatcher};
-use crate::ConfigError;
 use filter_model::StringMatch;
 use filter_model::derive::httproute_rule_id;
 use filter_model::gateway::{
@@ -66,12 +66,16 @@ impl SortKey {
 struct Unsupported;
 
 /// Compiles every HTTPRoute of a service.
-pub(crate) fn compile_routes(routes: &[GatewayHttpRoute]) -> Result<Vec<CompiledRoute>, ConfigError> {
+pub(crate) fn compile_routes(
+    routes: &[GatewayHttpRoute],
+) -> Result<Vec<CompiledRoute>, ConfigError> {
     let mut ordered: Vec<&GatewayHttpRoute> = routes.iter().collect();
     ordered.sort_by(|a, b| {
         let ta = a.creation_timestamp.as_deref().unwrap_or("");
         let tb = b.creation_timestamp.as_deref().unwrap_or("");
-        ta.cmp(tb).then_with(|| a.namespace.cmp(&b.namespace)).then_with(|| a.name.cmp(&b.name))
+        ta.cmp(tb)
+            .then_with(|| a.namespace.cmp(&b.namespace))
+            .then_with(|| a.name.cmp(&b.name))
     });
     let mut out: Vec<(SortKey, CompiledRoute)> = Vec::new();
     for hr in ordered {
@@ -116,7 +120,14 @@ fn compile_rule(
             Err(u) => return Ok(Err(u)),
         };
         let mut route_matches = Vec::new();
-        let mut key = SortKey { has_match: false, uri_rank: -1, uri_len: 0, has_method: false, headers: 0, query: 0 };
+        let mut key = SortKey {
+            has_match: false,
+            uri_rank: -1,
+            uri_len: 0,
+            has_method: false,
+            headers: 0,
+            query: 0,
+        };
         if let Some(port) = hr.port {
             key.has_match = true;
             route_matches.push(RouteMatch {
@@ -130,7 +141,14 @@ fn compile_rule(
                 never: false,
             });
         }
-        out.push((key, CompiledRoute { id, matches: route_matches, action }));
+        out.push((
+            key,
+            CompiledRoute {
+                id,
+                matches: route_matches,
+                action,
+            },
+        ));
         return Ok(Ok(out));
     }
     for (j, m) in matches.iter().enumerate() {
@@ -140,7 +158,14 @@ fn compile_rule(
             Ok(a) => a,
             Err(u) => return Ok(Err(u)),
         };
-        out.push((key, CompiledRoute { id: id.clone(), matches: vec![route_match], action }));
+        out.push((
+            key,
+            CompiledRoute {
+                id: id.clone(),
+                matches: vec![route_match],
+                action,
+            },
+        ));
     }
     Ok(Ok(out))
 }
@@ -150,22 +175,45 @@ fn compile_match(
     port: Option<u16>,
     field: &str,
 ) -> Result<(RouteMatch, SortKey), ConfigError> {
-    let kind = m.path.as_ref().and_then(|p| p.kind).unwrap_or(PathMatchType::PathPrefix);
-    let mut value = m.path.as_ref().and_then(|p| p.value.clone()).unwrap_or_else(|| "/".into());
+    let kind = m
+        .path
+        .as_ref()
+        .and_then(|p| p.kind)
+        .unwrap_or(PathMatchType::PathPrefix);
+    let mut value = m
+        .path
+        .as_ref()
+        .and_then(|p| p.value.clone())
+        .unwrap_or_else(|| "/".into());
     let (uri, rank) = match kind {
         PathMatchType::PathPrefix => {
             if value != "/" {
                 value = value.strip_suffix('/').unwrap_or(&value).to_owned();
             }
             if value == "/" {
-                (UriMatch::Prefix { value: value.clone(), ignore_case: false }, 2)
+                (
+                    UriMatch::Prefix {
+                        value: value.clone(),
+                        ignore_case: false,
+                    },
+                    2,
+                )
             } else {
                 (UriMatch::Separated(value.clone()), 2)
             }
         }
-        PathMatchType::Exact => (UriMatch::Exact { value: value.clone(), ignore_case: false }, 3),
+        PathMatchType::Exact => (
+            UriMatch::Exact {
+                value: value.clone(),
+                ignore_case: false,
+            },
+            3,
+        ),
         PathMatchType::RegularExpression => (
-            UriMatch::Regex(crate::matcher::full_match_regex(&value, &format!("{field}.path"))?),
+            UriMatch::Regex(crate::matcher::full_match_regex(
+                &value,
+                &format!("{field}.path"),
+            )?),
             1,
         ),
     };
@@ -180,7 +228,11 @@ fn compile_match(
             ValueMatchType::RegularExpression => StringMatch::regex(h.value.clone()),
         };
         let value = StrMatcher::compile(&sm, &format!("{field}.headers[{name}]"))?;
-        headers.push(HeaderMatcher { name, value, invert: false });
+        headers.push(HeaderMatcher {
+            name,
+            value,
+            invert: false,
+        });
     }
     let mut query: Vec<QueryMatcher> = Vec::new();
     for q in &m.query_params {
@@ -192,7 +244,10 @@ fn compile_match(
             ValueMatchType::RegularExpression => StringMatch::regex(q.value.clone()),
         };
         let value = StrMatcher::compile(&sm, &format!("{field}.queryParams[{}]", q.name))?;
-        query.push(QueryMatcher { name: q.name.clone(), value });
+        query.push(QueryMatcher {
+            name: q.name.clone(),
+            value,
+        });
     }
     let method = m.method.as_ref().map(|v| StrMatcher::Exact(v.clone()));
     let key = SortKey {
@@ -216,7 +271,9 @@ fn compile_match(
     Ok((route_match, key))
 }
 
-fn header_filter(f: &HttpRouteFilter) -> Result<Option<(bool, HeaderOps, Option<String>)>, Unsupported> {
+fn header_filter(
+    f: &HttpRouteFilter,
+) -> Result<Option<(bool, HeaderOps, Option<String>)>, Unsupported> {
     match f.kind.as_str() {
         "RequestHeaderModifier" => Ok(f.request_header_modifier.as_ref().map(|h| {
             let (ops, auth) = HeaderOps::from_gateway(h);
@@ -292,7 +349,9 @@ fn compile_rule_action(
         let path = match &r.path {
             None => RedirectPath::Keep,
             Some(p) => match p.kind {
-                PathModifierType::ReplaceFullPath => RedirectPath::Full(p.replace_full_path.clone().unwrap_or_default()),
+                PathModifierType::ReplaceFullPath => {
+                    RedirectPath::Full(p.replace_full_path.clone().unwrap_or_default())
+                }
                 PathModifierType::ReplacePrefixMatch => {
                     RedirectPath::Prefix(p.replace_prefix_match.clone().unwrap_or_default())
                 }
@@ -307,9 +366,17 @@ fn compile_rule_action(
             resp_ops,
         })));
     }
-    let weight_sum: u64 = rule.backend_refs.iter().map(|b| u64::from(b.weight.unwrap_or(1))).sum();
+    let weight_sum: u64 = rule
+        .backend_refs
+        .iter()
+        .map(|b| u64::from(b.weight.unwrap_or(1)))
+        .sum();
     if weight_sum == 0 {
-        return Ok(Ok(RouteAction::Direct(DirectAction { status: 500, body: Vec::new(), resp_ops })));
+        return Ok(Ok(RouteAction::Direct(DirectAction {
+            status: 500,
+            body: Vec::new(),
+            resp_ops,
+        })));
     }
     let mut dests = Vec::new();
     for b in &rule.backend_refs {
@@ -339,5 +406,7 @@ fn compile_rule_action(
         }
         dests.push(d);
     }
-    Ok(Ok(RouteAction::Forward(ForwardAction::new(dests, rewrite, authority, req_ops, resp_ops))))
+    Ok(Ok(RouteAction::Forward(ForwardAction::new(
+        dests, rewrite, authority, req_ops, resp_ops,
+    ))))
 }

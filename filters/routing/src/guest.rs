@@ -7,7 +7,9 @@
 
 use crate::{Decision, HeaderOp, Request as RouteRequest, Router, Target};
 use filter_model::keys;
-use mesh_filter_sdk::{Action, Context, Filter, FilterInfo, Hooks, LocalResponse, Request, Route, random};
+use mesh_filter_sdk::{
+    Action, Context, Filter, FilterInfo, Hooks, LocalResponse, Request, Route, random,
+};
 
 #[derive(Default)]
 struct Routing {
@@ -33,7 +35,9 @@ fn response_op(op: HeaderOp) -> Action {
 impl Filter for Routing {
     fn configure(&mut self, config: &[u8]) -> Result<FilterInfo, String> {
         self.router = Router::from_json(config).map_err(|e| e.to_string())?;
-        Ok(FilterInfo::new(Hooks::REQUEST_HEADERS))
+        // Only the headers some match reads are copied into the filter.
+        Ok(FilterInfo::new(Hooks::REQUEST_HEADERS)
+            .with_request_headers(&self.router.header_names()))
     }
 
     fn on_request_headers(&self, ctx: &Context, req: &Request) -> Vec<Action> {
@@ -52,7 +56,8 @@ impl Filter for Routing {
         match self.router.route(&request, &target, &mut random::next_u64) {
             Decision::Default => Vec::new(),
             Decision::Forward(f) => {
-                let mut actions = Vec::with_capacity(4 + f.request_headers.len() + f.response_headers.len());
+                let mut actions =
+                    Vec::with_capacity(4 + f.request_headers.len() + f.response_headers.len());
                 actions.push(Action::SetMetadata((keys::ROUTE.into(), f.route_id.into())));
                 actions.push(Action::Route(Route {
                     service: f.service.into(),
@@ -76,7 +81,10 @@ impl Filter for Routing {
                     actions.push(Action::SetMetadata((keys::ROUTE.into(), id)));
                 }
                 if let Some(flag) = reply.response_flag {
-                    actions.push(Action::SetMetadata((keys::RESPONSE_FLAG.into(), flag.into())));
+                    actions.push(Action::SetMetadata((
+                        keys::RESPONSE_FLAG.into(),
+                        flag.into(),
+                    )));
                 }
                 actions.push(Action::Respond(LocalResponse {
                     status: reply.status,

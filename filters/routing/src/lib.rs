@@ -30,9 +30,9 @@
 mod action;
 mod compile;
 mod gateway;
-mod matcher;
 #[cfg(target_arch = "wasm32")]
 mod guest;
+mod matcher;
 
 use action::eval_action;
 use compile::ServiceTable;
@@ -178,6 +178,22 @@ impl Router {
             }
         }
         Ok(router)
+    }
+
+    /// Every header name a match condition reads (lower-case, sorted): the
+    /// only headers the filter needs to see.
+    pub fn header_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .tables
+            .iter()
+            .flat_map(|t| &t.routes)
+            .flat_map(|r| &r.matches)
+            .flat_map(|m| &m.headers)
+            .map(|h| h.name.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
     }
 
     /// Number of services with routes.

@@ -6,8 +6,16 @@ use filter_model::StringMatch;
 use regex::Regex;
 use std::borrow::Cow;
 
+/// Istio's limit on a match regex.
+pub(crate) const MAX_REGEX_LEN: usize = 1024;
+
 /// Compiles `pattern` for an RE2-style full match.
 pub(crate) fn full_match_regex(pattern: &str, field: &str) -> Result<Regex, ConfigError> {
+    if pattern.len() > MAX_REGEX_LEN {
+        return Err(ConfigError::Invalid(format!(
+            "\"{field}\": regex is too large, max length allowed is {MAX_REGEX_LEN}"
+        )));
+    }
     Regex::new(&format!("^(?:{pattern})$")).map_err(|e| ConfigError::Regex {
         field: field.to_owned(),
         pattern: pattern.to_owned(),
@@ -40,6 +48,11 @@ impl StrMatcher {
             return Ok(StrMatcher::Exact(v.clone()));
         }
         if let Some(v) = &m.prefix {
+            if v.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "\"{field}\": prefix string match should not be empty"
+                )));
+            }
             return Ok(StrMatcher::Prefix(v.clone()));
         }
         match &m.regex {
@@ -84,7 +97,10 @@ impl HeaderMatcher {
 }
 
 /// All values of header `name` joined with `,` (Envoy's view for matching).
-pub(crate) fn joined_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<Cow<'a, str>> {
+pub(crate) fn joined_header<'a>(
+    headers: &'a [(String, String)],
+    name: &str,
+) -> Option<Cow<'a, str>> {
     let mut found: Option<Cow<'a, str>> = None;
     for (n, v) in headers {
         if n.eq_ignore_ascii_case(name) {
@@ -139,12 +155,13 @@ pub(crate) fn percent_decode(s: &str) -> Cow<'_, str> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push(h * 16 + l);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push(h * 16 + l);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -166,13 +183,20 @@ mod tests {
     use super::*;
 
     fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(a, b)| ((*a).into(), (*b).into())).collect()
+        pairs
+            .iter()
+            .map(|(a, b)| ((*a).into(), (*b).into()))
+            .collect()
     }
 
     #[test]
     fn header_semantics() {
         let headers = h(&[("x-a", "1"), ("X-A", "2"), ("x-b", "")]);
-        let m = |name: &str, value: StrMatcher, invert| HeaderMatcher { name: name.into(), value, invert };
+        let m = |name: &str, value: StrMatcher, invert| HeaderMatcher {
+            name: name.into(),
+            value,
+            invert,
+        };
         assert!(m("x-a", StrMatcher::Exact("1,2".into()), false).matches(&headers));
         assert!(m("x-b", StrMatcher::Present, false).matches(&headers));
         assert!(!m("x-c", StrMatcher::Present, false).matches(&headers));

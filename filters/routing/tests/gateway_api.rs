@@ -27,10 +27,20 @@ fn route(name: &str, ts: &str, rules: Value) -> Value {
 
 #[test]
 fn path_prefix_is_element_wise() {
-    let r = gw(json!([route("r", "2024-01-01T00:00:00Z", json!([
-        {"matches": [{"path": {"type": "PathPrefix", "value": "/foo/"}}], "backendRefs": [backend("foo", None)]},
-    ]))]));
-    for (path, matched) in [("/foo", true), ("/foo/", true), ("/foo/bar", true), ("/foobar", false), ("/fo", false)] {
+    let r = gw(json!([route(
+        "r",
+        "2024-01-01T00:00:00Z",
+        json!([
+            {"matches": [{"path": {"type": "PathPrefix", "value": "/foo/"}}], "backendRefs": [backend("foo", None)]},
+        ])
+    )]));
+    for (path, matched) in [
+        ("/foo", true),
+        ("/foo/", true),
+        ("/foo/bar", true),
+        ("/foobar", false),
+        ("/fo", false),
+    ] {
         let d = get(path).route(&r);
         if matched {
             assert_eq!(host(&d), "foo", "{path}");
@@ -42,14 +52,18 @@ fn path_prefix_is_element_wise() {
 
 #[test]
 fn default_match_and_match_kinds() {
-    let r = gw(json!([route("r", "2024-01-01T00:00:00Z", json!([
-        {"matches": [{"path": {"type": "Exact", "value": "/exact"}}], "backendRefs": [backend("exact", None)]},
-        {"matches": [{"path": {"type": "RegularExpression", "value": "/re/[0-9]+"}}], "backendRefs": [backend("regex", None)]},
-        {"matches": [{"path": {"value": "/h"}, "headers": [{"name": "X-Env", "value": "a"}, {"name": "x-env", "value": "b"}]}],
-         "backendRefs": [backend("header", None)]},
-        {"matches": [{"path": {"value": "/q"}, "queryParams": [{"name": "v", "value": "1"}, {"name": "V", "type": "RegularExpression", "value": "x.*"}]}],
-         "backendRefs": [backend("query", None)]},
-    ]))]));
+    let r = gw(json!([route(
+        "r",
+        "2024-01-01T00:00:00Z",
+        json!([
+            {"matches": [{"path": {"type": "Exact", "value": "/exact"}}], "backendRefs": [backend("exact", None)]},
+            {"matches": [{"path": {"type": "RegularExpression", "value": "/re/[0-9]+"}}], "backendRefs": [backend("regex", None)]},
+            {"matches": [{"path": {"value": "/h"}, "headers": [{"name": "X-Env", "value": "a"}, {"name": "x-env", "value": "b"}]}],
+             "backendRefs": [backend("header", None)]},
+            {"matches": [{"path": {"value": "/q"}, "queryParams": [{"name": "v", "value": "1"}, {"name": "V", "type": "RegularExpression", "value": "x.*"}]}],
+             "backendRefs": [backend("query", None)]},
+        ])
+    )]));
     let table: Vec<(Req, &str)> = vec![
         (get("/exact"), "exact"),
         (get("/exact/"), "404"),
@@ -60,15 +74,32 @@ fn default_match_and_match_kinds() {
         (get("/q?v=1&V=xyz"), "query"), // names are case-sensitive
         (get("/q?v=1"), "404"),
     ];
-    let name = |d: &Decision<'_>| if status(d) == 404 { "404".to_owned() } else { host(d) };
+    let name = |d: &Decision<'_>| {
+        if status(d) == 404 {
+            "404".to_owned()
+        } else {
+            host(d)
+        }
+    };
     for (req, want) in table {
-        assert_eq!(name(&req.route(&r)), want, "{} {:?} {:?}", req.path, req.query, req.headers);
+        assert_eq!(
+            name(&req.route(&r)),
+            want,
+            "{} {:?} {:?}",
+            req.path,
+            req.query,
+            req.headers
+        );
     }
     // A rule without matches gets PathPrefix "/", which outranks any regex.
-    let r = gw(json!([route("r", "t", json!([
-        {"matches": [{"path": {"type": "RegularExpression", "value": "/re/[0-9]+"}}], "backendRefs": [backend("regex", None)]},
-        {"backendRefs": [backend("default", None)]},
-    ]))]));
+    let r = gw(json!([route(
+        "r",
+        "t",
+        json!([
+            {"matches": [{"path": {"type": "RegularExpression", "value": "/re/[0-9]+"}}], "backendRefs": [backend("regex", None)]},
+            {"backendRefs": [backend("default", None)]},
+        ])
+    )]));
     assert_eq!(host(&get("/re/1").route(&r)), "default");
     assert_eq!(host(&get("/anything").route(&r)), "default");
 }
@@ -77,89 +108,131 @@ fn default_match_and_match_kinds() {
 fn precedence_across_rules_and_routes() {
     // Rules are listed in the "wrong" order; precedence must reorder them.
     let r = gw(json!([
-        route("b-newer", "2024-02-01T00:00:00Z", json!([
-            {"matches": [{"path": {"value": "/api"}}], "backendRefs": [backend("newer-same-prefix", None)]},
-        ])),
-        route("a-older", "2024-01-01T00:00:00Z", json!([
-            {"matches": [{"path": {"value": "/"}}], "backendRefs": [backend("root", None)]},
-            {"matches": [{"path": {"type": "RegularExpression", "value": "/api/.*"}}], "backendRefs": [backend("regex", None)]},
-            {"matches": [{"path": {"value": "/api"}}], "backendRefs": [backend("prefix-api", None)]},
-            {"matches": [{"path": {"value": "/api/v1"}}], "backendRefs": [backend("prefix-api-v1", None)]},
-            {"matches": [{"path": {"value": "/api"}, "method": "POST"}], "backendRefs": [backend("method", None)]},
-            {"matches": [{"path": {"value": "/api"}, "headers": [{"name": "x", "value": "1"}]}], "backendRefs": [backend("header", None)]},
-            {"matches": [{"path": {"value": "/api"}, "queryParams": [{"name": "q", "value": "1"}]}], "backendRefs": [backend("query", None)]},
-            {"matches": [{"path": {"type": "Exact", "value": "/api/v1/x"}}], "backendRefs": [backend("exact", None)]},
-        ])),
+        route(
+            "b-newer",
+            "2024-02-01T00:00:00Z",
+            json!([
+                {"matches": [{"path": {"value": "/api"}}], "backendRefs": [backend("newer-same-prefix", None)]},
+            ])
+        ),
+        route(
+            "a-older",
+            "2024-01-01T00:00:00Z",
+            json!([
+                {"matches": [{"path": {"value": "/"}}], "backendRefs": [backend("root", None)]},
+                {"matches": [{"path": {"type": "RegularExpression", "value": "/api/.*"}}], "backendRefs": [backend("regex", None)]},
+                {"matches": [{"path": {"value": "/api"}}], "backendRefs": [backend("prefix-api", None)]},
+                {"matches": [{"path": {"value": "/api/v1"}}], "backendRefs": [backend("prefix-api-v1", None)]},
+                {"matches": [{"path": {"value": "/api"}, "method": "POST"}], "backendRefs": [backend("method", None)]},
+                {"matches": [{"path": {"value": "/api"}, "headers": [{"name": "x", "value": "1"}]}], "backendRefs": [backend("header", None)]},
+                {"matches": [{"path": {"value": "/api"}, "queryParams": [{"name": "q", "value": "1"}]}], "backendRefs": [backend("query", None)]},
+                {"matches": [{"path": {"type": "Exact", "value": "/api/v1/x"}}], "backendRefs": [backend("exact", None)]},
+            ])
+        ),
     ]));
     let table: Vec<(Req, &str)> = vec![
-        (get("/api/v1/x"), "exact"),           // Exact beats any prefix
-        (get("/api/v1/y"), "prefix-api-v1"),   // longest prefix
+        (get("/api/v1/x"), "exact"),         // Exact beats any prefix
+        (get("/api/v1/y"), "prefix-api-v1"), // longest prefix
         (get("/api/v2").method("POST").header("x", "1"), "method"), // method beats headers
         (get("/api/v2").header("x", "1"), "header"),
         (get("/api/v2?q=1"), "query"),
-        (get("/api/v2"), "prefix-api"),        // older route wins the tie
+        (get("/api/v2"), "prefix-api"), // older route wins the tie
         (get("/other"), "root"),
     ];
     for (req, want) in table {
-        assert_eq!(host(&req.route(&r)), want, "{} {} {:?}", req.method, req.path, req.headers);
+        assert_eq!(
+            host(&req.route(&r)),
+            want,
+            "{} {} {:?}",
+            req.method,
+            req.path,
+            req.headers
+        );
     }
     // Regex ranks below every prefix, even "/" (Istio: Exact > Prefix > Regex).
-    let r = gw(json!([route("r", "2024-01-01T00:00:00Z", json!([
-        {"matches": [{"path": {"type": "RegularExpression", "value": "/api/.*"}}], "backendRefs": [backend("regex", None)]},
-        {"matches": [{"path": {"value": "/"}}], "backendRefs": [backend("root", None)]},
-    ]))]));
+    let r = gw(json!([route(
+        "r",
+        "2024-01-01T00:00:00Z",
+        json!([
+            {"matches": [{"path": {"type": "RegularExpression", "value": "/api/.*"}}], "backendRefs": [backend("regex", None)]},
+            {"matches": [{"path": {"value": "/"}}], "backendRefs": [backend("root", None)]},
+        ])
+    )]));
     assert_eq!(host(&get("/api/x").route(&r)), "root");
 }
 
 #[test]
 fn weights_default_to_one_and_zero_sum_is_500() {
-    let r = gw(json!([route("r", "t", json!([
-        {"matches": [{"path": {"value": "/even"}}], "backendRefs": [backend("a", None), backend("b", None)]},
-        {"matches": [{"path": {"value": "/zero"}}], "backendRefs": [backend("z", Some(0)), backend("nz", Some(3))]},
-        {"matches": [{"path": {"value": "/allzero"}}], "backendRefs": [backend("z", Some(0))]},
-        {"matches": [{"path": {"value": "/none"}}]},
-        {"matches": [{"path": {"value": "/invalid"}}], "backendRefs": [{"weight": 1}, backend("ok", Some(1))]},
-    ]))]));
+    let r = gw(json!([route(
+        "r",
+        "t",
+        json!([
+            {"matches": [{"path": {"value": "/even"}}], "backendRefs": [backend("a", None), backend("b", None)]},
+            {"matches": [{"path": {"value": "/zero"}}], "backendRefs": [backend("z", Some(0)), backend("nz", Some(3))]},
+            {"matches": [{"path": {"value": "/allzero"}}], "backendRefs": [backend("z", Some(0))]},
+            {"matches": [{"path": {"value": "/none"}}]},
+            {"matches": [{"path": {"value": "/invalid"}}], "backendRefs": [{"weight": 1}, backend("ok", Some(1))]},
+        ])
+    )]));
     assert_eq!(host(&get("/even").route_with(&r, 0)), "a");
     assert_eq!(host(&get("/even").route_with(&r, 1)), "b");
     let mut rng = SplitMix(7);
-    let a = (0..4000).filter(|_| host(&get("/even").route_with(&r, rng.next())) == "a").count();
+    let a = (0..4000)
+        .filter(|_| host(&get("/even").route_with(&r, rng.next())) == "a")
+        .count();
     assert!((1880..=2120).contains(&a), "a got {a} of 4000");
     for draw in 0..10 {
         assert_eq!(host(&get("/zero").route_with(&r, draw)), "nz");
     }
-    for (path, id) in [("/allzero", "httproute:bookinfo/r#2"), ("/none", "httproute:bookinfo/r#3")] {
-        let Decision::Respond(reply) = get(path).route(&r) else { panic!("{path}") };
-        assert_eq!((reply.status, reply.route_id.as_deref()), (500, Some(id)), "{path}");
+    for (path, id) in [
+        ("/allzero", "httproute:bookinfo/r#2"),
+        ("/none", "httproute:bookinfo/r#3"),
+    ] {
+        let Decision::Respond(reply) = get(path).route(&r) else {
+            panic!("{path}")
+        };
+        assert_eq!(
+            (reply.status, reply.route_id.as_deref()),
+            (500, Some(id)),
+            "{path}"
+        );
     }
     // An invalid backend's share is answered 500 (flag NC).
-    let Decision::Respond(reply) = get("/invalid").route_with(&r, 0) else { panic!() };
+    let Decision::Respond(reply) = get("/invalid").route_with(&r, 0) else {
+        panic!()
+    };
     assert_eq!((reply.status, reply.response_flag), (500, Some("NC")));
     assert_eq!(host(&get("/invalid").route_with(&r, 1)), "ok");
 }
 
 #[test]
 fn filters() {
-    let r = gw(json!([route("r", "t", json!([
-        {"matches": [{"path": {"value": "/hdr"}}],
-         "filters": [
-            {"type": "RequestHeaderModifier", "requestHeaderModifier": {
-                "set": [{"name": "x-set", "value": "1"}], "add": [{"name": "x-add", "value": "2"}], "remove": ["x-rm"]}},
-            {"type": "ResponseHeaderModifier", "responseHeaderModifier": {"add": [{"name": "x-resp", "value": "3"}]}}],
-         "backendRefs": [{"host": "b", "filters": [{"type": "RequestHeaderModifier",
-            "requestHeaderModifier": {"set": [{"name": "x-backend", "value": "4"}]}}]}]},
-        {"matches": [{"path": {"value": "/strip"}}],
-         "filters": [{"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}}],
-         "backendRefs": [backend("b", None)]},
-        {"matches": [{"path": {"value": "/pre"}}],
-         "filters": [{"type": "URLRewrite", "urlRewrite": {"hostname": "new.host",
-            "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/bar/"}}}],
-         "backendRefs": [backend("b", None)]},
-        {"matches": [{"path": {"value": "/full"}}],
-         "filters": [{"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplaceFullPath", "replaceFullPath": "/replaced"}}}],
-         "backendRefs": [backend("b", None)]},
-    ]))]));
-    let Decision::Forward(f) = get("/hdr").route(&r) else { panic!() };
+    let r = gw(json!([route(
+        "r",
+        "t",
+        json!([
+            {"matches": [{"path": {"value": "/hdr"}}],
+             "filters": [
+                {"type": "RequestHeaderModifier", "requestHeaderModifier": {
+                    "set": [{"name": "x-set", "value": "1"}], "add": [{"name": "x-add", "value": "2"}], "remove": ["x-rm"]}},
+                {"type": "ResponseHeaderModifier", "responseHeaderModifier": {"add": [{"name": "x-resp", "value": "3"}]}}],
+             "backendRefs": [{"host": "b", "filters": [{"type": "RequestHeaderModifier",
+                "requestHeaderModifier": {"set": [{"name": "x-backend", "value": "4"}]}}]}]},
+            {"matches": [{"path": {"value": "/strip"}}],
+             "filters": [{"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}}],
+             "backendRefs": [backend("b", None)]},
+            {"matches": [{"path": {"value": "/pre"}}],
+             "filters": [{"type": "URLRewrite", "urlRewrite": {"hostname": "new.host",
+                "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/bar/"}}}],
+             "backendRefs": [backend("b", None)]},
+            {"matches": [{"path": {"value": "/full"}}],
+             "filters": [{"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplaceFullPath", "replaceFullPath": "/replaced"}}}],
+             "backendRefs": [backend("b", None)]},
+        ])
+    )]));
+    let Decision::Forward(f) = get("/hdr").route(&r) else {
+        panic!()
+    };
     assert_eq!(
         f.request_headers,
         vec![
@@ -169,7 +242,10 @@ fn filters() {
             HeaderOp::Set("x-backend".into(), "4".into()),
         ]
     );
-    assert_eq!(f.response_headers, vec![HeaderOp::Add("x-resp".into(), "3".into())]);
+    assert_eq!(
+        f.response_headers,
+        vec![HeaderOp::Add("x-resp".into(), "3".into())]
+    );
     for (path, want, auth) in [
         ("/strip/x/y", "/x/y", None),
         ("/strip", "/", None),
@@ -178,7 +254,9 @@ fn filters() {
         ("/pre", "/bar", Some("new.host")),
         ("/full/a/b?q=1", "/replaced", None),
     ] {
-        let Decision::Forward(f) = get(path).route(&r) else { panic!("{path}") };
+        let Decision::Forward(f) = get(path).route(&r) else {
+            panic!("{path}")
+        };
         assert_eq!(f.path.as_deref(), Some(want), "{path}");
         assert_eq!(f.authority.as_deref(), auth, "{path}");
     }
@@ -186,44 +264,68 @@ fn filters() {
 
 #[test]
 fn redirects() {
-    let r = gw(json!([route("r", "t", json!([
-        {"matches": [{"path": {"value": "/default"}}],
-         "filters": [{"type": "RequestRedirect", "requestRedirect": {"hostname": "x.example"}}]},
-        {"matches": [{"path": {"value": "/https"}}],
-         "filters": [{"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 301}}]},
-        {"matches": [{"path": {"value": "/path"}}],
-         "filters": [{"type": "RequestRedirect", "requestRedirect": {
-            "path": {"type": "ReplaceFullPath", "replaceFullPath": "/full"}, "port": 8443}}]},
-    ]))]));
+    let r = gw(json!([route(
+        "r",
+        "t",
+        json!([
+            {"matches": [{"path": {"value": "/default"}}],
+             "filters": [{"type": "RequestRedirect", "requestRedirect": {"hostname": "x.example"}}]},
+            {"matches": [{"path": {"value": "/https"}}],
+             "filters": [{"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 301}}]},
+            {"matches": [{"path": {"value": "/path"}}],
+             "filters": [{"type": "RequestRedirect", "requestRedirect": {
+                "path": {"type": "ReplaceFullPath", "replaceFullPath": "/full"}, "port": 8443}}]},
+        ])
+    )]));
     let table = [
         ("/default", 302, "http://x.example:9080/default"), // CRD default 302, request port kept
         ("/https", 301, "https://reviews:9080/https"),
         ("/path/x", 302, "http://reviews:8443/full"),
     ];
     for (path, code, location) in table {
-        let Decision::Respond(reply) = get(path).route(&r) else { panic!("{path}") };
-        assert_eq!((reply.status, reply.headers[0].1.as_str()), (code, location), "{path}");
+        let Decision::Respond(reply) = get(path).route(&r) else {
+            panic!("{path}")
+        };
+        assert_eq!(
+            (reply.status, reply.headers[0].1.as_str()),
+            (code, location),
+            "{path}"
+        );
     }
     // On port 80 the derived port is the scheme default and is omitted.
-    let Decision::Respond(reply) = get("/default").port(80).authority("reviews").route(&r) else { panic!() };
+    let Decision::Respond(reply) = get("/default").port(80).authority("reviews").route(&r) else {
+        panic!()
+    };
     assert_eq!(reply.headers[0].1, "http://x.example/default");
 }
 
 #[test]
 fn unsupported_filter_drops_the_route_and_parent_port_restricts() {
     let r = gw(json!([
-        route("bad", "2024-01-01T00:00:00Z", json!([
-            {"matches": [{"path": {"value": "/bad"}}], "backendRefs": [backend("bad", None)]},
-            {"filters": [{"type": "ExtensionRef"}], "backendRefs": [backend("bad", None)]},
-        ])),
-        route("good", "2024-01-02T00:00:00Z", json!([
-            {"matches": [{"path": {"value": "/good"}}], "backendRefs": [backend("good", None)]},
-        ])),
+        route(
+            "bad",
+            "2024-01-01T00:00:00Z",
+            json!([
+                {"matches": [{"path": {"value": "/bad"}}], "backendRefs": [backend("bad", None)]},
+                {"filters": [{"type": "ExtensionRef"}], "backendRefs": [backend("bad", None)]},
+            ])
+        ),
+        route(
+            "good",
+            "2024-01-02T00:00:00Z",
+            json!([
+                {"matches": [{"path": {"value": "/good"}}], "backendRefs": [backend("good", None)]},
+            ])
+        ),
     ]));
     assert_eq!(status(&get("/bad").route(&r)), 404);
     assert_eq!(host(&get("/good").route(&r)), "good");
     // Only an unsupported route: the service has no routes at all.
-    let r = gw(json!([route("bad", "t", json!([{"filters": [{"type": "ExtensionRef"}]}]))]));
+    let r = gw(json!([route(
+        "bad",
+        "t",
+        json!([{"filters": [{"type": "ExtensionRef"}]}])
+    )]));
     assert_eq!(get("/").route(&r), Decision::Default);
     // parentRefs[].port: every match restricted to that service port.
     let mut hr = route("p", "t", json!([{"backendRefs": [backend("p", None)]}]));

@@ -71,7 +71,10 @@ fn method_authority_scheme_headers() {
         (get("/").method("POST"), "post"),
         (get("/").method("post"), "uri-key-ignored"), // methods are case-sensitive
         (get("/").authority("reviews.bookinfo:9080"), "authority"),
-        (get("/").authority("REVIEWS.bookinfo:9080"), "uri-key-ignored"),
+        (
+            get("/").authority("REVIEWS.bookinfo:9080"),
+            "uri-key-ignored",
+        ),
         (get("/").authority("reviews.bookinfo"), "uri-key-ignored"), // port is part of :authority
         (get("/").scheme("https"), "https"),
         (get("/").header("end-user", "jason"), "jason"),
@@ -81,11 +84,21 @@ fn method_authority_scheme_headers() {
         (get("/").header("x-re", "v10"), "uri-key-ignored"),
         (get("/").header("x-present", ""), "present"),
         (get("/").header("x-star", "anything"), "star"),
-        (get("/").header("x-multi", "a").header("x-multi", "b"), "multi"),
+        (
+            get("/").header("x-multi", "a").header("x-multi", "b"),
+            "multi",
+        ),
         (get("/"), "uri-key-ignored"),
     ];
     for (req, want) in table {
-        assert_eq!(subset(&req.route(&r)), want, "{} {} {:?}", req.method, req.authority, req.headers);
+        assert_eq!(
+            subset(&req.route(&r)),
+            want,
+            "{} {} {:?}",
+            req.method,
+            req.authority,
+            req.headers
+        );
     }
 }
 
@@ -116,7 +129,14 @@ fn without_headers_and_query_params() {
         (get("/q?r=abcd"), "default"),
     ];
     for (req, want) in table {
-        assert_eq!(subset(&req.route(&r)), want, "{}?{:?} {:?}", req.path, req.query, req.headers);
+        assert_eq!(
+            subset(&req.route(&r)),
+            want,
+            "{}?{:?} {:?}",
+            req.path,
+            req.query,
+            req.headers
+        );
     }
 }
 
@@ -137,7 +157,9 @@ fn weights_are_relative() {
     let r = vs(json!([{"route": [dest("v1", 90), dest("v2", 10)]}]));
     let mut rng = SplitMix(42);
     let n = 10_000;
-    let v2 = (0..n).filter(|_| subset(&get("/").route_with(&r, rng.next())) == "v2").count();
+    let v2 = (0..n)
+        .filter(|_| subset(&get("/").route_with(&r, rng.next())) == "v2")
+        .count();
     assert!((900..=1100).contains(&v2), "v2 got {v2} of {n}");
 }
 
@@ -155,7 +177,10 @@ fn weight_edge_cases() {
     let r = vs(json!([{"route": [dest("a", 7), dest("b", 7)]}]));
     assert_eq!(subset(&get("/").route_with(&r, 0)), "a");
     assert_eq!(subset(&get("/").route_with(&r, 7)), "b");
-    assert!(vs_err(json!([{"route": [dest("a", 0), dest("b", 0)]}])).contains("total destination weight = 0"));
+    assert!(
+        vs_err(json!([{"route": [dest("a", 0), dest("b", 0)]}]))
+            .contains("total destination weight = 0")
+    );
     assert!(vs_err(json!([{"route": [dest("a", -1), dest("b", 2)]}])).contains("weight -1 < 0"));
 }
 
@@ -163,16 +188,30 @@ fn weight_edge_cases() {
 fn no_route_is_404_nr_and_default_when_no_routes_apply() {
     let r = vs(json!([{"match": [{"uri": {"prefix": "/api"}}], "route": [dest("v1", 0)]}]));
     let d = get("/other").route(&r);
-    let Decision::Respond(reply) = d else { panic!("{d:?}") };
-    assert_eq!((reply.status, reply.response_flag, reply.route_id), (404, Some("NR"), None));
+    let Decision::Respond(reply) = d else {
+        panic!("{d:?}")
+    };
+    assert_eq!(
+        (reply.status, reply.response_flag, reply.route_id),
+        (404, Some("NR"), None)
+    );
     // A service without VirtualService: default route (no action).
-    assert_eq!(get("/").route(&filter_routing::Router::default()), Decision::Default);
+    assert_eq!(
+        get("/").route(&filter_routing::Router::default()),
+        Decision::Default
+    );
     let mut other = get("/");
     other.service = Some("other.ns.svc.cluster.local".into());
     assert_eq!(other.route(&r), Decision::Default);
     // Unknown destination service: looked up by authority host and aliases.
-    assert_eq!(subset(&get("/api").no_service().authority("reviews:9080").route(&r)), "v1");
-    assert_eq!(get("/api").no_service().authority("ratings").route(&r), Decision::Default);
+    assert_eq!(
+        subset(&get("/api").no_service().authority("reviews:9080").route(&r)),
+        "v1"
+    );
+    assert_eq!(
+        get("/api").no_service().authority("ratings").route(&r),
+        Decision::Default
+    );
 }
 
 #[test]
@@ -218,7 +257,9 @@ fn rewrites() {
         ("/foo", "/v9foo", None), // no uri match = prefix "/" replaced
     ];
     for (path, want_path, want_auth) in table {
-        let Decision::Forward(f) = get(path).route(&r) else { panic!("{path}") };
+        let Decision::Forward(f) = get(path).route(&r) else {
+            panic!("{path}")
+        };
         assert_eq!(f.path.as_deref(), Some(want_path), "{path}");
         assert_eq!(f.authority.as_deref(), want_auth, "{path}");
     }
@@ -245,15 +286,26 @@ fn redirects() {
         ("/q?x=1", 301, "http://reviews:9080/n?a=b"),
     ];
     for (path, code, location) in table {
-        let Decision::Respond(reply) = get(path).route(&r) else { panic!("{path}") };
+        let Decision::Respond(reply) = get(path).route(&r) else {
+            panic!("{path}")
+        };
         assert_eq!(reply.status, code, "{path}");
-        assert_eq!(reply.headers, vec![("location".to_owned(), location.to_owned())], "{path}");
+        assert_eq!(
+            reply.headers,
+            vec![("location".to_owned(), location.to_owned())],
+            "{path}"
+        );
         assert!(reply.body.is_empty());
     }
     // http → https on the default port drops ":80".
-    let Decision::Respond(reply) = get("/secure").authority("reviews:80").route(&r) else { panic!() };
+    let Decision::Respond(reply) = get("/secure").authority("reviews:80").route(&r) else {
+        panic!()
+    };
     assert_eq!(reply.headers[0].1, "https://reviews/secure");
-    assert!(vs_err(json!([{"redirect": {"uri": "/x", "redirectCode": 305}}])).contains("305 is not a valid redirect code"));
+    assert!(
+        vs_err(json!([{"redirect": {"uri": "/x", "redirectCode": 305}}]))
+            .contains("305 is not a valid redirect code")
+    );
 }
 
 #[test]
@@ -264,13 +316,25 @@ fn direct_response_and_response_headers() {
         {"match": [{"uri": {"exact": "/bytes"}}], "directResponse": {"status": 200, "body": {"bytes": "aGk="}}},
         {"match": [{"uri": {"exact": "/empty"}}], "directResponse": {"status": 204}},
     ]));
-    let Decision::Respond(t) = get("/text").route(&r) else { panic!() };
+    let Decision::Respond(t) = get("/text").route(&r) else {
+        panic!()
+    };
     assert_eq!((t.status, t.body.as_slice()), (503, b"down".as_slice()));
-    assert_eq!(t.headers, vec![("content-type".into(), "text/plain".into()), ("x-reason".into(), "maint".into())]);
+    assert_eq!(
+        t.headers,
+        vec![
+            ("content-type".into(), "text/plain".into()),
+            ("x-reason".into(), "maint".into())
+        ]
+    );
     assert_eq!(t.route_id.as_deref(), Some("vs:bookinfo/reviews#0"));
-    let Decision::Respond(b) = get("/bytes").route(&r) else { panic!() };
+    let Decision::Respond(b) = get("/bytes").route(&r) else {
+        panic!()
+    };
     assert_eq!(b.body, b"hi");
-    let Decision::Respond(e) = get("/empty").route(&r) else { panic!() };
+    let Decision::Respond(e) = get("/empty").route(&r) else {
+        panic!()
+    };
     assert!(e.headers.is_empty() && e.body.is_empty());
 }
 
@@ -285,7 +349,9 @@ fn header_operations_order() {
         "route": [{"destination": {"host": SVC, "port": {"number": 9090}},
                    "headers": {"request": {"set": {"a": "2"}, "remove": ["r2"]}}}]
     }]));
-    let Decision::Forward(f) = get("/").route(&r) else { panic!() };
+    let Decision::Forward(f) = get("/").route(&r) else {
+        panic!()
+    };
     assert_eq!(
         f.request_headers,
         vec![
@@ -297,7 +363,10 @@ fn header_operations_order() {
             HeaderOp::Set("a".into(), "2".into()),
         ]
     );
-    assert_eq!(f.response_headers, vec![HeaderOp::Add("x-resp".into(), "1".into())]);
+    assert_eq!(
+        f.response_headers,
+        vec![HeaderOp::Add("x-resp".into(), "1".into())]
+    );
     assert_eq!(f.authority.as_deref(), Some("new.host"));
     assert_eq!(f.port, Some(9090));
     // Weighted destinations: the destination's parser runs before the route's.
@@ -307,10 +376,15 @@ fn header_operations_order() {
                    "headers": {"request": {"set": {"a": "dest"}, "add": {":authority": "dest.host"}}}},
                   {"destination": {"host": SVC, "subset": "v2"}, "weight": 1}]
     }]));
-    let Decision::Forward(f) = get("/").route_with(&r, 0) else { panic!() };
+    let Decision::Forward(f) = get("/").route_with(&r, 0) else {
+        panic!()
+    };
     assert_eq!(
         f.request_headers,
-        vec![HeaderOp::Set("a".into(), "dest".into()), HeaderOp::Set("a".into(), "route".into())]
+        vec![
+            HeaderOp::Set("a".into(), "dest".into()),
+            HeaderOp::Set("a".into(), "route".into())
+        ]
     );
     assert_eq!(f.authority.as_deref(), Some("dest.host"));
 }
@@ -318,14 +392,47 @@ fn header_operations_order() {
 #[test]
 fn validation_errors() {
     let cases = [
-        (json!([{"route": [dest("a", 0)], "redirect": {"uri": "/x"}}]), "both route and redirect"),
-        (json!([{"route": [dest("a", 0)], "directResponse": {"status": 200}}]), "both route and direct_response"),
-        (json!([{"redirect": {"uri": "/x"}, "rewrite": {"uri": "/y"}}]), "both rewrite and redirect"),
-        (json!([{"match": [{"uri": {"prefix": "/"}}]}]), "HTTP route, redirect or direct_response is required"),
-        (json!([{"redirect": {}}]), "redirect must specify URI, authority, scheme, or port"),
-        (json!([{"redirect": {"uri": "/a", "prefixRewrite": "/b"}}]), "may only specify one of uri or prefix_rewrite"),
-        (json!([{"match": [{"uri": {"regex": "(unclosed"}}], "route": [dest("a", 0)]}]), "regex"),
+        (
+            json!([{"route": [dest("a", 0)], "redirect": {"uri": "/x"}}]),
+            "both route and redirect",
+        ),
+        (
+            json!([{"route": [dest("a", 0)], "directResponse": {"status": 200}}]),
+            "both route and direct_response",
+        ),
+        (
+            json!([{"redirect": {"uri": "/x"}, "rewrite": {"uri": "/y"}}]),
+            "both rewrite and redirect",
+        ),
+        (
+            json!([{"match": [{"uri": {"prefix": "/"}}]}]),
+            "HTTP route, redirect or direct_response is required",
+        ),
+        (
+            json!([{"redirect": {}}]),
+            "redirect must specify URI, authority, scheme, or port",
+        ),
+        (
+            json!([{"redirect": {"uri": "/a", "prefixRewrite": "/b"}}]),
+            "may only specify one of uri or prefix_rewrite",
+        ),
+        (
+            json!([{"match": [{"uri": {"regex": "(unclosed"}}], "route": [dest("a", 0)]}]),
+            "regex",
+        ),
         (json!([{"directResponse": {"status": 601}}]), "not in range"),
+        (
+            json!([{"match": [{"uri": {"regex": "a".repeat(1025)}}], "route": [dest("a", 0)]}]),
+            "regex is too large, max length allowed is 1024",
+        ),
+        (
+            json!([{"match": [{"headers": {"x": {"prefix": ""}}}], "route": [dest("a", 0)]}]),
+            "prefix string match should not be empty",
+        ),
+        (
+            json!([{"directResponse": {"status": 200, "body": {"string": "x".repeat(1024 * 1024 + 1)}}}]),
+            "1 MB",
+        ),
     ];
     for (http, want) in cases {
         let err = vs_err(http.clone());
@@ -339,5 +446,12 @@ fn claim_routing_never_matches_at_a_waypoint() {
         {"match": [{"headers": {"@request.auth.claims.group": {"exact": "admin"}}}], "route": [dest("claims", 0)]},
         {"route": [dest("default", 0)]},
     ]));
-    assert_eq!(subset(&get("/").header("@request.auth.claims.group", "admin").route(&r)), "default");
+    assert_eq!(
+        subset(
+            &get("/")
+                .header("@request.auth.claims.group", "admin")
+                .route(&r)
+        ),
+        "default"
+    );
 }

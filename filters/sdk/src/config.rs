@@ -52,6 +52,9 @@ mod tests {
         let err = from_json::<Conf>(b"[3]").unwrap_err();
         assert_eq!(err, "invalid config: expected a JSON object");
         let err = from_json::<Conf>(b"[3").unwrap_err();
-        assert!(err.starts_with("invalid config: ") && err != "invalid config: expected a JSON object", "{err}");
+        assert!(
+            err.starts_with("invalid config: ") && err != "invalid config: expected a JSON object",
+            "{err}"
+        );
     }
 }

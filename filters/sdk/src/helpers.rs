@@ -1,6 +1,8 @@
 //! Small conveniences on the generated contract types.
 
-use crate::{Action, Context, FilterInfo, Hooks, LocalResponse, Request, Response, Route};
+use crate::{
+    Action, Context, FilterInfo, HeaderSelection, Hooks, LocalResponse, Request, Response, Route,
+};
 
 /// The first value of header `name` (ASCII case-insensitive), if any.
 pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -66,7 +68,34 @@ impl FilterInfo {
             hooks,
             request_body_limit: 0,
             response_body_limit: 0,
+            request_headers: HeaderSelection::All,
+            response_headers: HeaderSelection::All,
         }
+    }
+
+    /// Shows only these request headers (lower-case names) to
+    /// `on_request_headers`: copying headers into the guest is most of a
+    /// hook call's cost. An empty list shows none (method, authority, path
+    /// and query are always there).
+    pub fn with_request_headers<S: AsRef<str>>(mut self, names: &[S]) -> Self {
+        self.request_headers = HeaderSelection::Only(
+            names
+                .iter()
+                .map(|n| n.as_ref().to_ascii_lowercase())
+                .collect(),
+        );
+        self
+    }
+
+    /// Shows only these response headers to `on_response_headers`.
+    pub fn with_response_headers<S: AsRef<str>>(mut self, names: &[S]) -> Self {
+        self.response_headers = HeaderSelection::Only(
+            names
+                .iter()
+                .map(|n| n.as_ref().to_ascii_lowercase())
+                .collect(),
+        );
+        self
     }
 
     /// Also buffers up to `limit` bytes of request body for `on_request_body`.

@@ -56,10 +56,9 @@ pub mod bindings {
 }
 
 pub use bindings::mesh::filter::types::{
-    Attempt, AttemptOutcome, Connection, Context, FilterInfo, Headers, Hooks, LocalResponse,
-    Request, RequestAuth, Response, RetryDecision, RetryParams, Route,
+    Action, Attempt, AttemptOutcome, Connection, Context, FilterInfo, HeaderSelection, Headers,
+    Hooks, LocalResponse, Request, RequestAuth, Response, RetryDecision, RetryParams, Route,
 };
-pub use bindings::mesh::filter::types::Action;
 pub use bindings::mesh::filter::{authn, clock, crypto, log, metrics, outbound_http, random};
 pub use helpers::{header, header_all};
 

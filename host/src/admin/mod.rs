@@ -69,8 +69,10 @@ pub enum Role {
 fn reply(status: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(ctype));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(ctype),
+    );
     r
 }
 
@@ -102,7 +104,11 @@ impl AdminState {
         } else if self.proxy.is_draining() {
             reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "draining\n")
         } else {
-            reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "no configuration applied yet\n")
+            reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                "no configuration applied yet\n",
+            )
         }
     }
 
@@ -218,10 +224,22 @@ impl AdminState {
                     .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("level=")))
                     .unwrap_or("");
                 match (&self.log, level) {
-                    (_, "") => reply(StatusCode::BAD_REQUEST, "text/plain", "use POST /logging?level=<filter>\n"),
-                    (None, _) => reply(StatusCode::NOT_IMPLEMENTED, "text/plain", "log control not installed\n"),
+                    (_, "") => reply(
+                        StatusCode::BAD_REQUEST,
+                        "text/plain",
+                        "use POST /logging?level=<filter>\n",
+                    ),
+                    (None, _) => reply(
+                        StatusCode::NOT_IMPLEMENTED,
+                        "text/plain",
+                        "log control not installed\n",
+                    ),
                     (Some(f), l) => match f(l) {
-                        Ok(()) => reply(StatusCode::OK, "text/plain", format!("log filter set to {l}\n")),
+                        Ok(()) => reply(
+                            StatusCode::OK,
+                            "text/plain",
+                            format!("log filter set to {l}\n"),
+                        ),
                         Err(e) => reply(StatusCode::BAD_REQUEST, "text/plain", format!("{e}\n")),
                     },
                 }
@@ -237,7 +255,12 @@ impl AdminState {
 }
 
 /// Serves `role` on `listener` until `shutdown`.
-pub async fn serve(state: AdminState, role: Role, listener: TcpListener, shutdown: CancellationToken) {
+pub async fn serve(
+    state: AdminState,
+    role: Role,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) {
     loop {
         let tcp = tokio::select! {
             r = listener.accept() => match r {

@@ -86,7 +86,9 @@ enum Kind {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.breakers.counter(self.kind).fetch_sub(1, Ordering::AcqRel);
+        self.breakers
+            .counter(self.kind)
+            .fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -71,7 +71,12 @@ impl Ring {
         Ring { points }
     }
 
-    fn pick(&self, hosts: &[Arc<Host>], hash: u64, usable: impl Fn(&Host) -> bool) -> Option<Arc<Host>> {
+    fn pick(
+        &self,
+        hosts: &[Arc<Host>],
+        hash: u64,
+        usable: impl Fn(&Host) -> bool,
+    ) -> Option<Arc<Host>> {
         if self.points.is_empty() {
             return None;
         }
@@ -88,7 +93,9 @@ impl Balancer {
     /// The balancer for a policy over `hosts`.
     pub fn new(policy: &LoadBalancer, hosts: &[Arc<Host>]) -> Self {
         match policy {
-            LoadBalancer::RoundRobin => Balancer::RoundRobin(AtomicUsize::new(rand::rng().random_range(0..hosts.len().max(1)))),
+            LoadBalancer::RoundRobin => Balancer::RoundRobin(AtomicUsize::new(
+                rand::rng().random_range(0..hosts.len().max(1)),
+            )),
             LoadBalancer::LeastRequest => Balancer::LeastRequest,
             LoadBalancer::Random => Balancer::Random,
             LoadBalancer::Passthrough => Balancer::Passthrough,
@@ -134,7 +141,14 @@ impl Balancer {
                     b += 1;
                 }
                 let (ha, hb) = (&candidates[a], &candidates[b]);
-                Some(if hb.active_requests() < ha.active_requests() { hb } else { ha }.clone())
+                Some(
+                    if hb.active_requests() < ha.active_requests() {
+                        hb
+                    } else {
+                        ha
+                    }
+                    .clone(),
+                )
             }
             Balancer::Ring(ring) => match hash {
                 Some(h) => ring.pick(all, h, usable),
@@ -154,7 +168,11 @@ mod tests {
         (0..n)
             .map(|i| {
                 let addr: std::net::SocketAddr = format!("10.0.0.{}:80", i + 1).parse().unwrap();
-                Host::new(addr, false, Arc::new(crate::cluster::bare_endpoint(addr.ip())))
+                Host::new(
+                    addr,
+                    false,
+                    Arc::new(crate::cluster::bare_endpoint(addr.ip())),
+                )
             })
             .collect()
     }

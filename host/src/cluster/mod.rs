@@ -138,10 +138,21 @@ impl Cluster {
     /// Picks a host for an attempt, avoiding `tried` hosts (Istio's
     /// previous-hosts retry predicate, up to 5 selections).
     pub fn choose(&self, hash: Option<u64>, tried: &[SocketAddr]) -> Result<Arc<Host>, ProxyError> {
-        let ready: Vec<Arc<Host>> = self.hosts.iter().filter(|h| h.is_ready()).cloned().collect();
-        let mut candidates: Vec<Arc<Host>> = ready.iter().filter(|h| !h.is_ejected()).cloned().collect();
-        let panic_threshold = self.detector.as_ref().map_or(0, |d| d.config().min_health_percent);
-        if panic_threshold > 0 && (candidates.len() as u64) * 100 < u64::from(panic_threshold) * ready.len() as u64 {
+        let ready: Vec<Arc<Host>> = self
+            .hosts
+            .iter()
+            .filter(|h| h.is_ready())
+            .cloned()
+            .collect();
+        let mut candidates: Vec<Arc<Host>> =
+            ready.iter().filter(|h| !h.is_ejected()).cloned().collect();
+        let panic_threshold = self
+            .detector
+            .as_ref()
+            .map_or(0, |d| d.config().min_health_percent);
+        if panic_threshold > 0
+            && (candidates.len() as u64) * 100 < u64::from(panic_threshold) * ready.len() as u64
+        {
             candidates = ready;
         }
         if candidates.is_empty() {
@@ -152,7 +163,9 @@ impl Cluster {
         let usable = |h: &Host| h.is_available();
         let mut last = None;
         for _ in 0..HOST_SELECTION_RETRY_MAX_ATTEMPTS {
-            let Some(h) = self.balancer.pick(&self.hosts, &candidates, hash, usable) else { break };
+            let Some(h) = self.balancer.pick(&self.hosts, &candidates, hash, usable) else {
+                break;
+            };
             if !tried.contains(&h.addr) {
                 return Ok(h);
             }
@@ -256,7 +269,13 @@ impl ClusterSet {
                         })
                         .collect();
                     let policy = svc.traffic_policy(port, subset.as_deref());
-                    let c = Cluster::build(cluster_name(&key), key.clone(), svc_arc.clone(), policy, hosts);
+                    let c = Cluster::build(
+                        cluster_name(&key),
+                        key.clone(),
+                        svc_arc.clone(),
+                        policy,
+                        hosts,
+                    );
                     clusters.insert(key, c);
                 }
             }
@@ -308,7 +327,14 @@ impl ClusterSet {
             .workload_endpoints
             .get(&addr.ip())
             .cloned()
-            .or_else(|| template.and_then(|t| t.hosts.iter().find(|h| h.addr.ip() == addr.ip()).map(|h| h.endpoint.clone())))
+            .or_else(|| {
+                template.and_then(|t| {
+                    t.hosts
+                        .iter()
+                        .find(|h| h.addr.ip() == addr.ip())
+                        .map(|h| h.endpoint.clone())
+                })
+            })
             .unwrap_or_else(|| Arc::new(bare_endpoint(addr.ip())));
         let hbone = ep.hbone;
         let key = ClusterKey {
@@ -316,7 +342,10 @@ impl ClusterSet {
             port: addr.port(),
             subset: None,
         };
-        let service = template.map_or_else(|| Arc::new(WaypointService::default()), |t| t.service.clone());
+        let service = template.map_or_else(
+            || Arc::new(WaypointService::default()),
+            |t| t.service.clone(),
+        );
         let mut policy = template.map(|t| t.policy.clone()).unwrap_or_default();
         policy.load_balancer = LoadBalancer::RoundRobin;
         let c = Cluster::build(

@@ -79,7 +79,11 @@ impl Monitor {
 
     /// (consecutive 5xx, consecutive gateway errors, consecutive local failures)
     pub fn counters(&self) -> (u32, u32, u32) {
-        (self.consecutive_5xx, self.consecutive_gateway, self.consecutive_local)
+        (
+            self.consecutive_5xx,
+            self.consecutive_gateway,
+            self.consecutive_local,
+        )
     }
 }
 
@@ -158,7 +162,9 @@ impl Detector {
             m.consecutive_gateway = 0;
         }
         m.consecutive_5xx += 1;
-        if self.cfg.consecutive_5xx_errors > 0 && m.consecutive_5xx == self.cfg.consecutive_5xx_errors {
+        if self.cfg.consecutive_5xx_errors > 0
+            && m.consecutive_5xx == self.cfg.consecutive_5xx_errors
+        {
             fired = Some(EjectionType::Consecutive5xx);
         }
         fired
@@ -184,7 +190,8 @@ impl Detector {
             return false;
         }
         let percent = 100.0 * (ejected_now as f64 + 1.0) / total as f64;
-        let allowed = percent <= f64::from(self.cfg.max_ejection_percent.min(100)) || ejected_now == 0;
+        let allowed =
+            percent <= f64::from(self.cfg.max_ejection_percent.min(100)) || ejected_now == 0;
         if !allowed {
             return false;
         }
@@ -271,7 +278,11 @@ mod tests {
         let d = od(0, 2);
         let mut m = Monitor::default();
         assert_eq!(d.record(&mut m, AttemptResult::Http(502)), None);
-        assert_eq!(d.record(&mut m, AttemptResult::Http(500)), None, "500 resets the gateway counter");
+        assert_eq!(
+            d.record(&mut m, AttemptResult::Http(500)),
+            None,
+            "500 resets the gateway counter"
+        );
         assert_eq!(d.record(&mut m, AttemptResult::Http(504)), None);
         assert_eq!(
             d.record(&mut m, AttemptResult::ConnectFailed),
@@ -287,7 +298,11 @@ mod tests {
         let d = Detector::new(cfg);
         let mut m = Monitor::default();
         assert_eq!(d.record(&mut m, AttemptResult::ConnectFailed), None);
-        assert_eq!(d.record(&mut m, AttemptResult::Http(500)), None, "5xx counter at 1, local reset");
+        assert_eq!(
+            d.record(&mut m, AttemptResult::Http(500)),
+            None,
+            "5xx counter at 1, local reset"
+        );
         assert_eq!(d.record(&mut m, AttemptResult::Timeout), None);
         assert_eq!(
             d.record(&mut m, AttemptResult::Timeout),
@@ -300,9 +315,15 @@ mod tests {
         let d = od(1, 0);
         let now = Instant::now();
         let mut a = Monitor::default();
-        assert!(d.try_eject(&mut a, EjectionType::Consecutive5xx, 0, 3, now), "first host always");
+        assert!(
+            d.try_eject(&mut a, EjectionType::Consecutive5xx, 0, 3, now),
+            "first host always"
+        );
         let mut b = Monitor::default();
-        assert!(!d.try_eject(&mut b, EjectionType::Consecutive5xx, 1, 3, now), "2/3 > 10%");
+        assert!(
+            !d.try_eject(&mut b, EjectionType::Consecutive5xx, 1, 3, now),
+            "2/3 > 10%"
+        );
         let mut cfg = d.cfg.clone();
         cfg.max_ejection_percent = 100;
         let d = Detector::new(cfg);
@@ -329,7 +350,11 @@ mod tests {
         let mut t = t1 + sec(60);
         for expected in [90, 120, 150, 180, 210, 240, 270, 300, 300, 300] {
             assert!(d.try_eject(&mut m, EjectionType::Consecutive5xx, 0, 1, t));
-            assert_eq!(d.ejection_duration(&m), sec(expected), "capped at max_ejection_time");
+            assert_eq!(
+                d.ejection_duration(&m),
+                sec(expected),
+                "capped at max_ejection_time"
+            );
             t += sec(expected);
             assert!(d.sweep(&mut m, t));
         }

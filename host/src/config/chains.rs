@@ -55,18 +55,25 @@ impl ChainMap {
     }
 }
 
-/// The filter name the runtime accepts (`[a-z0-9-]`, 1–63 characters):
-/// user filters are named `<ns>.<WasmPlugin>` in the model.
+/// The filter name the runtime accepts (`[a-z0-9.-]`): user filters are
+/// `<ns>/<WasmPlugin>` in the model and become `<ns>.<WasmPlugin>` (a
+/// namespace has no dots, so the mapping is one-to-one). The operator's
+/// rollback reads metrics under this name.
 pub fn runtime_name(name: &str) -> String {
-    let mut s: String = name
+    let s: String = name
         .chars()
         .map(|c| {
             let c = c.to_ascii_lowercase();
-            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' { c } else { '-' }
+            match c {
+                '/' => '.',
+                c if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.' => c,
+                _ => '-',
+            }
         })
         .collect();
-    s = s.trim_start_matches('-').to_string();
-    s.truncate(63);
+    let s = s.trim_matches(|c| c == '-' || c == '.');
+    let mut s = s.to_string();
+    s.truncate(253);
     if s.is_empty() { "filter".into() } else { s }
 }
 
@@ -127,15 +134,22 @@ impl FilterChains {
         &self.runtime
     }
 
-    async fn desired(&self, fc: &FilterConfig, modules: &dyn ModuleSource) -> Result<DesiredFilter, ConfigError> {
+    async fn desired(
+        &self,
+        fc: &FilterConfig,
+        modules: &dyn ModuleSource,
+    ) -> Result<DesiredFilter, ConfigError> {
         let fetch = |m: &model::ModuleRef| {
             let m = m.clone();
             async move {
-                modules.fetch(&m).await.map_err(|reason| ConfigError::Module {
-                    filter: fc.name.clone(),
-                    url: m.url.clone(),
-                    reason,
-                })
+                modules
+                    .fetch(&m)
+                    .await
+                    .map_err(|reason| ConfigError::Module {
+                        filter: fc.name.clone(),
+                        url: m.url.clone(),
+                        reason,
+                    })
             }
         };
         let module = fetch(&fc.module).await?;
@@ -217,7 +231,9 @@ impl FilterChains {
                 .get(&names)
                 .cloned()
                 .unwrap_or_else(|| Arc::new(FilterManager::new(self.runtime.clone())));
-            let report = manager.apply(g.iter().map(|&i| desired[i].clone()).collect()).await;
+            let report = manager
+                .apply(g.iter().map(|&i| desired[i].clone()).collect())
+                .await;
             if !report.loaded.is_empty() {
                 tracing::info!(filters = ?report.loaded, "filters loaded");
             }
@@ -248,8 +264,11 @@ mod tests {
     #[test]
     fn names_become_runtime_names() {
         assert_eq!(runtime_name("authz"), "authz");
-        assert_eq!(runtime_name("shop.Add-Header"), "shop-add-header");
-        assert_eq!(runtime_name(".x"), "x");
-        assert_eq!(runtime_name(&"a".repeat(80)).len(), 63);
+        assert_eq!(runtime_name("shop/Add-Header"), "shop.add-header");
+        assert_eq!(runtime_name("shop.add_header"), "shop.add-header");
+        assert_eq!(runtime_name(".x-"), "x");
+        assert_eq!(runtime_name(&"a".repeat(300)).len(), 253);
+        let spec = crate::filter::FilterSpec::new(runtime_name("shop/My_Plugin"));
+        assert!(spec.validate().is_ok(), "the runtime accepts mapped names");
     }
 }

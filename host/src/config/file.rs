@@ -6,9 +6,7 @@
 //! file's directory, an absolute path, or a `file://` URL; `module.sha256`
 //! (optional here) pins the content.
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +16,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{ConfigError, ConfigSource, ConfigUpdate, ModuleSource};
+use super::{BoxFuture, ConfigError, ConfigSource, ConfigUpdate, ModuleSource};
 
 /// Backstop check interval when no file event arrives.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
@@ -76,15 +74,16 @@ impl FileModules {
             return Err("module.url is empty".into());
         }
         let p = Path::new(url.strip_prefix("file://").unwrap_or(url));
-        Ok(if p.is_absolute() { p.to_path_buf() } else { self.base.join(p) })
+        Ok(if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        })
     }
 }
 
 impl ModuleSource for FileModules {
-    fn fetch<'a>(
-        &'a self,
-        m: &'a ModuleRef,
-    ) -> Pin<Box<dyn Future<Output = Result<Arc<[u8]>, String>> + Send + 'a>> {
+    fn fetch<'a>(&'a self, m: &'a ModuleRef) -> BoxFuture<'a, Result<Arc<[u8]>, String>> {
         Box::pin(async move {
             let p = self.path_of(m)?;
             tokio::fs::read(&p)
@@ -117,21 +116,40 @@ impl ConfigSource for FileSource {
         self: Box<Self>,
         updates: mpsc::Sender<ConfigUpdate>,
         shutdown: CancellationToken,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    ) -> BoxFuture<'static, ()> {
         Box::pin(async move { watch(self.path, updates, shutdown).await })
     }
 }
 
+fn is_change(kind: &notify::EventKind) -> bool {
+    use notify::EventKind;
+    use notify::event::{AccessKind, AccessMode};
+    matches!(
+        kind,
+        EventKind::Create(_)
+            | EventKind::Modify(_)
+            | EventKind::Remove(_)
+            | EventKind::Access(AccessKind::Close(AccessMode::Write))
+    )
+}
+
 async fn watch(path: PathBuf, updates: mpsc::Sender<ConfigUpdate>, shutdown: CancellationToken) {
-    let base = path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let base = path
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     let modules: Arc<dyn ModuleSource> = Arc::new(FileModules::new(&base));
     let (ev_tx, mut ev_rx) = mpsc::channel::<()>(8);
     let name = path.file_name().map(|n| n.to_os_string());
     // Watch the directory: replacing the file by rename drops a watch on
     // the file itself.
     let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        // Our own reads produce access events: react to changes only.
         if let Ok(ev) = res
-            && ev.paths.iter().any(|p| p.file_name().map(|n| n.to_os_string()) == name)
+            && is_change(&ev.kind)
+            && ev
+                .paths
+                .iter()
+                .any(|p| p.file_name().map(|n| n.to_os_string()) == name)
         {
             let _ = ev_tx.try_send(());
         }
@@ -205,7 +223,11 @@ mod tests {
     fn parses_yaml_and_json_and_reports_errors_with_position() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("w.yaml");
-        std::fs::write(&p, "name: wp\nnamespace: shop\nidentity: spiffe://cluster.local/ns/shop/sa/wp\n").unwrap();
+        std::fs::write(
+            &p,
+            "name: wp\nnamespace: shop\nidentity: spiffe://cluster.local/ns/shop/sa/wp\n",
+        )
+        .unwrap();
         let (c, v) = load(&p).unwrap();
         assert_eq!(c.name, "wp");
         assert_eq!(v.len(), 12);
@@ -215,9 +237,18 @@ mod tests {
         let e = load(&p).unwrap_err().to_string();
         assert!(e.contains("not a valid WaypointConfig"), "{e}");
         let m = FileModules::new("/etc/w");
-        let r = |url: &str| ModuleRef { sha256: String::new(), url: url.into() };
-        assert_eq!(m.path_of(&r("mods/a.wasm")).unwrap(), PathBuf::from("/etc/w/mods/a.wasm"));
-        assert_eq!(m.path_of(&r("file:///x/a.wasm")).unwrap(), PathBuf::from("/x/a.wasm"));
+        let r = |url: &str| ModuleRef {
+            sha256: String::new(),
+            url: url.into(),
+        };
+        assert_eq!(
+            m.path_of(&r("mods/a.wasm")).unwrap(),
+            PathBuf::from("/etc/w/mods/a.wasm")
+        );
+        assert_eq!(
+            m.path_of(&r("file:///x/a.wasm")).unwrap(),
+            PathBuf::from("/x/a.wasm")
+        );
         assert!(m.path_of(&r("https://op/v1/modules/x")).is_err());
     }
 }

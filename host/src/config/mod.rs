@@ -73,13 +73,13 @@ pub enum ConfigError {
     },
 }
 
+/// A boxed future, as trait objects return them.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
 /// Fetches filter modules named by the config.
 pub trait ModuleSource: Send + Sync + 'static {
     /// The bytes of `module`. Digests are checked by the filter runtime.
-    fn fetch<'a>(
-        &'a self,
-        module: &'a ModuleRef,
-    ) -> Pin<Box<dyn Future<Output = Result<Arc<[u8]>, String>> + Send + 'a>>;
+    fn fetch<'a>(&'a self, module: &'a ModuleRef) -> BoxFuture<'a, Result<Arc<[u8]>, String>>;
 }
 
 /// One configuration to apply.
@@ -98,7 +98,10 @@ impl std::fmt::Debug for ConfigUpdate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConfigUpdate")
             .field("version", &self.version)
-            .field("waypoint", &format!("{}/{}", self.config.namespace, self.config.name))
+            .field(
+                "waypoint",
+                &format!("{}/{}", self.config.namespace, self.config.name),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -106,7 +109,7 @@ impl std::fmt::Debug for ConfigUpdate {
 /// A source of configuration snapshots. Implementations deliver the first
 /// snapshot as soon as they have it and then every change, until
 /// `shutdown`.
-pub trait ConfigSource: Send + 'static {
+pub trait ConfigSource: std::fmt::Debug + Send + 'static {
     /// For logs and the admin page (`file:/etc/waypoint.yaml`).
     fn describe(&self) -> String;
 
@@ -115,7 +118,7 @@ pub trait ConfigSource: Send + 'static {
         self: Box<Self>,
         updates: mpsc::Sender<ConfigUpdate>,
         shutdown: CancellationToken,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+    ) -> BoxFuture<'static, ()>;
 }
 
 /// Checks what can be checked without loading anything.
@@ -123,10 +126,16 @@ pub fn validate(cfg: &WaypointConfig) -> Result<(), ConfigError> {
     let mut seen = std::collections::HashSet::new();
     for s in &cfg.services {
         if s.hostname.is_empty() {
-            return Err(ConfigError::Invalid(format!("service {:?} has an empty hostname", s.name)));
+            return Err(ConfigError::Invalid(format!(
+                "service {:?} has an empty hostname",
+                s.name
+            )));
         }
         if !seen.insert(s.hostname.as_str()) {
-            return Err(ConfigError::Invalid(format!("service {} is listed twice", s.hostname)));
+            return Err(ConfigError::Invalid(format!(
+                "service {} is listed twice",
+                s.hostname
+            )));
         }
         let mut subsets = std::collections::HashSet::new();
         for sub in &s.subsets {
@@ -141,7 +150,10 @@ pub fn validate(cfg: &WaypointConfig) -> Result<(), ConfigError> {
     let mut names = std::collections::HashSet::new();
     for f in &cfg.filters {
         if !names.insert(f.name.as_str()) {
-            return Err(ConfigError::Invalid(format!("filter {} appears twice in the chain", f.name)));
+            return Err(ConfigError::Invalid(format!(
+                "filter {} appears twice in the chain",
+                f.name
+            )));
         }
         if f.module.url.is_empty() && f.module.sha256.is_empty() {
             return Err(ConfigError::Invalid(format!(

@@ -3,8 +3,6 @@
 //! downloads filter modules by digest from the operator.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use mesh_common::model::{ModuleRef, ProxyKind, ResourceType};
@@ -14,7 +12,7 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{ConfigSource, ConfigUpdate, ModuleSource};
+use super::{BoxFuture, ConfigSource, ConfigUpdate, ModuleSource};
 
 /// Modules downloaded from the operator, cached by digest.
 pub struct PushModules {
@@ -24,7 +22,9 @@ pub struct PushModules {
 
 impl std::fmt::Debug for PushModules {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PushModules").field("endpoint", &self.endpoint).finish_non_exhaustive()
+        f.debug_struct("PushModules")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
     }
 }
 
@@ -39,10 +39,7 @@ impl PushModules {
 }
 
 impl ModuleSource for PushModules {
-    fn fetch<'a>(
-        &'a self,
-        m: &'a ModuleRef,
-    ) -> Pin<Box<dyn Future<Output = Result<Arc<[u8]>, String>> + Send + 'a>> {
+    fn fetch<'a>(&'a self, m: &'a ModuleRef) -> BoxFuture<'a, Result<Arc<[u8]>, String>> {
         Box::pin(async move {
             let sha = m.sha256.trim_start_matches("sha256:").to_ascii_lowercase();
             if sha.is_empty() {
@@ -91,7 +88,7 @@ impl ConfigSource for PushSource {
         self: Box<Self>,
         updates: mpsc::Sender<ConfigUpdate>,
         shutdown: CancellationToken,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    ) -> BoxFuture<'static, ()> {
         Box::pin(async move {
             let modules: Arc<dyn ModuleSource> = Arc::new(PushModules::new(self.endpoint.clone()));
             let key = self.key.clone();
@@ -113,7 +110,11 @@ impl ConfigSource for PushSource {
                     })
                     .map_err(|e| format!("waypoint busy applying earlier configs: {e}"))
             };
-            let mut cfg = XdsClientConfig::new(self.endpoint.clone(), self.node.clone(), ProxyKind::Waypoint);
+            let mut cfg = XdsClientConfig::new(
+                self.endpoint.clone(),
+                self.node.clone(),
+                ProxyKind::Waypoint,
+            );
             cfg.resource_names = vec![self.key.clone()];
             let client = XdsClient::start(cfg, handler);
             shutdown.cancelled().await;

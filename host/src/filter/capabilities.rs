@@ -7,14 +7,13 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use base64::Engine as _;
-use jsonwebtoken::{Algorithm, DecodingKey, jwk::Jwk};
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
 use super::bindings::mesh::filter::{authn, clock, crypto, log, metrics, outbound_http, random};
 use super::bindings::types;
 use super::config::{Capability, FilterSpec};
+use super::jose;
 use super::limits::MAX_LOG_LINE;
 use super::state::StoreState;
 
@@ -81,9 +80,8 @@ impl metrics::Host for StoreState {
         labels: Vec<(String, String)>,
         value: u64,
     ) -> wasmtime::Result<()> {
-        let s = &self.shared;
-        if let Err(e) = s.metrics.guest.counter_add(s.name(), &name, labels, value) {
-            tracing::debug!(filter = s.name(), metric = name, "metric dropped: {e:?}");
+        if let Err(e) = self.shared.guest_metrics.counter_add(name, labels, value) {
+            tracing::debug!(filter = self.shared.name(), "guest metric dropped: {e:?}");
         }
         Ok(())
     }
@@ -94,13 +92,12 @@ impl metrics::Host for StoreState {
         labels: Vec<(String, String)>,
         value: f64,
     ) -> wasmtime::Result<()> {
-        let s = &self.shared;
-        if let Err(e) = s
-            .metrics
-            .guest
-            .histogram_record(s.name(), &name, labels, value)
+        if let Err(e) = self
+            .shared
+            .guest_metrics
+            .histogram_record(name, labels, value)
         {
-            tracing::debug!(filter = s.name(), metric = name, "metric dropped: {e:?}");
+            tracing::debug!(filter = self.shared.name(), "guest metric dropped: {e:?}");
         }
         Ok(())
     }
@@ -137,43 +134,6 @@ impl random::Host for StoreState {
 /// Parsed keys kept per filter version; the cache is cleared when full.
 const KEY_CACHE_ENTRIES: usize = 256;
 
-fn algorithm(alg: &str) -> Result<Algorithm, String> {
-    Ok(match alg {
-        "RS256" => Algorithm::RS256,
-        "RS384" => Algorithm::RS384,
-        "RS512" => Algorithm::RS512,
-        "PS256" => Algorithm::PS256,
-        "PS384" => Algorithm::PS384,
-        "PS512" => Algorithm::PS512,
-        "ES256" => Algorithm::ES256,
-        "ES384" => Algorithm::ES384,
-        "EdDSA" => Algorithm::EdDSA,
-        "HS256" => Algorithm::HS256,
-        "HS384" => Algorithm::HS384,
-        "HS512" => Algorithm::HS512,
-        other => return Err(format!("unsupported algorithm `{other}`")),
-    })
-}
-
-/// Verifies one JWS signature natively. Shared with the native baseline of
-/// the benchmarks.
-pub fn verify_signature(
-    alg: &str,
-    key: &DecodingKey,
-    message: &[u8],
-    signature: &[u8],
-) -> Result<bool, String> {
-    let alg = algorithm(alg)?;
-    let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature);
-    jsonwebtoken::crypto::verify(&sig, message, key, alg).map_err(|e| e.to_string())
-}
-
-/// Parses a JWK (JSON) into a verification key.
-pub fn decoding_key(jwk: &str) -> Result<DecodingKey, String> {
-    let jwk: Jwk = serde_json::from_str(jwk).map_err(|e| format!("invalid JWK: {e}"))?;
-    DecodingKey::from_jwk(&jwk).map_err(|e| format!("unusable JWK: {e}"))
-}
-
 impl crypto::Host for StoreState {
     async fn verify(
         &mut self,
@@ -185,7 +145,7 @@ impl crypto::Host for StoreState {
         let cached = self.shared.key_cache.lock().get(&jwk).cloned();
         let key = match cached {
             Some(k) => k,
-            None => match decoding_key(&jwk) {
+            None => match jose::parse_jwk(&jwk) {
                 Ok(k) => {
                     let k = std::sync::Arc::new(k);
                     let mut cache = self.shared.key_cache.lock();
@@ -198,7 +158,7 @@ impl crypto::Host for StoreState {
                 Err(e) => return Ok(Err(e)),
             },
         };
-        Ok(verify_signature(&alg, &key, &message, &signature))
+        Ok(jose::verify(&alg, &key, &message, &signature))
     }
 }
 

@@ -143,7 +143,16 @@ impl FilterManager {
         let mut entries = Vec::with_capacity(desired.len());
         for d in desired {
             let previous = old.entries.iter().find(|e| e.stable.name() == d.spec.name);
-            let stable = match self.reuse_or_load(previous.map(|p| &p.stable), &d.spec, &d.module, d.sha256.as_deref(), &mut report).await {
+            let stable = match self
+                .reuse_or_load(
+                    previous.map(|p| &p.stable),
+                    &d.spec,
+                    &d.module,
+                    d.sha256.as_deref(),
+                    &mut report,
+                )
+                .await
+            {
                 Some(f) => f,
                 None => continue,
             };
@@ -176,7 +185,10 @@ impl FilterManager {
     ) -> Option<Arc<LoadedFilter>> {
         if let Some(p) = previous {
             let same_digest = sha256
-                .map(|s| s.trim_start_matches("sha256:").eq_ignore_ascii_case(p.digest()))
+                .map(|s| {
+                    s.trim_start_matches("sha256:")
+                        .eq_ignore_ascii_case(p.digest())
+                })
                 .unwrap_or_else(|| {
                     use sha2::Digest;
                     hex::encode(sha2::Sha256::digest(&**module)) == p.digest()
@@ -185,7 +197,11 @@ impl FilterManager {
                 return Some(p.clone());
             }
         }
-        match self.runtime.load(spec.clone(), module.clone(), sha256).await {
+        match self
+            .runtime
+            .load(spec.clone(), module.clone(), sha256)
+            .await
+        {
             Ok(f) => {
                 report.loaded.push(format!("{}@{}", f.name(), f.version()));
                 Some(f)
@@ -225,7 +241,9 @@ impl FilterManager {
         let all = |c: &Chain| -> Vec<(String, String)> {
             c.entries
                 .iter()
-                .flat_map(|e| std::iter::once(&e.stable).chain(e.canary.as_ref().map(|c| &c.filter)))
+                .flat_map(|e| {
+                    std::iter::once(&e.stable).chain(e.canary.as_ref().map(|c| &c.filter))
+                })
                 .map(|f| (f.name().to_string(), f.version().to_string()))
                 .collect()
         };

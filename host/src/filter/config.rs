@@ -178,15 +178,16 @@ impl FilterSpec {
     /// Checks what can be checked without the module.
     pub fn validate(&self) -> Result<(), String> {
         let valid_name = !self.name.is_empty()
-            && self.name.len() <= 63
+            && self.name.len() <= 253
             && self
                 .name
                 .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !self.name.starts_with('-');
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+            && !self.name.starts_with(['-', '.'])
+            && !self.name.ends_with(['-', '.']);
         if !valid_name {
             return Err(format!(
-                "invalid filter name `{}`: use 1-63 characters of [a-z0-9-], not starting with '-'",
+                "invalid filter name `{}`: use 1-253 characters of [a-z0-9.-], starting and ending with a letter or digit (e.g. `routing`, `shop.my-plugin`)",
                 self.name
             ));
         }
@@ -207,10 +208,16 @@ impl FilterSpec {
             ));
         }
         if self.limits.max_instances == 0 {
-            return Err(format!("filter `{}`: maxInstances must be at least 1", self.name));
+            return Err(format!(
+                "filter `{}`: maxInstances must be at least 1",
+                self.name
+            ));
         }
         if let Isolation::Reuse { max_uses: 0 } = self.isolation {
-            return Err(format!("filter `{}`: isolation.maxUses must be at least 1", self.name));
+            return Err(format!(
+                "filter `{}`: isolation.maxUses must be at least 1",
+                self.name
+            ));
         }
         if !self.upstreams.is_empty() && !self.grants(Capability::OutboundHttp) {
             return Err(format!(
@@ -253,14 +260,16 @@ mod tests {
     #[test]
     fn rejects_bad_names_and_limits() {
         assert!(FilterSpec::new("ok-name-1").validate().is_ok());
-        for bad in ["", "Upper", "-x", "a_b", &"x".repeat(64)] {
+        assert!(FilterSpec::new("shop.my-plugin").validate().is_ok());
+        for bad in ["", "Upper", "-x", "a_b", "x.", "shop/x", &"x".repeat(254)] {
             assert!(FilterSpec::new(bad).validate().is_err(), "{bad:?} accepted");
         }
         let mut s = FilterSpec::new("f");
         s.limits.memory_bytes = 0;
         assert!(s.validate().unwrap_err().contains("memory limit"));
         let mut s = FilterSpec::new("f");
-        s.upstreams.insert("authz".into(), "http://127.0.0.1:1".into());
+        s.upstreams
+            .insert("authz".into(), "http://127.0.0.1:1".into());
         assert!(s.validate().unwrap_err().contains("outbound-http"));
     }
 

@@ -64,17 +64,23 @@ fn ms(v: u32) -> Duration {
 
 fn validate(actions: Vec<Action>, phase: Phase) -> Result<Effects, String> {
     if actions.len() > super::limits::MAX_ACTIONS {
-        return Err(format!("{} actions exceed the limit of {}", actions.len(), super::limits::MAX_ACTIONS));
+        return Err(format!(
+            "{} actions exceed the limit of {}",
+            actions.len(),
+            super::limits::MAX_ACTIONS
+        ));
     }
     let mut e = Effects::default();
     let req_phase = matches!(phase, Phase::RequestHeaders | Phase::RequestBody);
     for a in actions {
         let allowed = match &a {
             Action::Respond(_) | Action::SetMetadata(_) => true,
-            Action::SetRequestHeader(_) | Action::AddRequestHeader(_) | Action::RemoveRequestHeader(_) => req_phase,
-            Action::SetResponseHeader(_) | Action::AddResponseHeader(_) | Action::RemoveResponseHeader(_) => {
-                phase != Phase::ResponseBody
-            }
+            Action::SetRequestHeader(_)
+            | Action::AddRequestHeader(_)
+            | Action::RemoveRequestHeader(_) => req_phase,
+            Action::SetResponseHeader(_)
+            | Action::AddResponseHeader(_)
+            | Action::RemoveResponseHeader(_) => phase != Phase::ResponseBody,
             Action::RewritePath(_)
             | Action::RewriteAuthority(_)
             | Action::Route(_)
@@ -91,20 +97,40 @@ fn validate(actions: Vec<Action>, phase: Phase) -> Result<Effects, String> {
                 e.respond = Some(local_response(lr)?);
                 break;
             }
-            Action::SetRequestHeader((k, v)) => e.request_ops.push(HeaderOp::Set(header_name(&k)?, header_value(&v)?)),
-            Action::AddRequestHeader((k, v)) => e.request_ops.push(HeaderOp::Add(header_name(&k)?, header_value(&v)?)),
-            Action::RemoveRequestHeader(k) => e.request_ops.push(HeaderOp::Remove(header_name(&k)?)),
-            Action::SetResponseHeader((k, v)) => e.response_ops.push(HeaderOp::Set(header_name(&k)?, header_value(&v)?)),
-            Action::AddResponseHeader((k, v)) => e.response_ops.push(HeaderOp::Add(header_name(&k)?, header_value(&v)?)),
-            Action::RemoveResponseHeader(k) => e.response_ops.push(HeaderOp::Remove(header_name(&k)?)),
+            Action::SetRequestHeader((k, v)) => e
+                .request_ops
+                .push(HeaderOp::Set(header_name(&k)?, header_value(&v)?)),
+            Action::AddRequestHeader((k, v)) => e
+                .request_ops
+                .push(HeaderOp::Add(header_name(&k)?, header_value(&v)?)),
+            Action::RemoveRequestHeader(k) => {
+                e.request_ops.push(HeaderOp::Remove(header_name(&k)?))
+            }
+            Action::SetResponseHeader((k, v)) => e
+                .response_ops
+                .push(HeaderOp::Set(header_name(&k)?, header_value(&v)?)),
+            Action::AddResponseHeader((k, v)) => e
+                .response_ops
+                .push(HeaderOp::Add(header_name(&k)?, header_value(&v)?)),
+            Action::RemoveResponseHeader(k) => {
+                e.response_ops.push(HeaderOp::Remove(header_name(&k)?))
+            }
             Action::RewritePath(p) => {
-                if !p.starts_with('/') || p.contains('?') || http::uri::PathAndQuery::try_from(p.as_str()).is_err() {
-                    return Err(format!("rewrite-path {p:?} is not an absolute path without query"));
+                if !p.starts_with('/')
+                    || p.contains('?')
+                    || http::uri::PathAndQuery::try_from(p.as_str()).is_err()
+                {
+                    return Err(format!(
+                        "rewrite-path {p:?} is not an absolute path without query"
+                    ));
                 }
                 e.path = Some(p);
             }
             Action::RewriteAuthority(a) => {
-                e.authority = Some(a.parse().map_err(|_| format!("rewrite-authority {a:?} is not a valid authority"))?);
+                e.authority =
+                    Some(a.parse().map_err(|_| {
+                        format!("rewrite-authority {a:?} is not a valid authority")
+                    })?);
             }
             Action::Route(r) => {
                 if r.service.is_empty() {
@@ -143,8 +169,8 @@ fn apply_ops(headers: &mut http::HeaderMap, ops: Vec<HeaderOp>) {
     }
 }
 
-/// The guest's view of a request.
-fn request_view(parts: &http::request::Parts) -> types::Request {
+/// The guest's view of a request, with the headers `only` selects.
+fn request_view(parts: &http::request::Parts, only: Option<&[http::HeaderName]>) -> types::Request {
     let authority = parts
         .uri
         .authority()
@@ -162,7 +188,7 @@ fn request_view(parts: &http::request::Parts) -> types::Request {
         authority,
         path: parts.uri.path().to_string(),
         query: parts.uri.query().map(str::to_string),
-        headers: headers_view(&parts.headers),
+        headers: headers_view(&parts.headers, only),
         protocol: match parts.version {
             http::Version::HTTP_2 => "HTTP/2",
             http::Version::HTTP_10 => "HTTP/1.0",
@@ -195,7 +221,11 @@ fn set_authority(parts: &mut http::request::Parts, a: http::uri::Authority) {
     }
 }
 
-fn body_too_large(status: StatusCode, filter: &LoadedFilter, limit: usize) -> http::Response<Bytes> {
+fn body_too_large(
+    status: StatusCode,
+    filter: &LoadedFilter,
+    limit: usize,
+) -> http::Response<Bytes> {
     let mut r = http::Response::new(Bytes::from(format!(
         "body exceeds the {limit}-byte budget of filter {}\n",
         filter.name()
@@ -228,7 +258,11 @@ impl RequestFilters {
         resp
     }
 
-    fn absorb<T>(&mut self, f: &LoadedFilter, r: super::loaded::HookResult<T>) -> Result<T, Option<http::Response<Bytes>>> {
+    fn absorb<T>(
+        &mut self,
+        f: &LoadedFilter,
+        r: super::loaded::HookResult<T>,
+    ) -> Result<T, Option<http::Response<Bytes>>> {
         match r {
             Ok((v, auth)) => {
                 if let Some(a) = auth {
@@ -242,14 +276,13 @@ impl RequestFilters {
 
     /// Runs the request-headers hooks in chain order.
     pub async fn on_request_headers(&mut self, parts: &mut http::request::Parts) -> Verdict {
-        let mut view: Option<types::Request> = None;
         for i in 0..self.filters.len() {
             let f = self.filters[i].clone();
             if !f.wants(Hooks::REQUEST_HEADERS) {
                 continue;
             }
-            let req = view.get_or_insert_with(|| request_view(parts));
-            let r = f.on_request_headers(&self.ctx, req).await;
+            let req = request_view(parts, f.request_header_selection());
+            let r = f.on_request_headers(&self.ctx, &req).await;
             let actions = match self.absorb(&f, r) {
                 Ok(a) => a,
                 Err(Some(resp)) => return Verdict::Respond(resp),
@@ -272,7 +305,6 @@ impl RequestFilters {
                 self.response_upto = i;
                 return Verdict::Respond(self.finish_local(resp).await);
             }
-            let changed = !e.request_ops.is_empty() || e.path.is_some() || e.authority.is_some();
             apply_ops(&mut parts.headers, e.request_ops);
             if let Some(p) = e.path
                 && let Some(u) = set_path(&parts.uri, &p)
@@ -281,9 +313,6 @@ impl RequestFilters {
             }
             if let Some(a) = e.authority {
                 set_authority(parts, a);
-            }
-            if changed {
-                view = None;
             }
             if e.route.is_some() {
                 self.plan.route = e.route;
@@ -299,10 +328,16 @@ impl RequestFilters {
     }
 
     /// Runs the request-body hooks on the buffered body.
-    pub async fn on_request_body(&mut self, parts: &mut http::request::Parts, body: &mut Bytes) -> Verdict {
+    pub async fn on_request_body(
+        &mut self,
+        parts: &mut http::request::Parts,
+        body: &mut Bytes,
+    ) -> Verdict {
         for i in 0..self.filters.len() {
             let f = self.filters[i].clone();
-            let Some(limit) = f.request_body_limit() else { continue };
+            let Some(limit) = f.request_body_limit() else {
+                continue;
+            };
             if body.len() > limit {
                 self.response_upto = i;
                 return Verdict::Respond(body_too_large(StatusCode::PAYLOAD_TOO_LARGE, &f, limit));
@@ -342,7 +377,10 @@ impl RequestFilters {
     /// response header actions of the request phase. `Respond` replaces the
     /// response.
     pub async fn on_response_headers(&mut self, parts: &mut http::response::Parts) -> Verdict {
-        apply_ops(&mut parts.headers, std::mem::take(&mut self.pending_response_ops));
+        apply_ops(
+            &mut parts.headers,
+            std::mem::take(&mut self.pending_response_ops),
+        );
         for i in (0..self.response_upto).rev() {
             let f = self.filters[i].clone();
             if !f.wants(Hooks::RESPONSE_HEADERS) {
@@ -350,7 +388,7 @@ impl RequestFilters {
             }
             let view = types::Response {
                 status: parts.status.as_u16(),
-                headers: headers_view(&parts.headers),
+                headers: headers_view(&parts.headers, f.response_header_selection()),
             };
             let r = f.on_response_headers(&self.ctx, &view).await;
             let actions = match self.absorb(&f, r) {
@@ -375,10 +413,16 @@ impl RequestFilters {
     }
 
     /// Runs the response-body hooks (last filter first) on the buffered body.
-    pub async fn on_response_body(&mut self, parts: &mut http::response::Parts, body: &mut Bytes) -> Verdict {
+    pub async fn on_response_body(
+        &mut self,
+        parts: &mut http::response::Parts,
+        body: &mut Bytes,
+    ) -> Verdict {
         for i in (0..self.response_upto).rev() {
             let f = self.filters[i].clone();
-            let Some(limit) = f.response_body_limit() else { continue };
+            let Some(limit) = f.response_body_limit() else {
+                continue;
+            };
             if body.len() > limit {
                 return Verdict::Respond(body_too_large(StatusCode::BAD_GATEWAY, &f, limit));
             }
@@ -414,7 +458,11 @@ impl RequestFilters {
     /// retry; the first that answers retry wins. A failing filter counts as
     /// "give up".
     pub async fn on_attempt(&mut self, info: &AttemptInfo) -> RetryDecision {
-        if matches!(info.outcome, AttemptOutcome::Response(s) if s.as_u16() < 400) {
+        // A response below 400 is final unless it carries a non-zero
+        // grpc-status (gRPC errors arrive as HTTP 200).
+        if matches!(info.outcome, AttemptOutcome::Response(s) if s.as_u16() < 400)
+            && info.grpc_status.unwrap_or(0) == 0
+        {
             return RetryDecision::GiveUp;
         }
         let attempt = types::Attempt {
@@ -429,7 +477,12 @@ impl RequestFilters {
             grpc_status: info.grpc_status,
             elapsed: u32::try_from(info.elapsed.as_millis()).unwrap_or(u32::MAX),
         };
-        let filters: Vec<Arc<LoadedFilter>> = self.filters.iter().filter(|f| f.wants(Hooks::ATTEMPT)).cloned().collect();
+        let filters: Vec<Arc<LoadedFilter>> = self
+            .filters
+            .iter()
+            .filter(|f| f.wants(Hooks::ATTEMPT))
+            .cloned()
+            .collect();
         for f in filters {
             let r = f.on_attempt(&self.ctx, attempt.clone()).await;
             match r {

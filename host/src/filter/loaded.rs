@@ -46,10 +46,34 @@ pub struct LoadedFilter {
     digest: String,
     pre: FullFilterPre<StoreState>,
     info: types::FilterInfo,
+    /// Headers shown to the request / response header hooks; None = all.
+    request_headers: Option<Vec<http::HeaderName>>,
+    response_headers: Option<Vec<http::HeaderName>>,
     idle: Mutex<Vec<Instance>>,
     permits: Arc<Semaphore>,
     cpu_ticks: u64,
     init_ticks: u64,
+}
+
+/// Parses a header selection once, at load.
+fn selection(sel: &types::HeaderSelection) -> Result<Option<Vec<http::HeaderName>>, String> {
+    match sel {
+        types::HeaderSelection::All => Ok(None),
+        types::HeaderSelection::Only(names) => names
+            .iter()
+            .map(|n| {
+                http::HeaderName::from_bytes(n.as_bytes())
+                    .ok()
+                    .filter(|h| h.as_str() == n)
+                    .ok_or_else(|| {
+                        format!(
+                            "header selection names `{n}`, which is not a lower-case header name"
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+    }
 }
 
 fn ticks(d: Duration) -> u64 {
@@ -94,7 +118,11 @@ impl LoadedFilter {
                 hooks: Hooks::empty(),
                 request_body_limit: 0,
                 response_body_limit: 0,
+                request_headers: types::HeaderSelection::All,
+                response_headers: types::HeaderSelection::All,
             },
+            request_headers: None,
+            response_headers: None,
             idle: Mutex::new(Vec::new()),
             permits,
             cpu_ticks,
@@ -126,6 +154,16 @@ impl LoadedFilter {
                 });
             }
         }
+        filter.request_headers =
+            selection(&info.request_headers).map_err(|reason| LoadError::Config {
+                name: name.clone(),
+                reason,
+            })?;
+        filter.response_headers =
+            selection(&info.response_headers).map_err(|reason| LoadError::Config {
+                name: name.clone(),
+                reason,
+            })?;
         filter.info = info;
         filter.checkin(inst);
         Ok(Arc::new(filter))
@@ -150,8 +188,32 @@ impl LoadedFilter {
         &self.shared.spec
     }
 
+    /// Creates up to `n` idle instances ahead of traffic (bounded by the
+    /// idle-pool size); returns how many are idle afterwards.
+    pub async fn prewarm(&self, n: usize) -> Result<usize, FilterFailure> {
+        let n = n.min(limits::MAX_IDLE_INSTANCES);
+        let mut made = Vec::new();
+        while self.idle.lock().len() + made.len() < n {
+            let (inst, _) = self.instantiate().await?;
+            made.push(inst);
+        }
+        let mut idle = self.idle.lock();
+        idle.extend(made);
+        Ok(idle.len())
+    }
+
     pub(crate) fn wants(&self, hook: Hooks) -> bool {
         self.info.hooks.contains(hook)
+    }
+
+    /// The request headers this filter sees; None = all.
+    pub(crate) fn request_header_selection(&self) -> Option<&[http::HeaderName]> {
+        self.request_headers.as_deref()
+    }
+
+    /// The response headers this filter sees; None = all.
+    pub(crate) fn response_header_selection(&self) -> Option<&[http::HeaderName]> {
+        self.response_headers.as_deref()
     }
 
     pub(crate) fn request_body_limit(&self) -> Option<usize> {
@@ -183,7 +245,12 @@ impl LoadedFilter {
     }
 
     /// Classifies a failed call from what the store recorded.
-    fn classify(&self, hook: &'static str, store: &Store<StoreState>, e: wasmtime::Error) -> FilterFailure {
+    fn classify(
+        &self,
+        hook: &'static str,
+        store: &Store<StoreState>,
+        e: wasmtime::Error,
+    ) -> FilterFailure {
         let d = store.data();
         if d.timed_out || e.downcast_ref::<DeadlineExceeded>().is_some() {
             let deadline = self.shared.spec.limits.cpu_deadline;
@@ -263,7 +330,9 @@ impl LoadedFilter {
             Err(e) => {
                 let msg = format!("{e:#}");
                 // The pooling allocator refuses when its slots are exhausted.
-                if msg.contains("maximum concurrent") || msg.contains("limit") && !store.data().limiter.hit {
+                if msg.contains("maximum concurrent")
+                    || msg.contains("limit") && !store.data().limiter.hit
+                {
                     return Err(self.failure(HOOK, FailureKind::InstanceLimit, msg));
                 }
                 return Err(self.classify(HOOK, &store, e));
@@ -285,7 +354,11 @@ impl LoadedFilter {
             filter: self.name().to_string(),
             version: self.shared.version.clone(),
         };
-        self.shared.metrics.instantiations.get_or_create(&labels).inc();
+        self.shared
+            .metrics
+            .instantiations
+            .get_or_create(&labels)
+            .inc();
         let gauge = self.shared.metrics.instances.get_or_create(&labels).clone();
         gauge.inc();
         Ok((
@@ -414,6 +487,7 @@ impl LoadedFilter {
         ctx: &types::Context,
         attempt: types::Attempt,
     ) -> HookResult<types::RetryDecision> {
-        call_hook!(self, "attempt", |h, store| h.call_on_attempt(store, ctx, attempt))
+        call_hook!(self, "attempt", |h, store| h
+            .call_on_attempt(store, ctx, attempt))
     }
 }

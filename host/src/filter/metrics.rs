@@ -158,14 +158,25 @@ const GUEST_BUCKETS: [f64; 12] = [
 /// Metrics guests record, namespaced `wasm_filter_<filter>_<name>`.
 #[derive(Debug, Default)]
 pub struct GuestMetrics {
-    inner: Mutex<GuestInner>,
-    dropped: AtomicU64,
+    filters: Mutex<HashMap<String, Arc<FilterGuestMetrics>>>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// The guest metrics of one filter (all its versions: a hot swap does not
+/// reset its counters).
+#[derive(Debug, Default)]
+pub(crate) struct FilterGuestMetrics {
+    /// `wasm_filter_<filter>_`.
+    prefix: String,
+    inner: Mutex<FilterInner>,
+    dropped: Arc<AtomicU64>,
 }
 
 #[derive(Debug, Default)]
-struct GuestInner {
+struct FilterInner {
+    /// (guest name, sorted labels) -> series.
     series: HashMap<SeriesKey, Arc<Series>>,
-    /// Full metric name -> is a histogram. A name keeps its first kind.
+    /// Guest name -> is a histogram. A name keeps its first kind.
     kinds: HashMap<String, bool>,
 }
 
@@ -184,33 +195,88 @@ fn valid_name(s: &str) -> bool {
         && s.len() <= 128
 }
 
+/// `my-filter` / `shop/my.filter` -> `my_filter` / `shop_my_filter`.
+fn metric_safe(filter: &str) -> String {
+    filter
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 impl GuestMetrics {
+    /// The metrics of filter `name`, shared by all its versions.
+    pub(crate) fn for_filter(&self, name: &str) -> Arc<FilterGuestMetrics> {
+        self.filters
+            .lock()
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                Arc::new(FilterGuestMetrics {
+                    prefix: format!("wasm_filter_{}_", metric_safe(name)),
+                    inner: Mutex::default(),
+                    dropped: self.dropped.clone(),
+                })
+            })
+            .clone()
+    }
+
+    /// Current value of a guest counter, by full name without `_total`
+    /// (tests, CLI).
+    pub fn counter_value(&self, full_name: &str, labels: &[(&str, &str)]) -> Option<u64> {
+        let mut labels: Vec<(String, String)> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        labels.sort();
+        let filters = self.filters.lock();
+        filters.values().find_map(|f| {
+            let name = full_name.strip_prefix(&f.prefix)?;
+            let inner = f.inner.lock();
+            match inner
+                .series
+                .get(&(name.to_string(), labels.clone()))
+                .map(|s| &**s)
+            {
+                Some(Series::Counter(c)) => Some(c.load(Ordering::Relaxed)),
+                _ => None,
+            }
+        })
+    }
+}
+
+impl FilterGuestMetrics {
     fn series(
         &self,
-        filter: &str,
-        name: &str,
+        name: String,
         mut labels: Vec<(String, String)>,
         histogram: bool,
     ) -> Result<Arc<Series>, MetricRejected> {
-        if !valid_name(name) || !labels.iter().all(|(k, _)| valid_name(k)) {
+        if !valid_name(&name) || !labels.iter().all(|(k, _)| valid_name(k)) {
             return Err(MetricRejected::BadName);
         }
         // Counters get `_total` appended by the exposition format.
-        let base = if histogram {
-            name
-        } else {
-            name.strip_suffix("_total").unwrap_or(name)
+        let name = match name.strip_suffix("_total") {
+            Some(base) if !histogram => base.to_string(),
+            _ => name,
         };
-        let full = format!("wasm_filter_{}_{}", filter.replace('-', "_"), base);
-        labels.sort();
-        let mut inner = self.inner.lock();
-        match inner.kinds.get(&full) {
-            Some(&h) if h != histogram => return Err(MetricRejected::KindMismatch),
-            _ => {}
+        if !labels.is_sorted() {
+            labels.sort();
         }
-        let key = (full, labels);
+        let mut inner = self.inner.lock();
+        let key = (name, labels);
         if let Some(s) = inner.series.get(&key) {
-            return Ok(s.clone());
+            return match (&**s, histogram) {
+                (Series::Counter(_), false) | (Series::Histogram(_), true) => Ok(s.clone()),
+                _ => Err(MetricRejected::KindMismatch),
+            };
+        }
+        if inner.kinds.get(&key.0).is_some_and(|&h| h != histogram) {
+            return Err(MetricRejected::KindMismatch);
         }
         if inner.series.len() >= MAX_METRIC_SERIES {
             return Err(MetricRejected::TooManySeries);
@@ -236,12 +302,11 @@ impl GuestMetrics {
 
     pub(crate) fn counter_add(
         &self,
-        filter: &str,
-        name: &str,
+        name: String,
         labels: Vec<(String, String)>,
         value: u64,
     ) -> Result<(), MetricRejected> {
-        match self.series(filter, name, labels, false).as_deref() {
+        match self.series(name, labels, false).as_deref() {
             Ok(Series::Counter(c)) => {
                 c.fetch_add(value, Ordering::Relaxed);
                 Ok(())
@@ -253,12 +318,11 @@ impl GuestMetrics {
 
     pub(crate) fn histogram_record(
         &self,
-        filter: &str,
-        name: &str,
+        name: String,
         labels: Vec<(String, String)>,
         value: f64,
     ) -> Result<(), MetricRejected> {
-        let s = match self.series(filter, name, labels, true) {
+        let s = match self.series(name, labels, true) {
             Ok(s) => s,
             Err(e) => return self.rejected(e),
         };
@@ -275,55 +339,52 @@ impl GuestMetrics {
         }
         Ok(())
     }
-
-    /// Current value of a guest counter, by full name without `_total`
-    /// (tests, CLI).
-    pub fn counter_value(&self, full_name: &str, labels: &[(&str, &str)]) -> Option<u64> {
-        let mut labels: Vec<(String, String)> = labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        labels.sort();
-        let inner = self.inner.lock();
-        match inner
-            .series
-            .get(&(full_name.to_string(), labels))
-            .map(|s| &**s)
-        {
-            Some(Series::Counter(c)) => Some(c.load(Ordering::Relaxed)),
-            _ => None,
-        }
-    }
 }
 
 impl Collector for GuestMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let inner = self.inner.lock();
-        let map = &inner.series;
-        let mut names: Vec<&String> = map.keys().map(|(n, _)| n).collect();
-        names.sort();
-        names.dedup();
-        for name in names {
-            let mut series: Vec<_> = map.iter().filter(|((n, _), _)| n == name).collect();
-            series.sort_by(|a, b| a.0.1.cmp(&b.0.1));
-            let is_hist = matches!(&**series[0].1, Series::Histogram(_));
-            let kind = if is_hist {
-                MetricType::Histogram
-            } else {
-                MetricType::Counter
-            };
-            let mut metric =
-                encoder.encode_descriptor(name, "Recorded by a WebAssembly filter", None, kind)?;
-            for ((_, labels), s) in series {
-                let mut fam = metric.encode_family(labels)?;
-                match &**s {
-                    Series::Counter(c) => fam.encode_counter::<NoLabelSet, _, f64>(
-                        &c.load(Ordering::Relaxed),
-                        None,
-                    )?,
-                    Series::Histogram(h) => {
-                        let h = h.lock();
-                        fam.encode_histogram::<NoLabelSet>(h.sum, h.count, &h.buckets, None)?
+        let filters: Vec<Arc<FilterGuestMetrics>> = {
+            let mut v: Vec<_> = self.filters.lock().values().cloned().collect();
+            v.sort_by(|a, b| a.prefix.cmp(&b.prefix));
+            v
+        };
+        for f in filters {
+            let inner = f.inner.lock();
+            let mut names: Vec<&String> = inner.kinds.keys().collect();
+            names.sort();
+            for name in names {
+                let mut series: Vec<_> = inner
+                    .series
+                    .iter()
+                    .filter(|((n, _), _)| n == name)
+                    .collect();
+                if series.is_empty() {
+                    continue;
+                }
+                series.sort_by(|a, b| a.0.1.cmp(&b.0.1));
+                let kind = if inner.kinds[name] {
+                    MetricType::Histogram
+                } else {
+                    MetricType::Counter
+                };
+                let full = format!("{}{}", f.prefix, name);
+                let mut metric = encoder.encode_descriptor(
+                    &full,
+                    "Recorded by a WebAssembly filter",
+                    None,
+                    kind,
+                )?;
+                for ((_, labels), s) in series {
+                    let mut fam = metric.encode_family(labels)?;
+                    match &**s {
+                        Series::Counter(c) => fam.encode_counter::<NoLabelSet, _, f64>(
+                            &c.load(Ordering::Relaxed),
+                            None,
+                        )?,
+                        Series::Histogram(h) => {
+                            let h = h.lock();
+                            fam.encode_histogram::<NoLabelSet>(h.sum, h.count, &h.buckets, None)?
+                        }
                     }
                 }
             }

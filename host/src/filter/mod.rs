@@ -27,6 +27,7 @@ mod chain;
 mod config;
 mod drive;
 mod error;
+pub mod jose;
 pub mod limits;
 mod loaded;
 mod metrics;
@@ -35,8 +36,9 @@ pub mod request;
 mod runtime;
 mod state;
 
-pub use capabilities::{decoding_key, verify_signature};
-pub use chain::{ApplyReport, Canary, Chain, ChainEntry, DesiredCanary, DesiredFilter, FilterManager};
+pub use chain::{
+    ApplyReport, Canary, Chain, ChainEntry, DesiredCanary, DesiredFilter, FilterManager,
+};
 pub use config::{Capability, FailPolicy, FilterSpec, Isolation, Limits};
 pub use error::{FailureKind, FilterFailure, LoadError};
 pub use loaded::LoadedFilter;

@@ -142,7 +142,9 @@ pub(super) fn invalid(filter: &LoadedFilter, hook: &'static str, detail: String)
 
 pub(super) fn header_name(s: &str) -> Result<HeaderName, String> {
     if s.starts_with(':') {
-        return Err(format!("pseudo-header `{s}` cannot be set; use rewrite-path/rewrite-authority"));
+        return Err(format!(
+            "pseudo-header `{s}` cannot be set; use rewrite-path/rewrite-authority"
+        ));
     }
     HeaderName::from_bytes(s.as_bytes()).map_err(|_| format!("invalid header name `{s}`"))
 }
@@ -151,15 +153,24 @@ pub(super) fn header_value(s: &str) -> Result<HeaderValue, String> {
     HeaderValue::from_str(s).map_err(|_| format!("invalid header value {s:?}"))
 }
 
-pub(super) fn headers_view(h: &http::HeaderMap) -> Vec<(String, String)> {
-    h.iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect()
+/// The guest's view of `h`: every header, or only the selected names.
+pub(super) fn headers_view(
+    h: &http::HeaderMap,
+    only: Option<&[HeaderName]>,
+) -> Vec<(String, String)> {
+    let pair = |(k, v): (&HeaderName, &HeaderValue)| {
+        (
+            k.as_str().to_string(),
+            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+        )
+    };
+    match only {
+        None => h.iter().map(pair).collect(),
+        Some(names) => names
+            .iter()
+            .flat_map(|n| h.get_all(n).iter().map(move |v| pair((n, v))))
+            .collect(),
+    }
 }
 
 pub(super) fn local_response(lr: types::LocalResponse) -> Result<http::Response<Bytes>, String> {
@@ -175,7 +186,8 @@ pub(super) fn local_response(lr: types::LocalResponse) -> Result<http::Response<
     let mut resp = http::Response::new(Bytes::from(lr.body));
     *resp.status_mut() = status;
     for (k, v) in lr.headers {
-        resp.headers_mut().append(header_name(&k)?, header_value(&v)?);
+        resp.headers_mut()
+            .append(header_name(&k)?, header_value(&v)?);
     }
     Ok(resp)
 }
@@ -224,7 +236,10 @@ impl RequestFilters {
 
     /// The versions this request runs, as `(name, version)`.
     pub fn versions(&self) -> Vec<(&str, &str)> {
-        self.filters.iter().map(|f| (f.name(), f.version())).collect()
+        self.filters
+            .iter()
+            .map(|f| (f.name(), f.version()))
+            .collect()
     }
 
     pub fn plan(&self) -> &RequestPlan {
@@ -268,7 +283,10 @@ impl RequestFilters {
 
     /// Largest request body any filter wants to see, if any does.
     pub fn request_body_limit(&self) -> Option<usize> {
-        self.filters.iter().filter_map(|f| f.request_body_limit()).max()
+        self.filters
+            .iter()
+            .filter_map(|f| f.request_body_limit())
+            .max()
     }
 
     /// Largest response body any filter wants to see, if any does.

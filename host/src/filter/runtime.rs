@@ -32,7 +32,9 @@ pub struct RuntimeConfig {
 impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
-            pooling: true,
+            // MESH_WASM_POOLING=0 for environments that cap address space
+            // (valgrind, strict `ulimit -v`).
+            pooling: std::env::var("MESH_WASM_POOLING").map_or(true, |v| v != "0"),
             cache_dir: std::env::var_os("MESH_WASM_CACHE").map(PathBuf::from),
         }
     }
@@ -135,11 +137,10 @@ impl FilterRuntime {
         expected_sha256: Option<&str>,
     ) -> Result<Arc<LoadedFilter>, LoadError> {
         let name = spec.name.clone();
-        spec.validate()
-            .map_err(|reason| LoadError::InvalidSpec {
-                name: name.clone(),
-                reason,
-            })?;
+        spec.validate().map_err(|reason| LoadError::InvalidSpec {
+            name: name.clone(),
+            reason,
+        })?;
         let digest = hex::encode(Sha256::digest(&bytes));
         if let Some(expected) = expected_sha256 {
             let expected = expected.trim_start_matches("sha256:").to_ascii_lowercase();

@@ -25,20 +25,26 @@ pub(crate) struct FilterShared {
     /// Module digest prefix used as the `version` label.
     pub version: String,
     pub metrics: RuntimeMetrics,
+    /// This filter's guest metrics (shared by its versions).
+    pub guest_metrics: Arc<super::metrics::FilterGuestMetrics>,
     /// The seeded generator when `random_seed` is set: one sequence for the
     /// whole filter version, so a test sees the same draws whatever instance
     /// serves a request.
     pub seeded_rng: Option<Mutex<ChaCha8Rng>>,
     /// Parsed JWKs, by the exact JSON text the guest passed.
-    pub key_cache: Mutex<HashMap<String, Arc<jsonwebtoken::DecodingKey>>>,
+    pub key_cache: Mutex<HashMap<String, Arc<super::jose::VerifyKey>>>,
     pub outbound: Option<OutboundClient>,
 }
 
 impl FilterShared {
     pub fn new(spec: FilterSpec, version: String, metrics: RuntimeMetrics) -> Self {
         let outbound = (!spec.upstreams.is_empty()).then(|| OutboundClient::new(&spec.upstreams));
+        let guest_metrics = metrics.guest.for_filter(&spec.name);
         FilterShared {
-            seeded_rng: spec.random_seed.map(|s| Mutex::new(ChaCha8Rng::seed_from_u64(s))),
+            guest_metrics,
+            seeded_rng: spec
+                .random_seed
+                .map(|s| Mutex::new(ChaCha8Rng::seed_from_u64(s))),
             spec,
             version,
             metrics,
@@ -109,7 +115,9 @@ pub(crate) struct WasiState {
 impl WasiState {
     pub fn new(seed: Option<u64>) -> Self {
         let mut b = WasiCtxBuilder::new();
-        b.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+        b.allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
         if let Some(seed) = seed {
             use rand010::SeedableRng as _;
             b.secure_random(rand010::rngs::ChaCha8Rng::seed_from_u64(seed))

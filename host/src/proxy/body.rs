@@ -72,7 +72,12 @@ impl ResponseBody {
 
     /// Reports `rec` to `telemetry` when the body ends; `guards` are
     /// released then.
-    pub fn on_finish(mut self, telemetry: Arc<Telemetry>, rec: RequestRecord, guards: Guards) -> Self {
+    pub fn on_finish(
+        mut self,
+        telemetry: Arc<Telemetry>,
+        rec: RequestRecord,
+        guards: Guards,
+    ) -> Self {
         self.finish = Some(Box::new(Finish {
             telemetry,
             rec,
@@ -93,7 +98,11 @@ impl ResponseBody {
 
     fn complete(&mut self, flag: Option<&'static str>) {
         if let Some(f) = self.finish.take() {
-            let Finish { telemetry, mut rec, _guards } = *f;
+            let Finish {
+                telemetry,
+                mut rec,
+                _guards,
+            } = *f;
             if let Some(fl) = flag {
                 rec.flags.push(fl.to_string());
             }
@@ -129,7 +138,10 @@ impl Body for ResponseBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         if let Some(d) = this.deadline.as_mut()
             && d.as_mut().poll(cx).is_ready()
@@ -143,7 +155,9 @@ impl Body for ResponseBody {
         }
         let polled = match &mut this.inner {
             Inner::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Inner::Stream(s) => Pin::new(s).poll_frame(cx).map_err(|e| -> BoxError { Box::new(e) }),
+            Inner::Stream(s) => Pin::new(s)
+                .poll_frame(cx)
+                .map_err(|e| -> BoxError { Box::new(e) }),
         };
         match polled {
             Poll::Pending => Poll::Pending,

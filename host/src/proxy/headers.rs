@@ -8,7 +8,7 @@ use http::header::{CONNECTION, HOST, HeaderName, HeaderValue, TE, TRANSFER_ENCOD
 use http::{HeaderMap, Request, Uri, Version};
 use rand::Rng;
 
-use crate::upstream::{ProxyBody, Protocol};
+use crate::upstream::{Protocol, ProxyBody};
 
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -33,13 +33,22 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
             h.remove(n);
         }
     }
-    for n in [CONNECTION, KEEP_ALIVE, PROXY_CONNECTION, TRANSFER_ENCODING, UPGRADE, HTTP2_SETTINGS] {
+    for n in [
+        CONNECTION,
+        KEEP_ALIVE,
+        PROXY_CONNECTION,
+        TRANSFER_ENCODING,
+        UPGRADE,
+        HTTP2_SETTINGS,
+    ] {
         h.remove(n);
     }
-    let te_trailers = h
-        .get_all(TE)
-        .iter()
-        .any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers"))));
+    let te_trailers = h.get_all(TE).iter().any(|v| {
+        v.to_str().is_ok_and(|s| {
+            s.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        })
+    });
     h.remove(TE);
     if te_trailers {
         h.insert(TE, HeaderValue::from_static("trailers"));
@@ -52,7 +61,13 @@ pub fn authority(parts: &http::request::Parts) -> String {
         .uri
         .authority()
         .map(|a| a.as_str().to_string())
-        .or_else(|| parts.headers.get(HOST).and_then(|h| h.to_str().ok()).map(str::to_string))
+        .or_else(|| {
+            parts
+                .headers
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        })
         .unwrap_or_default()
 }
 
@@ -91,7 +106,14 @@ pub fn ensure_request_id(h: &mut HeaderMap) {
     let x = u128::from_be_bytes(b);
     let x = (x & !(0xf000 << 64) & !(0xc000 << 48)) | (0x4000 << 64) | (0x8000 << 48);
     let s = format!("{:032x}", x);
-    let id = format!("{}-{}-{}-{}-{}", &s[..8], &s[8..12], &s[12..16], &s[16..20], &s[20..]);
+    let id = format!(
+        "{}-{}-{}-{}-{}",
+        &s[..8],
+        &s[8..12],
+        &s[12..16],
+        &s[16..20],
+        &s[20..]
+    );
     if let Ok(v) = HeaderValue::from_str(&id) {
         h.insert(X_REQUEST_ID, v);
     }
@@ -106,12 +128,12 @@ pub fn upstream_request(
     body: ProxyBody,
     traceparent: Option<&str>,
 ) -> Result<Request<ProxyBody>, String> {
-    let pq = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str());
+    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut headers = parts.headers.clone();
     strip_hop_by_hop(&mut headers);
+    // `Expect: 100-continue` was answered downstream (hyper sends the 100
+    // when the body is read), as Envoy does by default.
+    headers.remove(http::header::EXPECT);
     if let Some(tp) = traceparent
         && let Ok(v) = HeaderValue::from_str(tp)
     {
@@ -120,17 +142,27 @@ pub fn upstream_request(
     let (uri, version) = match proto {
         Protocol::Http1 => {
             if !authority.is_empty() {
-                let v = HeaderValue::from_str(authority).map_err(|_| format!("invalid authority {authority:?}"))?;
+                let v = HeaderValue::from_str(authority)
+                    .map_err(|_| format!("invalid authority {authority:?}"))?;
                 headers.insert(HOST, v);
             }
-            (pq.parse::<Uri>().map_err(|e| e.to_string())?, Version::HTTP_11)
+            (
+                pq.parse::<Uri>().map_err(|e| e.to_string())?,
+                Version::HTTP_11,
+            )
         }
         Protocol::Http2 => {
             headers.remove(HOST);
             let scheme = parts.uri.scheme_str().unwrap_or("http");
-            let a = if authority.is_empty() { "localhost" } else { authority };
+            let a = if authority.is_empty() {
+                "localhost"
+            } else {
+                authority
+            };
             (
-                format!("{scheme}://{a}{pq}").parse::<Uri>().map_err(|e| e.to_string())?,
+                format!("{scheme}://{a}{pq}")
+                    .parse::<Uri>()
+                    .map_err(|e| e.to_string())?,
                 Version::HTTP_2,
             )
         }
@@ -189,11 +221,23 @@ mod tests {
 
     #[test]
     fn upstream_request_line_per_protocol() {
-        let (parts, ()) = Request::get("/a?b=1").header(HOST, "svc:80").body(()).unwrap().into_parts();
-        let r1 = upstream_request(&parts, "svc:80", Protocol::Http1, ProxyBody::Empty, None).unwrap();
+        let (parts, ()) = Request::get("/a?b=1")
+            .header(HOST, "svc:80")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let r1 =
+            upstream_request(&parts, "svc:80", Protocol::Http1, ProxyBody::Empty, None).unwrap();
         assert_eq!(r1.uri().to_string(), "/a?b=1");
         assert_eq!(r1.headers().get(HOST).unwrap(), "svc:80");
-        let r2 = upstream_request(&parts, "svc:80", Protocol::Http2, ProxyBody::Empty, Some("00-aa-bb-01")).unwrap();
+        let r2 = upstream_request(
+            &parts,
+            "svc:80",
+            Protocol::Http2,
+            ProxyBody::Empty,
+            Some("00-aa-bb-01"),
+        )
+        .unwrap();
         assert_eq!(r2.uri().to_string(), "http://svc:80/a?b=1");
         assert!(r2.headers().get(HOST).is_none());
         assert_eq!(r2.version(), Version::HTTP_2);

@@ -23,7 +23,7 @@ use crate::filter::{AttemptInfo, AttemptOutcome, RequestFilters, RetryDecision, 
 use crate::respond::{ProxyError, flags};
 use crate::telemetry::record::header_bytes;
 use crate::telemetry::{BodyBytes, RequestRecord};
-use crate::upstream::{self, ProxyBody, Protocol, Replay};
+use crate::upstream::{self, Protocol, ProxyBody, Replay};
 
 /// The request body as kept for attempts.
 enum ReqBody {
@@ -99,8 +99,51 @@ struct Exchange {
     snap: Arc<Snapshot>,
     down: Arc<Downstream>,
     rf: RequestFilters,
-    rec: RequestRecord,
+    rec: Recorder,
     guards: Guards,
+}
+
+/// Holds the record until the response is built; when the downstream goes
+/// away before that (hyper drops the request future), the request is still
+/// reported, with status 0 and flag `DC`, as Envoy does.
+struct Recorder {
+    telemetry: Arc<crate::telemetry::Telemetry>,
+    rec: Option<RequestRecord>,
+}
+
+impl Recorder {
+    fn take(&mut self) -> RequestRecord {
+        self.rec
+            .take()
+            .expect("the record is taken once, by finalize")
+    }
+}
+
+impl std::ops::Deref for Recorder {
+    type Target = RequestRecord;
+    fn deref(&self) -> &RequestRecord {
+        self.rec
+            .as_ref()
+            .expect("the record is taken once, by finalize")
+    }
+}
+
+impl std::ops::DerefMut for Recorder {
+    fn deref_mut(&mut self) -> &mut RequestRecord {
+        self.rec
+            .as_mut()
+            .expect("the record is taken once, by finalize")
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if let Some(mut r) = self.rec.take() {
+            r.flags.push(flags::DOWNSTREAM_DISCONNECT.into());
+            r.details = Some("downstream_remote_disconnect".into());
+            self.telemetry.finish(&r);
+        }
+    }
 }
 
 fn non_zero(d: Option<Duration>) -> Option<Duration> {
@@ -108,7 +151,11 @@ fn non_zero(d: Option<Duration>) -> Option<Duration> {
 }
 
 /// Handles one request.
-pub(crate) async fn handle(proxy: Arc<Proxy>, down: Arc<Downstream>, req: Request<Incoming>) -> Response<ResponseBody> {
+pub(crate) async fn handle(
+    proxy: Arc<Proxy>,
+    down: Arc<Downstream>,
+    req: Request<Incoming>,
+) -> Response<ResponseBody> {
     let inflight = proxy.start_request();
     let snap = proxy.snapshot();
     let (mut parts, body) = req.into_parts();
@@ -120,7 +167,11 @@ pub(crate) async fn handle(proxy: Arc<Proxy>, down: Arc<Downstream>, req: Reques
         start: Instant::now(),
         start_time: SystemTime::now(),
         method: parts.method.to_string(),
-        path: parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string(),
+        path: parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string(),
         authority,
         protocol: match parts.version {
             http::Version::HTTP_2 => "HTTP/2",
@@ -131,7 +182,7 @@ pub(crate) async fn handle(proxy: Arc<Proxy>, down: Arc<Downstream>, req: Reques
         headers: parts.headers.clone(),
         source: down.source.clone(),
         source_address: down.remote,
-        local_address: down.local,
+        local_address: down.target.unwrap_or(down.local),
         mtls: down.mtls,
         service: dest.service.clone(),
         service_port: dest.port,
@@ -145,7 +196,9 @@ pub(crate) async fn handle(proxy: Arc<Proxy>, down: Arc<Downstream>, req: Reques
         grpc_status: None,
         flags: Vec::new(),
         details: None,
-        request_header_bytes: header_bytes(&parts.headers) + parts.uri.to_string().len() as u64 + 16,
+        request_header_bytes: header_bytes(&parts.headers)
+            + parts.uri.to_string().len() as u64
+            + 16,
         request_body: BodyBytes::None,
         response_header_bytes: 0,
         response_body_bytes: 0,
@@ -159,18 +212,31 @@ pub(crate) async fn handle(proxy: Arc<Proxy>, down: Arc<Downstream>, req: Reques
         .current();
     let rf = RequestFilters::new(&chain, down.connection_info(&dest));
     let ex = Exchange {
+        rec: Recorder {
+            telemetry: proxy.telemetry.clone(),
+            rec: Some(rec),
+        },
         proxy,
         snap,
         down,
         rf,
-        rec,
         guards: vec![Box::new(inflight)],
     };
     ex.run(parts, body, dest).await
 }
 
 impl Exchange {
-    async fn run(mut self, mut parts: http::request::Parts, body: Incoming, dest: Destination) -> Response<ResponseBody> {
+    async fn run(
+        mut self,
+        mut parts: http::request::Parts,
+        body: Incoming,
+        dest: Destination,
+    ) -> Response<ResponseBody> {
+        if parts.headers.get_all(http::header::HOST).iter().count() > 1 {
+            return self
+                .error(ProxyError::BadRequest("more than one Host header".into()))
+                .await;
+        }
         if let Verdict::Respond(r) = self.rf.on_request_headers(&mut parts).await {
             self.rec.details = Some("filter_local_reply".into());
             return self.finalize_local(r);
@@ -183,7 +249,10 @@ impl Exchange {
             Ok(t) => t,
             Err(e) => return this.error(e).await,
         };
-        let proto = target.cluster.protocol.unwrap_or(Protocol::of(parts.version));
+        let proto = target
+            .cluster
+            .protocol
+            .unwrap_or(Protocol::of(parts.version));
         let plan = this.rf.plan().clone();
         let mut timeout = non_zero(plan.timeout);
         if this.rec.grpc
@@ -202,7 +271,16 @@ impl Exchange {
         let authority = headers::authority(&parts);
         let hash = this.hash_key(&target.cluster, &parts);
         match this
-            .forward(&parts, &authority, &body, &target, proto, non_zero(plan.per_try_timeout), &timer, hash)
+            .forward(
+                &parts,
+                &authority,
+                &body,
+                &target,
+                proto,
+                non_zero(plan.per_try_timeout),
+                &timer,
+                hash,
+            )
             .await
         {
             Forwarded::Response(r) => this.respond(r, timer.deadline()).await,
@@ -258,14 +336,21 @@ impl Exchange {
         self.rec.route = self.rf.metadata(keys::ROUTE).map(str::to_string);
         let (cluster, pinned, svc) = match (route, &dest.service, dest.direct) {
             (Some(r), _, _) => {
-                let svc = snap.service(&r.service).cloned().ok_or_else(|| ProxyError::NoCluster {
-                    service: r.service.clone(),
-                    port: r.port.unwrap_or(dest.port),
-                    subset: r.subset.clone(),
-                })?;
+                let svc =
+                    snap.service(&r.service)
+                        .cloned()
+                        .ok_or_else(|| ProxyError::NoCluster {
+                            service: r.service.clone(),
+                            port: r.port.unwrap_or(dest.port),
+                            subset: r.subset.clone(),
+                        })?;
                 let port = match r.port {
                     Some(p) => p,
-                    None if svc.ports.len() == 1 && !svc.ports.iter().any(|p| p.port == dest.port) => svc.ports[0].port,
+                    None if svc.ports.len() == 1
+                        && !svc.ports.iter().any(|p| p.port == dest.port) =>
+                    {
+                        svc.ports[0].port
+                    }
                     None => dest.port,
                 };
                 let cluster = snap
@@ -278,11 +363,13 @@ impl Exchange {
                         subset: r.subset.clone(),
                     })?;
                 let pinned = match r.endpoint.as_deref() {
-                    Some(e) => Some(e.parse::<SocketAddr>().map_err(|_| ProxyError::NoCluster {
-                        service: format!("endpoint {e:?} (not ip:port)"),
-                        port,
-                        subset: None,
-                    })?),
+                    Some(e) => {
+                        Some(e.parse::<SocketAddr>().map_err(|_| ProxyError::NoCluster {
+                            service: format!("endpoint {e:?} (not ip:port)"),
+                            port,
+                            subset: None,
+                        })?)
+                    }
                     None => None,
                 };
                 self.rec.service_port = port;
@@ -294,16 +381,22 @@ impl Exchange {
                     .as_ref()
                     .and_then(|s| snap.clusters.get(&s.hostname, dest.port, None))
                     .map(|c| c.as_ref());
-                (snap.clusters.direct(direct, template), None, dest.service.clone())
+                (
+                    snap.clusters.direct(direct, template),
+                    None,
+                    dest.service.clone(),
+                )
             }
             (None, Some(svc), None) => {
-                let c = snap.clusters.get(&svc.hostname, dest.port, None).cloned().ok_or_else(|| {
-                    ProxyError::NoCluster {
+                let c = snap
+                    .clusters
+                    .get(&svc.hostname, dest.port, None)
+                    .cloned()
+                    .ok_or_else(|| ProxyError::NoCluster {
                         service: svc.hostname.clone(),
                         port: dest.port,
                         subset: None,
-                    }
-                })?;
+                    })?;
                 (c, None, Some(svc.clone()))
             }
             (None, None, None) => {
@@ -327,7 +420,9 @@ impl Exchange {
             return None;
         };
         match &ch.key {
-            HashKey::HttpHeaderName(h) => parts.headers.get(h.as_str()).map(|v| hash64(v.as_bytes())),
+            HashKey::HttpHeaderName(h) => {
+                parts.headers.get(h.as_str()).map(|v| hash64(v.as_bytes()))
+            }
             HashKey::UseSourceIp => Some(hash64(self.down.remote.ip())),
             HashKey::HttpQueryParameterName(q) => parts.uri.query().and_then(|qs| {
                 qs.split('&')
@@ -347,7 +442,12 @@ impl Exchange {
         }
     }
 
-    fn pick(&self, target: &Target, hash: Option<u64>, tried: &[SocketAddr]) -> Result<Arc<Host>, ProxyError> {
+    fn pick(
+        &self,
+        target: &Target,
+        hash: Option<u64>,
+        tried: &[SocketAddr],
+    ) -> Result<Arc<Host>, ProxyError> {
         match target.pinned {
             Some(addr) => match target.cluster.host(addr) {
                 Some(h) if h.is_ready() => Ok(h),
@@ -394,7 +494,13 @@ impl Exchange {
                     refused: false,
                 });
             };
-            let req = match headers::upstream_request(parts, authority, proto, attempt_body, traceparent.as_deref()) {
+            let req = match headers::upstream_request(
+                parts,
+                authority,
+                proto,
+                attempt_body,
+                traceparent.as_deref(),
+            ) {
                 Ok(r) => r,
                 Err(e) => return Forwarded::Error(ProxyError::BadRequest(e)),
             };
@@ -403,7 +509,6 @@ impl Exchange {
                 Err(e) => return Forwarded::Error(e),
             };
             let active = host.start_request();
-            let t0 = Instant::now();
             let send = upstream::send(&host, cluster, &self.proxy.connector, proto, req);
             let send = async {
                 match per_try {
@@ -428,21 +533,37 @@ impl Exchange {
                         .get("grpc-status")
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.parse().ok());
-                    (Some(AttemptResult::Http(r.status().as_u16())), AttemptOutcome::Response(r.status()), grpc)
+                    (
+                        Some(AttemptResult::Http(r.status().as_u16())),
+                        AttemptOutcome::Response(r.status()),
+                        grpc,
+                    )
                 }
-                Err(ProxyError::ConnectFailure { .. }) => {
-                    (Some(AttemptResult::ConnectFailed), AttemptOutcome::ConnectFailure, None)
+                Err(ProxyError::ConnectFailure { .. }) => (
+                    Some(AttemptResult::ConnectFailed),
+                    AttemptOutcome::ConnectFailure,
+                    None,
+                ),
+                Err(ProxyError::Reset { refused: true, .. }) => (
+                    Some(AttemptResult::Reset),
+                    AttemptOutcome::RefusedStream,
+                    None,
+                ),
+                Err(ProxyError::Reset { .. }) => {
+                    (Some(AttemptResult::Reset), AttemptOutcome::Reset, None)
                 }
-                Err(ProxyError::Reset { refused: true, .. }) => {
-                    (Some(AttemptResult::Reset), AttemptOutcome::RefusedStream, None)
+                Err(ProxyError::Timeout { .. }) => {
+                    (Some(AttemptResult::Timeout), AttemptOutcome::Timeout, None)
                 }
-                Err(ProxyError::Reset { .. }) => (Some(AttemptResult::Reset), AttemptOutcome::Reset, None),
-                Err(ProxyError::Timeout { .. }) => (Some(AttemptResult::Timeout), AttemptOutcome::Timeout, None),
                 // Overflow and the like: never retried, not an outlier signal.
                 Err(_) => (None, AttemptOutcome::Reset, None),
             };
             let Some(result) = result else {
-                return Forwarded::Error(outcome.err().unwrap_or(ProxyError::Timeout { which: "route" }));
+                return Forwarded::Error(
+                    outcome
+                        .err()
+                        .unwrap_or(ProxyError::Timeout { which: "route" }),
+                );
             };
             cluster.report(&host, result);
             let outcome = match outcome {
@@ -455,7 +576,7 @@ impl Exchange {
                 number: self.rec.attempts,
                 outcome: attempt_outcome,
                 grpc_status: grpc,
-                elapsed: t0.elapsed(),
+                elapsed: first.elapsed(),
             };
             let decision = tokio::select! {
                 d = self.rf.on_attempt(&info) => d,
@@ -507,10 +628,18 @@ impl Exchange {
     }
 
     /// Streams (or, for body filters, buffers) an upstream response.
-    async fn respond(mut self, resp: Response<Incoming>, deadline: Option<Instant>) -> Response<ResponseBody> {
+    async fn respond(
+        mut self,
+        resp: Response<Incoming>,
+        deadline: Option<Instant>,
+    ) -> Response<ResponseBody> {
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
-        if let Some(g) = parts.headers.get("grpc-status").and_then(|v| v.to_str().ok()) {
+        if let Some(g) = parts
+            .headers
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+        {
             self.rec.grpc_status = Some(g.to_string());
         }
         if let Verdict::Respond(r) = self.rf.on_response_headers(&mut parts).await {
@@ -536,12 +665,18 @@ impl Exchange {
                 Ok(())
             };
             let collected = match sleep {
-                Some(s) => tokio::select! { r = collect => r, () = s => Err("route timeout".into()) },
+                Some(s) => {
+                    tokio::select! { r = collect => r, () = s => Err("route timeout".into()) }
+                }
                 None => collect.await,
             };
             if let Err(reason) = collected {
                 let e = ProxyError::Reset {
-                    endpoint: self.rec.upstream_address.map(|a| a.to_string()).unwrap_or_default(),
+                    endpoint: self
+                        .rec
+                        .upstream_address
+                        .map(|a| a.to_string())
+                        .unwrap_or_default(),
                     reason,
                     refused: false,
                 };
@@ -572,15 +707,26 @@ impl Exchange {
     }
 
     fn finalize_local(self, r: Response<Bytes>) -> Response<ResponseBody> {
-        let r = if self.rec.grpc { crate::respond::to_grpc(r) } else { r };
+        let r = if self.rec.grpc {
+            crate::respond::to_grpc(r)
+        } else {
+            r
+        };
         let (parts, body) = r.into_parts();
         self.finalize(parts, ResponseBody::full(body))
     }
 
-    fn finalize(mut self, parts: http::response::Parts, body: ResponseBody) -> Response<ResponseBody> {
+    fn finalize(
+        mut self,
+        parts: http::response::Parts,
+        body: ResponseBody,
+    ) -> Response<ResponseBody> {
         self.rec.response_code = parts.status.as_u16();
         if self.rec.grpc_status.is_none()
-            && let Some(g) = parts.headers.get("grpc-status").and_then(|v| v.to_str().ok())
+            && let Some(g) = parts
+                .headers
+                .get("grpc-status")
+                .and_then(|v| v.to_str().ok())
         {
             self.rec.grpc_status = Some(g.to_string());
         }
@@ -595,7 +741,8 @@ impl Exchange {
             self.rec.route = self.rf.metadata(keys::ROUTE).map(str::to_string);
         }
         self.rec.request_principal = self.rf.request_principal().map(str::to_string);
-        let body = body.on_finish(self.proxy.telemetry.clone(), self.rec, self.guards);
+        let rec = self.rec.take();
+        let body = body.on_finish(self.proxy.telemetry.clone(), rec, self.guards);
         Response::from_parts(parts, body)
     }
 }

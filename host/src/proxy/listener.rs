@@ -54,8 +54,12 @@ impl Default for Drain {
 }
 
 /// Serves HTTP/1.1 and HTTP/2 on one byte stream until it closes or drain.
-pub async fn serve_connection<IO>(proxy: Arc<Proxy>, down: Arc<Downstream>, io: IO, drain: CancellationToken)
-where
+pub async fn serve_connection<IO>(
+    proxy: Arc<Proxy>,
+    down: Arc<Downstream>,
+    io: IO,
+    drain: CancellationToken,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let svc = service_fn(move |req| {
@@ -128,7 +132,9 @@ pub fn forwarded_for(h: &http::HeaderMap) -> Option<IpAddr> {
         .find(|(k, _)| k.eq_ignore_ascii_case("for"))
         .and_then(|(_, v)| {
             let v = v.trim_matches('"');
-            let v = v.strip_prefix('[').map_or(v, |x| x.split(']').next().unwrap_or(x));
+            let v = v
+                .strip_prefix('[')
+                .map_or(v, |x| x.split(']').next().unwrap_or(x));
             v.parse::<IpAddr>()
                 .ok()
                 .or_else(|| v.parse::<SocketAddr>().ok().map(|s| s.ip()))
@@ -149,7 +155,8 @@ async fn on_connect(proxy: Arc<Proxy>, req: InboundRequest, d: Drain) {
         return;
     }
     let peer = req.peer().cloned();
-    let remote = forwarded_for(req.headers()).map_or(req.remote_addr(), |ip| SocketAddr::new(ip, 0));
+    let remote =
+        forwarded_for(req.headers()).map_or(req.remote_addr(), |ip| SocketAddr::new(ip, 0));
     let local = req.local_addr();
     let baggage = req
         .headers()
@@ -177,7 +184,12 @@ async fn on_connect(proxy: Arc<Proxy>, req: InboundRequest, d: Drain) {
 }
 
 /// Terminates HBONE until `stop_accept`.
-pub async fn serve_hbone(proxy: Arc<Proxy>, listener: TcpListener, tls: Arc<rustls::ServerConfig>, d: Drain) {
+pub async fn serve_hbone(
+    proxy: Arc<Proxy>,
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    d: Drain,
+) {
     let server = HboneServer::new(listener, tls, HboneConfig::default());
     let stop = d.stop_accept.clone();
     let handler = move |req: InboundRequest| on_connect(proxy.clone(), req, d.clone());
@@ -196,7 +208,10 @@ mod tests {
             forwarded_for(&h)
         };
         assert_eq!(f("for=10.0.0.5"), Some("10.0.0.5".parse().unwrap()));
-        assert_eq!(f("proto=http;for=\"[2001:db8::1]:4711\""), Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(
+            f("proto=http;for=\"[2001:db8::1]:4711\""),
+            Some("2001:db8::1".parse().unwrap())
+        );
         assert_eq!(f("for=\"10.1.2.3:555\""), Some("10.1.2.3".parse().unwrap()));
         assert_eq!(f("by=x"), None);
     }

@@ -167,7 +167,12 @@ impl Proxy {
     }
 
     /// Peer information for a new connection.
-    pub fn peer_info(&self, peer: Option<&SpiffeId>, remote: SocketAddr, baggage: Option<&str>) -> Arc<PeerInfo> {
+    pub fn peer_info(
+        &self,
+        peer: Option<&SpiffeId>,
+        remote: SocketAddr,
+        baggage: Option<&str>,
+    ) -> Arc<PeerInfo> {
         let snap = self.snapshot();
         let principal = peer.map(SpiffeId::uri);
         let mut info = match snap.endpoint(remote.ip()) {

@@ -56,7 +56,12 @@ pub fn split_authority(a: &str) -> (&str, Option<u16>) {
 
 impl Snapshot {
     /// Builds the lookup tables around already-built clusters and chains.
-    pub fn new(version: String, config: Arc<WaypointConfig>, clusters: ClusterSet, chains: ChainMap) -> Self {
+    pub fn new(
+        version: String,
+        config: Arc<WaypointConfig>,
+        clusters: ClusterSet,
+        chains: ChainMap,
+    ) -> Self {
         let mut by_vip = HashMap::new();
         let mut by_name = HashMap::new();
         let mut endpoints = HashMap::new();
@@ -84,7 +89,9 @@ impl Snapshot {
             }
         }
         for w in &config.workloads {
-            endpoints.entry(w.address).or_insert_with(|| (Arc::new(w.clone()), None));
+            endpoints
+                .entry(w.address)
+                .or_insert_with(|| (Arc::new(w.clone()), None));
         }
         Snapshot {
             version,
@@ -104,7 +111,10 @@ impl Snapshot {
     }
 
     /// The endpoint (and its service) with this IP.
-    pub fn endpoint(&self, ip: IpAddr) -> Option<&(Arc<WaypointEndpoint>, Option<Arc<WaypointService>>)> {
+    pub fn endpoint(
+        &self,
+        ip: IpAddr,
+    ) -> Option<&(Arc<WaypointEndpoint>, Option<Arc<WaypointService>>)> {
         self.endpoints.get(&ip)
     }
 
@@ -119,14 +129,15 @@ impl Snapshot {
                     direct: None,
                 };
             }
-            if self.config.traffic_type.handles_workload() || self.clusters.workload(t.ip()).is_some() {
-                if let Some((_, svc)) = self.endpoints.get(&t.ip()) {
-                    return Destination {
-                        service: svc.clone(),
-                        port: t.port(),
-                        direct: Some(t),
-                    };
-                }
+            if (self.config.traffic_type.handles_workload()
+                || self.clusters.workload(t.ip()).is_some())
+                && let Some((_, svc)) = self.endpoints.get(&t.ip())
+            {
+                return Destination {
+                    service: svc.clone(),
+                    port: t.port(),
+                    direct: Some(t),
+                };
             }
         }
         let (host, port) = split_authority(authority);

@@ -79,7 +79,12 @@ fn rfc3339_millis(t: std::time::SystemTime) -> String {
 
 /// The JSON entry for a request.
 pub fn entry(rec: &RequestRecord) -> Json {
-    let h = |n: &str| rec.headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let h = |n: &str| {
+        rec.headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
     let mut m = Map::new();
     let mut put = |k: &str, v: Json| {
         m.insert(k.to_string(), v);
@@ -90,29 +95,45 @@ pub fn entry(rec: &RequestRecord) -> Json {
     put("protocol", json!(rec.protocol));
     put("response_code", json!(rec.response_code));
     put("response_flags", json!(rec.flags_label()));
-    put("response_code_details", json!(rec.details.clone().unwrap_or_else(|| "via_upstream".into())));
+    put(
+        "response_code_details",
+        json!(rec.details.clone().unwrap_or_else(|| "via_upstream".into())),
+    );
     put("bytes_received", json!(rec.request_body.get()));
     put("bytes_sent", json!(rec.response_body_bytes));
     put("duration", json!(rec.duration().as_millis() as u64));
     put(
         "upstream_service_time",
-        rec.upstream_service_time.map_or(Json::Null, |d| json!(d.as_millis() as u64)),
+        rec.upstream_service_time
+            .map_or(Json::Null, |d| json!(d.as_millis() as u64)),
     );
     put("x_forwarded_for", json!(h("x-forwarded-for")));
     put("user_agent", json!(h("user-agent")));
     put("request_id", json!(h("x-request-id")));
     put("authority", json!(rec.authority));
-    put("upstream_host", json!(rec.upstream_address.map(|a| a.to_string())));
+    put(
+        "upstream_host",
+        json!(rec.upstream_address.map(|a| a.to_string())),
+    );
     put("upstream_cluster", json!(rec.upstream_cluster));
-    put("downstream_local_address", json!(rec.local_address.to_string()));
-    put("downstream_remote_address", json!(rec.source_address.to_string()));
+    put(
+        "downstream_local_address",
+        json!(rec.local_address.to_string()),
+    );
+    put(
+        "downstream_remote_address",
+        json!(rec.source_address.to_string()),
+    );
     put("route_name", json!(rec.route));
     put("upstream_attempts", json!(rec.attempts));
     put("grpc_status", json!(rec.grpc_status));
     put("source_principal", json!(rec.source.principal));
     put("request_principal", json!(rec.request_principal));
     put("authorization_policy", json!(rec.authz_policy));
-    put("connection_security_policy", json!(if rec.mtls { "mutual_tls" } else { "none" }));
+    put(
+        "connection_security_policy",
+        json!(if rec.mtls { "mutual_tls" } else { "none" }),
+    );
     put("trace_id", json!(rec.span.map(|s| s.trace_id_hex())));
     Json::Object(m)
 }

@@ -11,7 +11,9 @@ use std::fmt;
 
 /// A parse error, pointing at the offending input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid expression {expr:?} at offset {at}: {msg} (supported: literals, attributes like response.code or request.headers['x'], comparisons, && || !, startsWith/endsWith/contains)")]
+#[error(
+    "invalid expression {expr:?} at offset {at}: {msg} (supported: literals, attributes like response.code or request.headers['x'], comparisons, && || !, startsWith/endsWith/contains)"
+)]
 pub struct ExprError {
     expr: String,
     at: usize,
@@ -156,7 +158,8 @@ impl Parser<'_> {
             let save = self.i;
             if self.eat(".") {
                 let name = self.ident();
-                if matches!(name.as_str(), "startsWith" | "endsWith" | "contains") && self.eat("(") {
+                if matches!(name.as_str(), "startsWith" | "endsWith" | "contains") && self.eat("(")
+                {
                     let arg = self.or()?;
                     if !self.eat(")") {
                         return Err(self.err("expected `)`"));
@@ -173,7 +176,9 @@ impl Parser<'_> {
     fn ident(&mut self) -> String {
         self.ws();
         let start = self.i;
-        while self.i < self.s.len() && (self.s[self.i].is_ascii_alphanumeric() || self.s[self.i] == b'_') {
+        while self.i < self.s.len()
+            && (self.s[self.i].is_ascii_alphanumeric() || self.s[self.i] == b'_')
+        {
             self.i += 1;
         }
         String::from_utf8_lossy(&self.s[start..self.i]).into_owned()
@@ -220,7 +225,9 @@ impl Parser<'_> {
                     self.i += 1;
                 }
                 let t = std::str::from_utf8(&self.s[start..self.i]).unwrap_or_default();
-                t.parse().map(|v| Node::Lit(Value::Int(v))).map_err(|_| self.err("bad integer"))
+                t.parse()
+                    .map(|v| Node::Lit(Value::Int(v)))
+                    .map_err(|_| self.err("bad integer"))
             }
             c if c.is_ascii_alphabetic() || c == b'_' => {
                 let mut path = self.ident();
@@ -228,7 +235,9 @@ impl Parser<'_> {
                     let save = self.i;
                     if self.eat(".") {
                         let next = self.ident();
-                        if next.is_empty() || matches!(next.as_str(), "startsWith" | "endsWith" | "contains") {
+                        if next.is_empty()
+                            || matches!(next.as_str(), "startsWith" | "endsWith" | "contains")
+                        {
                             self.i = save;
                             break;
                         }
@@ -305,8 +314,12 @@ fn eval(n: &Node, a: &dyn Attributes) -> Value {
             Value::Bool(b) => Value::Bool(!b),
             _ => Value::Null,
         },
-        Node::And(l, r) => Value::Bool(eval(l, a) == Value::Bool(true) && eval(r, a) == Value::Bool(true)),
-        Node::Or(l, r) => Value::Bool(eval(l, a) == Value::Bool(true) || eval(r, a) == Value::Bool(true)),
+        Node::And(l, r) => {
+            Value::Bool(eval(l, a) == Value::Bool(true) && eval(r, a) == Value::Bool(true))
+        }
+        Node::Or(l, r) => {
+            Value::Bool(eval(l, a) == Value::Bool(true) || eval(r, a) == Value::Bool(true))
+        }
         Node::Cmp(l, op, r) => {
             let (l, r) = (eval(l, a), eval(r, a));
             let ord = match (&l, &r) {
@@ -362,15 +375,26 @@ mod tests {
         assert!(t("response.code >= 400"));
         assert!(!t("response.code < 400"));
         assert!(t("response.code >= 500 && request.method == 'GET'"));
-        assert!(t("response.code == 200 || request.headers['x-user'] == \"alice\""));
+        assert!(t(
+            "response.code == 200 || request.headers['x-user'] == \"alice\""
+        ));
         assert!(t("!(response.code == 200)"));
         assert!(t("request.url_path.startsWith('/api')"));
         assert!(!t("request.url_path.endsWith('/x')"));
         assert!(t("connection.mtls"));
         assert!(!t("request.headers['missing'] == 'x'"));
         assert!(t("request.headers['missing'] != 'x'"));
-        assert_eq!(Expr::parse("'literal'").unwrap().eval(&A), Value::Str("literal".into()));
-        assert_eq!(Expr::parse("request.headers['x-user']").unwrap().eval(&A).to_string(), "alice");
+        assert_eq!(
+            Expr::parse("'literal'").unwrap().eval(&A),
+            Value::Str("literal".into())
+        );
+        assert_eq!(
+            Expr::parse("request.headers['x-user']")
+                .unwrap()
+                .eval(&A)
+                .to_string(),
+            "alice"
+        );
     }
 
     #[test]

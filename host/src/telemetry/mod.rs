@@ -19,6 +19,7 @@ pub mod prom;
 pub mod record;
 pub mod trace;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -81,13 +82,6 @@ pub struct Telemetry {
     sink: AccessLogSink,
     exporter: SpanExporter,
     cluster_id: String,
-}
-
-fn or_unknown(v: Option<&str>) -> String {
-    match v {
-        Some(s) if !s.is_empty() => s.to_string(),
-        _ => "unknown".to_string(),
-    }
 }
 
 impl Telemetry {
@@ -161,52 +155,112 @@ impl Telemetry {
         SpanContext::start(headers.get("traceparent"), self.settings.load().sampling)
     }
 
-    /// Istio's label set for a finished request.
-    pub fn labels(&self, r: &RequestRecord) -> Vec<(&'static str, String)> {
-        let src = &r.source;
+    /// Istio's label set for a finished request (values borrowed from the
+    /// record where possible: this runs for every request).
+    pub fn labels<'a>(&'a self, r: &'a RequestRecord) -> Vec<(&'static str, Cow<'a, str>)> {
+        fn val<'a>(v: Option<&'a str>, default: &'a str) -> Cow<'a, str> {
+            match v {
+                Some(s) if !s.is_empty() => Cow::Borrowed(s),
+                _ => Cow::Borrowed(default),
+            }
+        }
+        let ne = |s: &'a str| (!s.is_empty()).then_some(s);
+        let src = &*r.source;
         let dst = r.upstream.as_deref();
         let svc = r.service.as_deref();
         let dl = |k: &str| dst.and_then(|d| d.labels.get(k)).map(String::as_str);
-        let ne = |s: &str| -> Option<String> { (!s.is_empty()).then(|| s.to_string()) };
-        let dst_canonical = dst.and_then(|d| ne(&d.canonical_name)).or_else(|| dl("app").map(str::to_string));
-        let dst_revision = dst.and_then(|d| ne(&d.canonical_revision)).or_else(|| dl("version").map(str::to_string));
-        let grpc = if r.grpc { r.grpc_status.clone().unwrap_or_default() } else { String::new() };
+        let dst_canonical = dst
+            .and_then(|d| ne(&d.canonical_name))
+            .or_else(|| dl("app"));
+        let dst_revision = dst
+            .and_then(|d| ne(&d.canonical_revision))
+            .or_else(|| dl("version"));
+        let grpc = if r.grpc {
+            r.grpc_status.as_deref().unwrap_or("")
+        } else {
+            ""
+        };
+        let security = match (r.mtls, src.principal.is_some()) {
+            (true, true) => "mutual_tls",
+            (true, false) => "unknown",
+            (false, _) => "none",
+        };
+        let u = "unknown";
         vec![
-            ("reporter", "waypoint".to_string()),
-            ("source_workload", or_unknown(src.workload.as_deref())),
-            ("source_canonical_service", or_unknown(src.canonical_service.as_deref())),
-            ("source_canonical_revision", src.canonical_revision.clone().unwrap_or_else(|| "latest".into())),
-            ("source_workload_namespace", or_unknown(src.namespace.as_deref())),
-            ("source_principal", or_unknown(src.principal.as_deref())),
-            ("source_app", or_unknown(src.app.as_deref())),
-            ("source_version", or_unknown(src.version.as_deref())),
-            ("source_cluster", src.cluster.clone().unwrap_or_else(|| self.cluster_id.clone())),
+            ("reporter", Cow::Borrowed("waypoint")),
+            ("source_workload", val(src.workload.as_deref(), u)),
+            (
+                "source_canonical_service",
+                val(src.canonical_service.as_deref(), u),
+            ),
+            (
+                "source_canonical_revision",
+                val(src.canonical_revision.as_deref(), "latest"),
+            ),
+            (
+                "source_workload_namespace",
+                val(src.namespace.as_deref(), u),
+            ),
+            ("source_principal", val(src.principal.as_deref(), u)),
+            ("source_app", val(src.app.as_deref(), u)),
+            ("source_version", val(src.version.as_deref(), u)),
+            (
+                "source_cluster",
+                val(src.cluster.as_deref(), &self.cluster_id),
+            ),
             (
                 "destination_workload",
-                or_unknown(dst.and_then(|d| ne(&d.workload_name).or_else(|| ne(&d.name))).as_deref()),
+                val(
+                    dst.and_then(|d| ne(&d.workload_name).or_else(|| ne(&d.name))),
+                    u,
+                ),
             ),
             (
                 "destination_workload_namespace",
-                or_unknown(dst.map(|d| d.namespace.as_str()).or(svc.map(|s| s.namespace.as_str()))),
+                val(
+                    dst.map(|d| d.namespace.as_str())
+                        .or(svc.map(|s| s.namespace.as_str())),
+                    u,
+                ),
             ),
-            ("destination_principal", or_unknown(dst.map(|d| d.identity.as_str()))),
-            ("destination_app", or_unknown(dl("app").or(dst_canonical.as_deref()))),
-            ("destination_version", or_unknown(dl("version").or(dst_revision.as_deref()))),
-            ("destination_service", or_unknown(svc.map(|s| s.hostname.as_str()))),
-            ("destination_service_name", or_unknown(svc.map(|s| s.name.as_str()))),
-            ("destination_service_namespace", or_unknown(svc.map(|s| s.namespace.as_str()))),
-            ("destination_canonical_service", or_unknown(dst_canonical.as_deref())),
-            ("destination_canonical_revision", dst_revision.unwrap_or_else(|| "latest".into())),
-            ("destination_cluster", self.cluster_id.clone()),
-            ("request_protocol", if r.grpc { "grpc" } else { "http" }.to_string()),
-            ("response_code", r.response_code.to_string()),
-            ("grpc_response_status", grpc),
-            ("response_flags", r.flags_label()),
             (
-                "connection_security_policy",
-                if r.mtls && src.principal.is_some() { "mutual_tls" } else if r.mtls { "unknown" } else { "none" }
-                    .to_string(),
+                "destination_principal",
+                val(dst.map(|d| d.identity.as_str()), u),
             ),
+            ("destination_app", val(dl("app").or(dst_canonical), u)),
+            (
+                "destination_version",
+                val(dl("version").or(dst_revision), u),
+            ),
+            (
+                "destination_service",
+                val(svc.map(|s| s.hostname.as_str()), u),
+            ),
+            (
+                "destination_service_name",
+                val(svc.map(|s| s.name.as_str()), u),
+            ),
+            (
+                "destination_service_namespace",
+                val(svc.map(|s| s.namespace.as_str()), u),
+            ),
+            ("destination_canonical_service", val(dst_canonical, u)),
+            (
+                "destination_canonical_revision",
+                val(dst_revision, "latest"),
+            ),
+            (
+                "destination_cluster",
+                Cow::Borrowed(self.cluster_id.as_str()),
+            ),
+            (
+                "request_protocol",
+                Cow::Borrowed(if r.grpc { "grpc" } else { "http" }),
+            ),
+            ("response_code", Cow::Owned(r.response_code.to_string())),
+            ("grpc_response_status", Cow::Borrowed(grpc)),
+            ("response_flags", Cow::Owned(r.flags_label())),
+            ("connection_security_policy", Cow::Borrowed(security)),
         ]
     }
 
@@ -231,25 +285,44 @@ impl Telemetry {
             Some(svc) => format!("{}:{}/*", svc.hostname, r.service_port),
             None => format!("{}/*", r.authority),
         };
-        let h = |n: &str| r.headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
+        let h = |n: &str| {
+            r.headers
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_string()
+        };
         let mut attributes = vec![
             ("component".to_string(), "proxy".to_string()),
             ("node_id".to_string(), s.waypoint.clone()),
             ("http.method".to_string(), r.method.clone()),
-            ("http.url".to_string(), format!("http://{}{}", r.authority, r.path)),
+            (
+                "http.url".to_string(),
+                format!("http://{}{}", r.authority, r.path),
+            ),
             ("http.protocol".to_string(), r.protocol.to_string()),
             ("http.status_code".to_string(), r.response_code.to_string()),
             ("response_flags".to_string(), r.flags_label()),
             ("request_size".to_string(), r.request_body.get().to_string()),
-            ("response_size".to_string(), r.response_body_bytes.to_string()),
+            (
+                "response_size".to_string(),
+                r.response_body_bytes.to_string(),
+            ),
             ("downstream_cluster".to_string(), "-".to_string()),
             ("user_agent".to_string(), h("user-agent")),
             ("guid:x-request-id".to_string(), h("x-request-id")),
-            ("peer.address".to_string(), r.source_address.ip().to_string()),
-            ("upstream_cluster".to_string(), r.upstream_cluster.clone().unwrap_or_else(|| "-".into())),
+            (
+                "peer.address".to_string(),
+                r.source_address.ip().to_string(),
+            ),
+            (
+                "upstream_cluster".to_string(),
+                r.upstream_cluster.clone().unwrap_or_else(|| "-".into()),
+            ),
             (
                 "upstream_address".to_string(),
-                r.upstream_address.map_or_else(|| "-".into(), |a| a.to_string()),
+                r.upstream_address
+                    .map_or_else(|| "-".into(), |a| a.to_string()),
             ),
         ];
         for (k, v) in &s.custom_tags {

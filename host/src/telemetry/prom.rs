@@ -31,7 +31,11 @@ pub fn openmetrics_to_prometheus(om: &str, out: &mut String) {
                 "gauge" | "histogram" | "summary" => kind,
                 _ => "untyped",
             };
-            let name = if kind == "counter" { format!("{name}_total") } else { name.to_string() };
+            let name = if kind == "counter" {
+                format!("{name}_total")
+            } else {
+                name.to_string()
+            };
             out.push_str(&format!("# TYPE {name} {kind}\n"));
             continue;
         }
@@ -96,10 +100,19 @@ mod tests {
         r.register("waypoint_ready", "Ready", g);
         let mut out = String::new();
         encode_registry(&r, &mut out);
-        assert!(out.contains("# HELP waypoint_config_reloads_total Config reloads\n"), "{out}");
-        assert!(out.contains("# TYPE waypoint_config_reloads_total counter\n"), "{out}");
+        assert!(
+            out.contains("# HELP waypoint_config_reloads_total Config reloads.\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("# TYPE waypoint_config_reloads_total counter\n"),
+            "{out}"
+        );
         assert!(out.contains("waypoint_config_reloads_total 1\n"), "{out}");
-        assert!(out.contains("# TYPE waypoint_ready gauge\nwaypoint_ready 3\n"), "{out}");
+        assert!(
+            out.contains("# TYPE waypoint_ready gauge\nwaypoint_ready 3\n"),
+            "{out}"
+        );
         assert!(!out.contains("# EOF"));
     }
 }

@@ -56,8 +56,13 @@ impl PeerInfo {
     /// (`k8s.namespace.name=shop,k8s.deployment.name=web,service.name=web,service.version=v1`).
     pub fn merge_baggage(&mut self, baggage: &str) {
         for kv in baggage.split(',') {
-            let Some((k, v)) = kv.split_once('=') else { continue };
-            let (k, v) = (k.trim(), v.trim().split(';').next().unwrap_or("").to_string());
+            let Some((k, v)) = kv.split_once('=') else {
+                continue;
+            };
+            let (k, v) = (
+                k.trim(),
+                v.trim().split(';').next().unwrap_or("").to_string(),
+            );
             if v.is_empty() {
                 continue;
             }
@@ -186,7 +191,9 @@ pub struct RequestRecord {
 
 /// Approximate wire size of a header block (`name: value\r\n`).
 pub fn header_bytes(h: &HeaderMap) -> u64 {
-    h.iter().map(|(k, v)| (k.as_str().len() + v.len() + 4) as u64).sum()
+    h.iter()
+        .map(|(k, v)| (k.as_str().len() + v.len() + 4) as u64)
+        .sum()
 }
 
 impl RequestRecord {
@@ -217,7 +224,9 @@ impl Attributes for RequestRecord {
             ("response.code", None) => Value::Int(i64::from(self.response_code)),
             ("response.flags", None) => s(&self.flags_label()),
             ("response.grpc_status", None) => opt(&self.grpc_status),
-            ("response.size" | "response.total_size", None) => Value::Int(self.response_body_bytes as i64),
+            ("response.size" | "response.total_size", None) => {
+                Value::Int(self.response_body_bytes as i64)
+            }
             ("response.duration", None) => Value::Int(self.duration().as_millis() as i64),
             ("request.method", None) => s(&self.method),
             ("request.path", None) => s(&self.path),
@@ -227,15 +236,20 @@ impl Attributes for RequestRecord {
             ("request.id", None) => self.header("x-request-id").map_or(Value::Null, s),
             ("request.useragent", None) => self.header("user-agent").map_or(Value::Null, s),
             ("request.size", None) => Value::Int(self.request_body.get() as i64),
-            ("request.headers", Some(h)) => self.header(&h.to_ascii_lowercase()).map_or(Value::Null, s),
+            ("request.headers", Some(h)) => {
+                self.header(&h.to_ascii_lowercase()).map_or(Value::Null, s)
+            }
             ("source.principal", None) => opt(&self.source.principal),
             ("source.address", None) => s(&self.source_address.ip().to_string()),
             ("source.workload.namespace", None) => opt(&self.source.namespace),
             ("destination.port", None) => Value::Int(i64::from(self.service_port)),
-            ("destination.service.host", None) => {
-                self.service.as_ref().map_or(Value::Null, |x| s(&x.hostname))
-            }
-            ("upstream.address", None) => self.upstream_address.map_or(Value::Null, |a| s(&a.to_string())),
+            ("destination.service.host", None) => self
+                .service
+                .as_ref()
+                .map_or(Value::Null, |x| s(&x.hostname)),
+            ("upstream.address", None) => self
+                .upstream_address
+                .map_or(Value::Null, |a| s(&a.to_string())),
             ("connection.mtls", None) => Value::Bool(self.mtls),
             ("request.auth.principal", None) => opt(&self.request_principal),
             _ => Value::Null,

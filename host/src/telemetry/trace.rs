@@ -74,7 +74,8 @@ pub fn parse_traceparent(v: &str) -> Option<([u8; 16], [u8; 8], bool)> {
     if version.len() != 2 || version == "ff" || (version == "00" && parts.next().is_some()) {
         return None;
     }
-    if trace.bytes().any(|b| b.is_ascii_uppercase()) || span.bytes().any(|b| b.is_ascii_uppercase()) {
+    if trace.bytes().any(|b| b.is_ascii_uppercase()) || span.bytes().any(|b| b.is_ascii_uppercase())
+    {
         return None;
     }
     let trace_id = hex_to::<16>(trace)?;
@@ -96,7 +97,10 @@ impl SpanContext {
                 break id;
             }
         };
-        if let Some((trace_id, parent, sampled)) = incoming.and_then(|v| v.to_str().ok()).and_then(parse_traceparent) {
+        if let Some((trace_id, parent, sampled)) = incoming
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_traceparent)
+        {
             return SpanContext {
                 trace_id,
                 span_id,
@@ -153,7 +157,10 @@ pub struct FinishedSpan {
 }
 
 fn nanos(t: SystemTime) -> String {
-    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos().to_string()
+    t.duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos()
+        .to_string()
 }
 
 /// Encodes spans as an OTLP/JSON `ExportTraceServiceRequest`.
@@ -197,7 +204,11 @@ pub struct ExportTarget {
 /// The URL spans go to for a configured OTLP endpoint.
 pub fn traces_url(endpoint: &str) -> Result<http::Uri, String> {
     let e = endpoint.trim_end_matches('/');
-    let with_scheme = if e.contains("://") { e.to_string() } else { format!("http://{e}") };
+    let with_scheme = if e.contains("://") {
+        e.to_string()
+    } else {
+        format!("http://{e}")
+    };
     let full = if with_scheme.ends_with("/v1/traces") {
         with_scheme
     } else {
@@ -290,8 +301,12 @@ async fn flush(
     let Ok(req) = req else { return };
     match tokio::time::timeout(Duration::from_secs(5), client.request(req)).await {
         Ok(Ok(resp)) if resp.status().is_success() => {}
-        Ok(Ok(resp)) => tracing::warn!(status = %resp.status(), url = %t.url, "OTLP collector refused spans"),
-        Ok(Err(e)) => tracing::warn!(error = %e, url = %t.url, "could not export spans; is the OTLP collector reachable?"),
+        Ok(Ok(resp)) => {
+            tracing::warn!(status = %resp.status(), url = %t.url, "OTLP collector refused spans")
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, url = %t.url, "could not export spans; is the OTLP collector reachable?")
+        }
         Err(_) => tracing::warn!(url = %t.url, "span export timed out"),
     }
 }
@@ -328,7 +343,9 @@ mod tests {
     #[test]
     fn sampling_percentage_is_respected() {
         let n = 20_000;
-        let sampled = (0..n).filter(|_| SpanContext::start(None, 10.0).sampled).count();
+        let sampled = (0..n)
+            .filter(|_| SpanContext::start(None, 10.0).sampled)
+            .count();
         assert!((1600..2400).contains(&sampled), "{sampled}");
         assert!((0..1000).all(|_| !SpanContext::start(None, 0.0).sampled));
         assert!((0..1000).all(|_| SpanContext::start(None, 100.0).sampled));
@@ -350,7 +367,10 @@ mod tests {
         assert_eq!(span["traceId"].as_str().unwrap().len(), 32);
         assert_eq!(span["name"], "orders:80/*");
         assert!(span.get("parentSpanId").is_none());
-        assert_eq!(traces_url("127.0.0.1:4318").unwrap().to_string(), "http://127.0.0.1:4318/v1/traces");
+        assert_eq!(
+            traces_url("127.0.0.1:4318").unwrap().to_string(),
+            "http://127.0.0.1:4318/v1/traces"
+        );
         assert!(traces_url("https://x:4318").is_err());
     }
 }

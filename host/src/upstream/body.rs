@@ -249,14 +249,22 @@ impl ReplayBody {
     fn size_hint(&self) -> SizeHint {
         let s = self.state.lock();
         if s.ended {
-            return SizeHint::with_exact(s.buffered.saturating_sub(
-                s.frames[..self.pos.min(s.frames.len())].iter().map(Bytes::len).sum::<usize>(),
-            ) as u64);
+            return SizeHint::with_exact(
+                s.buffered.saturating_sub(
+                    s.frames[..self.pos.min(s.frames.len())]
+                        .iter()
+                        .map(Bytes::len)
+                        .sum::<usize>(),
+                ) as u64,
+            );
         }
         match &s.source {
             Some(src) => {
                 let h = src.size_hint();
-                let rest: u64 = s.frames[self.pos.min(s.frames.len())..].iter().map(|b| b.len() as u64).sum();
+                let rest: u64 = s.frames[self.pos.min(s.frames.len())..]
+                    .iter()
+                    .map(|b| b.len() as u64)
+                    .sum();
                 let mut out = SizeHint::new();
                 out.set_lower(h.lower() + rest);
                 if let Some(u) = h.upper() {

@@ -86,15 +86,28 @@ impl Connector {
             let hbone_addr = SocketAddr::new(host.addr.ip(), HBONE_PORT);
             let expected = match host.endpoint.identity.as_str() {
                 "" => None,
-                id => Some(SpiffeId::parse(id).map_err(|e| fail(format!("endpoint identity {id:?}: {e}")))?),
+                id => Some(
+                    SpiffeId::parse(id)
+                        .map_err(|e| fail(format!("endpoint identity {id:?}: {e}")))?,
+                ),
             };
             let authority = host.addr.to_string();
             let stream = tokio::time::timeout(
                 timeout,
-                h.client.connect(&h.cert, hbone_addr, expected.as_ref(), &authority, http::HeaderMap::new()),
+                h.client.connect(
+                    &h.cert,
+                    hbone_addr,
+                    expected.as_ref(),
+                    &authority,
+                    http::HeaderMap::new(),
+                ),
             )
             .await
-            .map_err(|_| fail(format!("HBONE connect via {hbone_addr} timed out after {timeout:?}")))?
+            .map_err(|_| {
+                fail(format!(
+                    "HBONE connect via {hbone_addr} timed out after {timeout:?}"
+                ))
+            })?
             .map_err(|e| fail(e.to_string()))?;
             Ok(UpstreamIo::Hbone(Box::new(stream)))
         } else {

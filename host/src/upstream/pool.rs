@@ -108,7 +108,10 @@ impl HostPool {
         self.conns.load(Ordering::Acquire)
     }
 
-    fn pop_idle(&self, idle_timeout: Duration) -> Option<(http1::SendRequest<ProxyBody>, Arc<ConnState>)> {
+    fn pop_idle(
+        &self,
+        idle_timeout: Duration,
+    ) -> Option<(http1::SendRequest<ProxyBody>, Arc<ConnState>)> {
         let mut idle = self.idle.lock();
         while let Some(i) = idle.pop() {
             if i.send.is_ready() && i.since.elapsed() < idle_timeout {
@@ -205,7 +208,9 @@ async fn open(
             });
             let shared = Shared {
                 send: send.clone(),
-                conn: Arc::new(ConnState { uses: AtomicU64::new(1) }),
+                conn: Arc::new(ConnState {
+                    uses: AtomicU64::new(1),
+                }),
             };
             *host.pool.h2.lock() = Some(shared);
             Ok(Lease::H2(send))

@@ -13,12 +13,30 @@ async fn http1_and_h2c_reach_the_addressed_service_with_curl() {
     let host = format!("Host: {SVC}");
 
     // HTTP/1.1, with a hop-by-hop header that must not reach the upstream.
-    let out = curl(&["-i", "-H", &host, "-H", "Connection: keep-alive, x-hop", "-H", "x-hop: secret", &wp.url("/hello?x=1")]).await;
+    let out = curl(&[
+        "-i",
+        "-H",
+        &host,
+        "-H",
+        "Connection: keep-alive, x-hop",
+        "-H",
+        "x-hop: secret",
+        &wp.url("/hello?x=1"),
+    ])
+    .await;
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     assert!(out.contains("x-upstream: a"), "{out}");
     let h = up.seen.last_headers.lock().clone().unwrap();
-    assert!(h.get("x-hop").is_none(), "hop-by-hop header forwarded: {h:?}");
-    let rid = h.get("x-request-id").expect("x-request-id added").to_str().unwrap().to_string();
+    assert!(
+        h.get("x-hop").is_none(),
+        "hop-by-hop header forwarded: {h:?}"
+    );
+    let rid = h
+        .get("x-request-id")
+        .expect("x-request-id added")
+        .to_str()
+        .unwrap()
+        .to_string();
     assert_eq!(rid.len(), 36);
     assert_eq!(h.get("host").unwrap(), SVC);
 
@@ -26,7 +44,10 @@ async fn http1_and_h2c_reach_the_addressed_service_with_curl() {
     // so the waypoint speaks HTTP/1.1 upstream.
     let out = curl(&["-i", "--http2-prior-knowledge", "-H", &host, &wp.url("/h2")]).await;
     assert!(out.starts_with("HTTP/2 200"), "{out}");
-    assert_eq!(up.seen.versions.lock().last().copied(), Some(http::Version::HTTP_11));
+    assert_eq!(
+        up.seen.versions.lock().last().copied(),
+        Some(http::Version::HTTP_11)
+    );
 
     // A POST body goes through unchanged (echoed back).
     let out = curl(&["-H", &host, "--data-binary", "ping-body", &wp.url("/echo")]).await;
@@ -38,7 +59,15 @@ async fn http1_and_h2c_reach_the_addressed_service_with_curl() {
     assert!(out.starts_with("HTTP/1.1 404"), "{out}");
     assert_eq!(up.count(), 3);
     let m = wp.metrics().await;
-    assert_eq!(metric(&m, "istio_requests_total", &[("response_code", "404"), ("response_flags", "NR")]), Some(1.0), "{m}");
+    assert_eq!(
+        metric(
+            &m,
+            "istio_requests_total",
+            &[("response_code", "404"), ("response_flags", "NR")]
+        ),
+        Some(1.0),
+        "{m}"
+    );
 }
 
 #[tokio::test]
@@ -50,7 +79,17 @@ async fn http2_ports_are_spoken_as_http2_upstream() {
     );
     let wp = TestWaypoint::start(&cfg).await;
     for _ in 0..3 {
-        let out = curl(&["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", &format!("Host: {SVC}"), &wp.url("/")]).await;
+        let out = curl(&[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            &format!("Host: {SVC}"),
+            &wp.url("/"),
+        ])
+        .await;
         assert_eq!(out, "200");
     }
     let v = up.seen.versions.lock().clone();
@@ -66,15 +105,70 @@ async fn large_bodies_stream_both_ways() {
     let f = dir.path().join("big");
     std::fs::write(&f, vec![b'z'; 3 << 20]).unwrap();
     let out = curl(&[
-        "-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", "-H", &format!("Host: {SVC}"),
-        "--data-binary", &format!("@{}", f.display()), &wp.url("/upload"),
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{size_download}",
+        "-H",
+        &format!("Host: {SVC}"),
+        "--data-binary",
+        &format!("@{}", f.display()),
+        &wp.url("/upload"),
     ])
     .await;
-    assert_eq!(out, format!("200 {}", 3 << 20), "3 MiB echoed (larger than the retry buffer)");
+    assert_eq!(
+        out,
+        format!("200 {}", 3 << 20),
+        "3 MiB echoed (larger than the retry buffer)"
+    );
     let out = curl(&[
-        "-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", "-H", &format!("Host: {SVC}"),
-        "-H", "x-body-size: 5000000", &wp.url("/download"),
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{size_download}",
+        "-H",
+        &format!("Host: {SVC}"),
+        "-H",
+        "x-body-size: 5000000",
+        &wp.url("/download"),
     ])
     .await;
     assert_eq!(out, "200 5000000");
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_before_the_response_is_counted_dc() {
+    let up = Upstream::start("a", "127.0.0.1").await;
+    let wp = TestWaypoint::start(&config(vec![up.endpoint(&[])], json!({}))).await;
+    let out = tokio::process::Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "0.3",
+            "-H",
+            &format!("Host: {SVC}"),
+            "-H",
+            "x-delay-ms: 2000",
+            &wp.url("/slow"),
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(28), "curl timed out");
+    let t = std::time::Instant::now();
+    loop {
+        let m = wp.metrics().await;
+        if metric(
+            &m,
+            "istio_requests_total",
+            &[("response_code", "0"), ("response_flags", "DC")],
+        ) == Some(1.0)
+        {
+            break;
+        }
+        assert!(t.elapsed() < std::time::Duration::from_secs(3), "{m}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

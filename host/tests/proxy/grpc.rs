@@ -79,16 +79,30 @@ async fn grpc_unary_streaming_errors_and_deadlines() {
         .spawn()
         .expect("python with grpcio (scripts/setup.sh)");
     let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
-    let port: u16 = lines.next_line().await.unwrap().unwrap().trim().parse().unwrap();
+    let port: u16 = lines
+        .next_line()
+        .await
+        .unwrap()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
 
     let ep = json!({
         "workloadUid": "Kubernetes//Pod/test/grpc", "name": "grpc", "namespace": "test", "workloadName": "grpc",
         "address": "127.0.0.4", "ports": { SVC_PORT.to_string(): port }, "canonicalName": "grpc",
     });
-    let cfg = config(vec![ep], json!({ "ports": [{ "port": SVC_PORT, "name": "grpc", "appProtocol": "grpc" }] }));
+    let cfg = config(
+        vec![ep],
+        json!({ "ports": [{ "port": SVC_PORT, "name": "grpc", "appProtocol": "grpc" }] }),
+    );
     let wp = TestWaypoint::start(&cfg).await;
 
-    let out = run(&python(), &[client_py.to_str().unwrap(), &wp.http().to_string(), SVC]).await;
+    let out = run(
+        &python(),
+        &[client_py.to_str().unwrap(), &wp.http().to_string(), SVC],
+    )
+    .await;
     let v: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["say"], "echo:hi", "{v}");
     assert_eq!(v["items"], json!(["item0", "item1", "item2"]));
@@ -98,28 +112,87 @@ async fn grpc_unary_streaming_errors_and_deadlines() {
     assert_eq!(v["fail_details"], "backend down");
     // The client's own deadline and the waypoint's (from grpc-timeout)
     // race here; either way the call fails fast.
-    assert!(matches!(v["slow"].as_str(), Some("DEADLINE_EXCEEDED" | "UNAVAILABLE")), "{v}");
+    assert!(
+        matches!(
+            v["slow"].as_str(),
+            Some("DEADLINE_EXCEEDED" | "UNAVAILABLE")
+        ),
+        "{v}"
+    );
 
-    // The waypoint enforces grpc-timeout itself: a raw HTTP/2 call that
-    // waits forever gets a trailers-only gRPC answer at ~300ms.
+    let m = wp.metrics().await;
+    let grpc = |status: &str| {
+        metric(
+            &m,
+            "istio_requests_total",
+            &[
+                ("request_protocol", "grpc"),
+                ("grpc_response_status", status),
+            ],
+        )
+    };
+    assert_eq!(grpc("0"), Some(2.0), "{m}");
+    assert!(grpc("14").unwrap() >= 1.0, "{m}");
+}
+
+/// The waypoint enforces `grpc-timeout` itself (the upstream here knows
+/// nothing of gRPC deadlines): a trailers-only gRPC answer at ~300ms.
+#[tokio::test]
+async fn grpc_timeout_is_enforced_with_a_grpc_local_reply() {
+    let up = Upstream::start("a", "127.0.0.1").await;
+    let cfg = config(
+        vec![up.endpoint(&[])],
+        json!({ "ports": [{ "port": SVC_PORT, "name": "grpc", "appProtocol": "grpc" }] }),
+    );
+    let wp = TestWaypoint::start(&cfg).await;
+    let dir = tempfile::tempdir().unwrap();
     let frame = dir.path().join("frame");
     std::fs::write(&frame, b"\x00\x00\x00\x00\x04slow").unwrap();
     let t = std::time::Instant::now();
     let out = curl(&[
-        "-i", "--http2-prior-knowledge", "-H", &format!("Host: {SVC}"), "-H", "content-type: application/grpc",
-        "-H", "te: trailers", "-H", "grpc-timeout: 300m", "--data-binary", &format!("@{}", frame.display()),
+        "-i",
+        "--http2-prior-knowledge",
+        "-H",
+        &format!("Host: {SVC}"),
+        "-H",
+        "content-type: application/grpc",
+        "-H",
+        "te: trailers",
+        "-H",
+        "grpc-timeout: 300m",
+        "-H",
+        "x-delay-ms: 3000",
+        "--data-binary",
+        &format!("@{}", frame.display()),
         &wp.url("/test.Echo/Say"),
     ])
     .await;
-    assert!(t.elapsed() < std::time::Duration::from_millis(1500), "{:?}", t.elapsed());
+    let took = t.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(290)
+            && took < std::time::Duration::from_millis(1500),
+        "{took:?}"
+    );
     assert!(out.starts_with("HTTP/2 200"), "{out}");
     assert!(out.contains("grpc-status: 14"), "{out}");
-    assert!(out.contains("grpc-message: upstream request timeout"), "{out}");
-
+    assert!(
+        out.contains("grpc-message: upstream request timeout"),
+        "{out}"
+    );
+    assert_eq!(up.seen.versions.lock().clone(), vec![http::Version::HTTP_2]);
     let m = wp.metrics().await;
-    let grpc = |status: &str| metric(&m, "istio_requests_total", &[("request_protocol", "grpc"), ("grpc_response_status", status)]);
-    assert_eq!(grpc("0"), Some(2.0), "{m}");
-    let ut = metric(&m, "istio_requests_total", &[("grpc_response_status", "14"), ("response_flags", "UT"), ("response_code", "200")]);
-    assert!(ut.unwrap_or(0.0) >= 1.0, "{m}");
-    assert!(grpc("14").unwrap() >= 2.0, "{m}");
+    assert_eq!(
+        metric(
+            &m,
+            "istio_requests_total",
+            &[
+                ("request_protocol", "grpc"),
+                ("grpc_response_status", "14"),
+                ("response_flags", "UT"),
+                ("response_code", "200"),
+            ]
+        ),
+        Some(1.0),
+        "{m}"
+    );
 }

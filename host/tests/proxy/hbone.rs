@@ -10,7 +10,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use mesh_common::ca::CertificateAuthority;
-use mesh_common::hbone::{HboneClient, HboneConfig, HboneServer, InboundRequest, copy_bidirectional};
+use mesh_common::hbone::{
+    HboneClient, HboneConfig, HboneServer, InboundRequest, copy_bidirectional,
+};
 use mesh_common::identity::SpiffeId;
 use mesh_common::tls::{self, RotatingCert};
 use parking_lot::Mutex;
@@ -25,7 +27,10 @@ const NODE_IP: &str = "127.0.77.1";
 
 fn cert(ca: &CertificateAuthority, ns: &str, sa: &str) -> Arc<RotatingCert> {
     let b = ca
-        .issue_workload(&SpiffeId::new("cluster.local", ns, sa), Duration::from_secs(3600))
+        .issue_workload(
+            &SpiffeId::new("cluster.local", ns, sa),
+            Duration::from_secs(3600),
+        )
         .unwrap();
     RotatingCert::from_bundle(&b).unwrap()
 }
@@ -36,17 +41,25 @@ async fn hbone_in_and_out_with_identities() {
     let up = Upstream::start("a", NODE_IP).await;
 
     // The destination's node proxy: terminates HBONE, forwards plain TCP.
-    let seen: Arc<Mutex<Vec<(Option<String>, String)>>> = Arc::default();
+    type Connects = Arc<Mutex<Vec<(Option<String>, String)>>>;
+    let seen: Connects = Arc::default();
     let node_cert = cert(&ca, "test", "a");
-    let listener = tokio::net::TcpListener::bind((NODE_IP, 15008)).await.expect("bind 127.0.77.1:15008");
-    let node = HboneServer::new(listener, tls::server_config(node_cert).unwrap(), HboneConfig::default());
+    let listener = tokio::net::TcpListener::bind((NODE_IP, 15008))
+        .await
+        .expect("bind 127.0.77.1:15008");
+    let node = HboneServer::new(
+        listener,
+        tls::server_config(node_cert).unwrap(),
+        HboneConfig::default(),
+    );
     let stop = CancellationToken::new();
     let s2 = seen.clone();
     tokio::spawn(node.run(
         move |req: InboundRequest| {
             let seen = s2.clone();
             async move {
-                seen.lock().push((req.peer().map(|p| p.uri()), req.authority().to_string()));
+                seen.lock()
+                    .push((req.peer().map(|p| p.uri()), req.authority().to_string()));
                 let target = req.target().unwrap();
                 let tcp = tokio::net::TcpStream::connect(target).await.unwrap();
                 let stream = req.accept().unwrap();
@@ -71,12 +84,23 @@ async fn hbone_in_and_out_with_identities() {
     let web = cert(&ca, "shop", "web");
     let client = HboneClient::new(HboneConfig::default());
     let mut headers = http::HeaderMap::new();
-    headers.insert("baggage", "k8s.namespace.name=shop,k8s.deployment.name=web,service.name=web,service.version=v7".parse().unwrap());
+    headers.insert(
+        "baggage",
+        "k8s.namespace.name=shop,k8s.deployment.name=web,service.name=web,service.version=v7"
+            .parse()
+            .unwrap(),
+    );
     headers.insert("forwarded", "for=10.1.2.3".parse().unwrap());
     let waypoint_id = SpiffeId::new("cluster.local", "test", "waypoint");
     for version in [http::Version::HTTP_11, http::Version::HTTP_2] {
         let stream = client
-            .connect(&web, hbone_addr, Some(&waypoint_id), "10.96.0.10:80", headers.clone())
+            .connect(
+                &web,
+                hbone_addr,
+                Some(&waypoint_id),
+                "10.96.0.10:80",
+                headers.clone(),
+            )
             .await
             .unwrap();
         let io = TokioIo::new(stream);
@@ -86,7 +110,9 @@ async fn hbone_in_and_out_with_identities() {
             .body(Empty::<Bytes>::new())
             .unwrap();
         let resp = if version == http::Version::HTTP_2 {
-            let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await.unwrap();
+            let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                .await
+                .unwrap();
             tokio::spawn(conn);
             send.send_request(req).await.unwrap()
         } else {
@@ -94,7 +120,9 @@ async fn hbone_in_and_out_with_identities() {
             tokio::spawn(conn);
             let (mut p, b) = req.into_parts();
             p.uri = "/via-hbone".parse().unwrap();
-            send.send_request(http::Request::from_parts(p, b)).await.unwrap()
+            send.send_request(http::Request::from_parts(p, b))
+                .await
+                .unwrap()
         };
         assert_eq!(resp.status(), 200, "{version:?}");
         assert_eq!(resp.headers()["x-upstream"], "a");
@@ -106,7 +134,10 @@ async fn hbone_in_and_out_with_identities() {
     let s = seen.lock().clone();
     assert!(!s.is_empty());
     for (peer, authority) in &s {
-        assert_eq!(peer.as_deref(), Some("spiffe://cluster.local/ns/test/sa/waypoint"));
+        assert_eq!(
+            peer.as_deref(),
+            Some("spiffe://cluster.local/ns/test/sa/waypoint")
+        );
         assert_eq!(authority, &up.addr.to_string());
     }
 
@@ -122,17 +153,34 @@ async fn hbone_in_and_out_with_identities() {
         ("destination_workload", "a"),
         ("response_code", "200"),
     ];
-    assert_eq!(metric(&m, "istio_requests_total", &labels), Some(2.0), "{m}");
+    assert_eq!(
+        metric(&m, "istio_requests_total", &labels),
+        Some(2.0),
+        "{m}"
+    );
 
     // An unknown CONNECT target still gets HTTP answers: 404 NR.
     let stream = client
-        .connect(&web, hbone_addr, Some(&waypoint_id), "10.200.0.1:8080", http::HeaderMap::new())
+        .connect(
+            &web,
+            hbone_addr,
+            Some(&waypoint_id),
+            "10.200.0.1:8080",
+            http::HeaderMap::new(),
+        )
         .await
         .unwrap();
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let resp = send
-        .send_request(http::Request::get("/").header("host", "unknown:8080").body(Empty::<Bytes>::new()).unwrap())
+        .send_request(
+            http::Request::get("/")
+                .header("host", "unknown:8080")
+                .body(Empty::<Bytes>::new())
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(resp.status(), 404);

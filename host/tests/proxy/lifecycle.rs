@@ -26,19 +26,44 @@ async fn spawn(config: &std::path::Path) -> Proc {
     let (http, admin, metrics, ready) = (free(), free(), free(), free());
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_waypoint"))
         .args(["--config", config.to_str().unwrap(), "--hbone-addr", "off"])
-        .args(["--http-addr", &http, "--admin-addr", &admin, "--metrics-addr", &metrics, "--ready-addr", &ready])
-        .args(["--drain-timeout", "3s", "--access-log", "/dev/null", "--worker-threads", "2"])
+        .args([
+            "--http-addr",
+            &http,
+            "--admin-addr",
+            &admin,
+            "--metrics-addr",
+            &metrics,
+            "--ready-addr",
+            &ready,
+        ])
+        .args([
+            "--drain-timeout",
+            "3s",
+            "--access-log",
+            "/dev/null",
+            "--worker-threads",
+            "2",
+        ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let p = Proc { child, http, admin, ready };
+    let p = Proc {
+        child,
+        http,
+        admin,
+        ready,
+    };
     let t = Instant::now();
     loop {
-        assert!(t.elapsed() < Duration::from_secs(30), "waypoint never became ready");
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "waypoint never became ready"
+        );
         let url = format!("http://{}/healthz/ready", p.ready);
-        if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(1), client().get(url.parse().unwrap())).await
+        if let Ok(Ok(r)) =
+            tokio::time::timeout(Duration::from_secs(1), client().get(url.parse().unwrap())).await
             && r.status() == 200
         {
             return p;
@@ -76,21 +101,35 @@ async fn config_file_reload_without_restart() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Edit in place: back to a.
-    std::fs::write(&path, serde_json::to_vec(&config(vec![a.endpoint(&[])], json!({}))).unwrap()).unwrap();
+    std::fs::write(
+        &path,
+        serde_json::to_vec(&config(vec![a.endpoint(&[])], json!({}))).unwrap(),
+    )
+    .unwrap();
     let t = Instant::now();
     while get(&url, &[]).await.2["x-upstream"] != "a" {
-        assert!(t.elapsed() < Duration::from_secs(5), "in-place edit not picked up");
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "in-place edit not picked up"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // A broken file is refused; the last good config keeps serving.
     std::fs::write(&path, b"{ not json").unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(get(&url, &[]).await.2["x-upstream"], "a");
-    let dump: Value = serde_json::from_str(&get(&format!("http://{}/config_dump", p.admin), &[]).await.1).unwrap();
+    let dump: Value =
+        serde_json::from_str(&get(&format!("http://{}/config_dump", p.admin), &[]).await.1)
+            .unwrap();
     assert_eq!(dump["status"]["applied"], 3, "{dump}");
     assert_eq!(dump["config"]["services"][0]["endpoints"][0]["name"], "a");
     assert_eq!(p.child.id(), pid, "same process throughout");
-    assert_eq!(get(&format!("http://{}/healthz/ready", p.ready), &[]).await.0, 200);
+    assert_eq!(
+        get(&format!("http://{}/healthz/ready", p.ready), &[])
+            .await
+            .0,
+        200
+    );
 }
 
 #[tokio::test]
@@ -110,8 +149,13 @@ async fn graceful_drain_under_load() {
     let refused_after = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..16 {
-        let (url, at, ok, bad, refused) =
-            (url.clone(), sigterm_at.clone(), ok_before.clone(), failed_in_flight.clone(), refused_after.clone());
+        let (url, at, ok, bad, refused) = (
+            url.clone(),
+            sigterm_at.clone(),
+            ok_before.clone(),
+            failed_in_flight.clone(),
+            refused_after.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let c = client();
             loop {
@@ -136,7 +180,10 @@ async fn graceful_drain_under_load() {
                         return;
                     }
                 }
-                if at.lock().is_some_and(|t| t.elapsed() > Duration::from_millis(800)) {
+                if at
+                    .lock()
+                    .is_some_and(|t| t.elapsed() > Duration::from_millis(800))
+                {
                     return;
                 }
             }
@@ -147,7 +194,10 @@ async fn graceful_drain_under_load() {
     assert!(served_before >= 32, "load is flowing: {served_before}");
     *sigterm_at.lock() = Some(Instant::now());
     let pid = p.child.id().unwrap();
-    std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
     // Readiness fails while draining.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let ready = tokio::time::timeout(
@@ -158,15 +208,22 @@ async fn graceful_drain_under_load() {
     if let Ok(Ok(r)) = ready {
         assert_eq!(r.status(), 503, "not ready while draining");
     }
-    let status = tokio::time::timeout(Duration::from_secs(6), p.child.wait()).await.expect("exited within the drain timeout").unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(6), p.child.wait())
+        .await
+        .expect("exited within the drain timeout")
+        .unwrap();
     let took = sigterm_at.lock().unwrap().elapsed();
     assert!(status.success(), "{status:?}");
     assert!(took < Duration::from_secs(4), "{took:?}");
     for t in tasks {
         t.await.unwrap();
     }
-    assert_eq!(failed_in_flight.load(Ordering::SeqCst), 0, "requests in flight at SIGTERM completed");
-    assert!(ok_before.load(Ordering::SeqCst) as u64 >= served_before);
+    assert_eq!(
+        failed_in_flight.load(Ordering::SeqCst),
+        0,
+        "requests in flight at SIGTERM completed"
+    );
+    assert!(ok_before.load(Ordering::SeqCst) >= served_before);
     // New connections are refused once the listener closed.
     assert!(std::net::TcpStream::connect(&p.http).is_err());
 }

@@ -24,10 +24,14 @@ async fn pool_overflow_answers_503_uo() {
     );
     let wp = TestWaypoint::start(&cfg).await;
     let url = wp.url("/");
-    let reqs: Vec<_> = (0..6).map(|_| tokio::spawn({
-        let url = url.clone();
-        async move { get(&url, &[]).await }
-    })).collect();
+    let reqs: Vec<_> = (0..6)
+        .map(|_| {
+            tokio::spawn({
+                let url = url.clone();
+                async move { get(&url, &[]).await }
+            })
+        })
+        .collect();
     let mut ok = 0;
     let mut uo = 0;
     for r in reqs {
@@ -41,22 +45,57 @@ async fn pool_overflow_answers_503_uo() {
             other => panic!("unexpected {other}"),
         }
     }
-    assert_eq!((ok, uo), (2, 4), "one request on the connection, one pending, four overflow");
-    assert_eq!(up.seen.max_active.load(Ordering::SeqCst), 1, "maxConnections 1 serialises requests");
+    assert_eq!(
+        (ok, uo),
+        (2, 4),
+        "one request on the connection, one pending, four overflow"
+    );
+    assert_eq!(
+        up.seen.max_active.load(Ordering::SeqCst),
+        1,
+        "maxConnections 1 serialises requests"
+    );
     let m = wp.metrics().await;
-    assert_eq!(metric(&m, "istio_requests_total", &[("response_code", "503"), ("response_flags", "UO")]), Some(4.0), "{m}");
+    assert_eq!(
+        metric(
+            &m,
+            "istio_requests_total",
+            &[("response_code", "503"), ("response_flags", "UO")]
+        ),
+        Some(4.0),
+        "{m}"
+    );
 
     // The same with a real load generator: h2load, 8 clients, HTTP/1.1.
     up.seen.force_delay_ms.store(50, Ordering::SeqCst);
-    let out = run("h2load", &["--h1", "-n", "80", "-c", "8", "-H", &format!("host: {SVC}"), &url]).await;
-    let line = out.lines().find(|l| l.starts_with("status codes:")).unwrap();
+    let out = run(
+        "h2load",
+        &[
+            "--h1",
+            "-n",
+            "80",
+            "-c",
+            "8",
+            "-H",
+            &format!(":authority: {SVC}"),
+            &url,
+        ],
+    )
+    .await;
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("status codes:"))
+        .unwrap();
     let nums: Vec<u64> = line
         .split(|c: char| !c.is_ascii_digit())
         .filter_map(|x| x.parse().ok())
         .collect();
     // status codes: N 2xx, N 3xx, N 4xx, N 5xx
     assert_eq!(nums[0] + nums[6], 80, "{out}");
-    assert!(nums[6] > 20, "most of 8 concurrent clients overflow: {line}");
+    assert!(
+        nums[6] > 20,
+        "most of 8 concurrent clients overflow: {line}"
+    );
 }
 
 #[tokio::test]
@@ -64,12 +103,17 @@ async fn http2_max_requests_limits_concurrency() {
     let up = Upstream::start("a", "127.0.0.1").await;
     up.seen.force_delay_ms.store(400, Ordering::SeqCst);
     let mut extra = policy(json!({ "connectionPool": { "http2MaxRequests": 2 } }));
-    extra["ports"] = json!([{ "port": SVC_PORT, "targetPort": 0, "name": "http2", "appProtocol": "http2" }]);
+    extra["ports"] =
+        json!([{ "port": SVC_PORT, "targetPort": 0, "name": "http2", "appProtocol": "http2" }]);
     let wp = TestWaypoint::start(&config(vec![up.endpoint(&[])], extra)).await;
-    let reqs: Vec<_> = (0..5).map(|_| tokio::spawn({
-        let url = wp.url("/");
-        async move { get(&url, &[]).await.0.as_u16() }
-    })).collect();
+    let reqs: Vec<_> = (0..5)
+        .map(|_| {
+            tokio::spawn({
+                let url = wp.url("/");
+                async move { get(&url, &[]).await.0.as_u16() }
+            })
+        })
+        .collect();
     let mut codes = Vec::new();
     for r in reqs {
         codes.push(r.await.unwrap());
@@ -99,7 +143,10 @@ async fn ejected(wp: &TestWaypoint, name: &str) -> bool {
 async fn time_until_returned(wp: &TestWaypoint, name: &str) -> Duration {
     let t = std::time::Instant::now();
     while ejected(wp, name).await {
-        assert!(t.elapsed() < Duration::from_secs(5), "{name} never returned");
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "{name} never returned"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     t.elapsed()
@@ -134,7 +181,10 @@ async fn outlier_detection_ejects_and_returns_hosts() {
     // Healthy again: back after baseEjectionTime (1s), at the next sweep.
     b.seen.force_status.store(0, Ordering::SeqCst);
     let back = time_until_returned(&wp, "b").await;
-    assert!(back >= Duration::from_millis(850) && back < Duration::from_millis(1700), "{back:?}");
+    assert!(
+        back >= Duration::from_millis(850) && back < Duration::from_millis(1700),
+        "{back:?}"
+    );
 
     // Fails again right away (before a sweep forgives it): 2 x 1s.
     b.seen.force_status.store(503, Ordering::SeqCst);
@@ -144,14 +194,23 @@ async fn outlier_detection_ejects_and_returns_hosts() {
     assert!(ejected(&wp, "b").await);
     b.seen.force_status.store(0, Ordering::SeqCst);
     let back = time_until_returned(&wp, "b").await;
-    assert!(back >= Duration::from_millis(1850) && back < Duration::from_millis(2700), "second ejection lasts 2s: {back:?}");
+    assert!(
+        back >= Duration::from_millis(1850) && back < Duration::from_millis(2700),
+        "second ejection lasts 2s: {back:?}"
+    );
     let before = b.count();
     for _ in 0..10 {
         assert_eq!(get(&url, &[]).await.0, 200);
     }
     assert_eq!(b.count() - before, 5, "round robin over both hosts again");
     let c = clusters(&wp).await;
-    let host = c["clusters"][0]["hosts"].as_array().unwrap().iter().find(|h| h["workload"] == "b").unwrap().clone();
+    let host = c["clusters"][0]["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["workload"] == "b")
+        .unwrap()
+        .clone();
     assert_eq!(host["ejections"], 2, "{host}");
 }
 
@@ -179,7 +238,12 @@ async fn max_ejection_percent_keeps_hosts_in_service() {
         get(&wp.url("/"), &[]).await;
     }
     let cl = clusters(&wp).await;
-    let n = cl["clusters"][0]["hosts"].as_array().unwrap().iter().filter(|h| h["ejected"] == true).count();
+    let n = cl["clusters"][0]["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["ejected"] == true)
+        .count();
     assert_eq!(n, 1, "10% of 3 hosts: only the first ejection is allowed");
 }
 
@@ -199,10 +263,18 @@ async fn load_balancing_policies() {
     let eps = vec![a.endpoint(&[]), b.endpoint(&[]), c.endpoint(&[])];
     let ups = [&a, &b, &c];
 
-    let wp = TestWaypoint::start(&config(eps.clone(), policy(json!({ "loadBalancer": "ROUND_ROBIN" })))).await;
+    let wp = TestWaypoint::start(&config(
+        eps.clone(),
+        policy(json!({ "loadBalancer": "ROUND_ROBIN" })),
+    ))
+    .await;
     assert_eq!(spread(&wp, &ups, 300).await, vec![100, 100, 100]);
 
-    wp.reconfigure(&config(eps.clone(), policy(json!({ "loadBalancer": "RANDOM" })))).await;
+    wp.reconfigure(&config(
+        eps.clone(),
+        policy(json!({ "loadBalancer": "RANDOM" })),
+    ))
+    .await;
     let s = spread(&wp, &ups, 600).await;
     assert!(s.iter().all(|n| (140..=260).contains(n)), "uniform: {s:?}");
 
@@ -225,5 +297,90 @@ async fn load_balancing_policies() {
     }
     let s: Vec<u64> = ups.iter().zip(before).map(|(u, b)| u.count() - b).collect();
     assert_eq!(s.iter().sum::<u64>(), 320);
-    assert!(s[2] * 100 < 320 * 15, "least request avoids the slow host: {s:?}");
+    assert!(
+        s[2] * 100 < 320 * 15,
+        "least request avoids the slow host: {s:?}"
+    );
+}
+
+#[tokio::test]
+async fn max_requests_per_connection_and_keepalive_reuse() {
+    let up = Upstream::start("a", "127.0.0.1").await;
+    let wp = TestWaypoint::start(&config(vec![up.endpoint(&[])], json!({}))).await;
+    for _ in 0..5 {
+        assert_eq!(get(&wp.url("/"), &[]).await.0, 200);
+    }
+    assert_eq!(
+        up.seen.connections.load(Ordering::SeqCst),
+        1,
+        "keep-alive reuses one connection"
+    );
+
+    let up = Upstream::start("b", "127.0.0.1").await;
+    let cfg = config(
+        vec![up.endpoint(&[])],
+        policy(json!({ "connectionPool": { "maxRequestsPerConnection": 2 } })),
+    );
+    wp.reconfigure(&cfg).await;
+    for _ in 0..6 {
+        assert_eq!(get(&wp.url("/"), &[]).await.0, 200);
+    }
+    assert_eq!(
+        up.seen.connections.load(Ordering::SeqCst),
+        3,
+        "two requests per connection"
+    );
+}
+
+#[tokio::test]
+async fn max_retries_caps_concurrent_retries() {
+    let up = Upstream::start("a", "127.0.0.1").await;
+    let mut cfg = config(
+        vec![up.endpoint(&[])],
+        policy(json!({ "connectionPool": { "maxRetries": 1 } })),
+    );
+    cfg["filters"] = json!([policy_filter(
+        json!({ "retry": { "attempts": 1, "retryOn": ["503"] } })
+    )]);
+    let wp = TestWaypoint::start(&cfg).await;
+    // Three requests fail together after 300ms; one retry slot.
+    let reqs: Vec<_> = (0..3)
+        .map(|i| {
+            let url = wp.url("/");
+            tokio::spawn(async move {
+                let rid = format!("00000000-0000-4000-8000-00000000050{i}");
+                get(
+                    &url,
+                    &[
+                        ("x-request-id", &rid),
+                        ("x-fail-times", "1"),
+                        ("x-delay-ms", "300"),
+                    ],
+                )
+                .await
+                .0
+                .as_u16()
+            })
+        })
+        .collect();
+    let mut codes = Vec::new();
+    for r in reqs {
+        codes.push(r.await.unwrap());
+    }
+    codes.sort();
+    assert_eq!(
+        codes,
+        vec![200, 503, 503],
+        "only one retry may be in flight"
+    );
+    let m = wp.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "istio_requests_total",
+            &[("response_code", "503"), ("response_flags", "UO")]
+        ),
+        Some(2.0),
+        "{m}"
+    );
 }

@@ -24,13 +24,29 @@ async fn retries_resend_on_503_and_reset_and_not_when_excluded() {
     let url = wp.url("/");
 
     // Two 503s, then success: three attempts really reached the upstream.
-    let (s, _, h) = get(&url, &[("x-request-id", &rid(1)), ("x-fail-times", "2"), ("x-fail-mode", "503")]).await;
+    let (s, _, h) = get(
+        &url,
+        &[
+            ("x-request-id", &rid(1)),
+            ("x-fail-times", "2"),
+            ("x-fail-mode", "503"),
+        ],
+    )
+    .await;
     assert_eq!(s, 200);
     assert_eq!(h.get("x-attempt").unwrap(), "3");
     assert_eq!(up.attempts(&rid(1)), 3);
 
     // Resets (connection closed without a response) are retried too.
-    let (s, _, _) = get(&url, &[("x-request-id", &rid(2)), ("x-fail-times", "1"), ("x-fail-mode", "reset")]).await;
+    let (s, _, _) = get(
+        &url,
+        &[
+            ("x-request-id", &rid(2)),
+            ("x-fail-times", "1"),
+            ("x-fail-mode", "reset"),
+        ],
+    )
+    .await;
     assert_eq!(s, 200);
     assert_eq!(up.attempts(&rid(2)), 2);
 
@@ -43,7 +59,12 @@ async fn retries_resend_on_503_and_reset_and_not_when_excluded() {
     // retryOn excludes the cause: `reset` does not cover a 503 response ...
     let (s, _, _) = get(
         &url,
-        &[("x-request-id", &rid(4)), ("x-fail-times", "1"), ("x-fail-mode", "503"), ("x-test-retry-on", "reset")],
+        &[
+            ("x-request-id", &rid(4)),
+            ("x-fail-times", "1"),
+            ("x-fail-mode", "503"),
+            ("x-test-retry-on", "reset"),
+        ],
     )
     .await;
     assert_eq!(s, 503);
@@ -51,7 +72,12 @@ async fn retries_resend_on_503_and_reset_and_not_when_excluded() {
     // ... and `503` does not cover a reset: one attempt, 503 UR.
     let (s, body, _) = get(
         &url,
-        &[("x-request-id", &rid(5)), ("x-fail-times", "1"), ("x-fail-mode", "reset"), ("x-test-retry-on", "503")],
+        &[
+            ("x-request-id", &rid(5)),
+            ("x-fail-times", "1"),
+            ("x-fail-mode", "reset"),
+            ("x-test-retry-on", "503"),
+        ],
     )
     .await;
     assert_eq!(s, 503);
@@ -63,7 +89,15 @@ async fn retries_resend_on_503_and_reset_and_not_when_excluded() {
     assert_eq!(up.attempts(&rid(6)), 1);
 
     let m = wp.metrics().await;
-    assert_eq!(metric(&m, "istio_requests_total", &[("response_code", "503"), ("response_flags", "UR")]), Some(1.0), "{m}");
+    assert_eq!(
+        metric(
+            &m,
+            "istio_requests_total",
+            &[("response_code", "503"), ("response_flags", "UR")]
+        ),
+        Some(1.0),
+        "{m}"
+    );
 }
 
 #[tokio::test]
@@ -71,8 +105,16 @@ async fn retried_posts_replay_the_body() {
     let up = Upstream::start("a", "127.0.0.1").await;
     let wp = waypoint_with_policy(&up, json!({ "attempts": 2, "retryOn": ["503"] })).await;
     let out = curl(&[
-        "-s", "-H", &format!("Host: {SVC}"), "-H", &format!("x-request-id: {}", rid(7)),
-        "-H", "x-fail-times: 2", "--data-binary", "the-body", &wp.url("/"),
+        "-s",
+        "-H",
+        &format!("Host: {SVC}"),
+        "-H",
+        &format!("x-request-id: {}", rid(7)),
+        "-H",
+        "x-fail-times: 2",
+        "--data-binary",
+        "the-body",
+        &wp.url("/"),
     ])
     .await;
     assert_eq!(out, "the-body", "third attempt got the same body");
@@ -92,10 +134,15 @@ async fn connect_failures_are_retried_on_another_host() {
     dead_ep["workloadUid"] = json!("Kubernetes//Pod/test/dead");
     dead_ep["address"] = json!(dead.ip().to_string());
     dead_ep["ports"] = json!({ SVC_PORT.to_string(): dead.port() });
-    let mut cfg = config(vec![up.endpoint(&[]), dead_ep], json!({
-        "trafficPolicies": [{ "port": SVC_PORT, "loadBalancer": "ROUND_ROBIN" }]
-    }));
-    cfg["filters"] = json!([policy_filter(json!({ "retry": { "attempts": 2, "retryOn": ["connect-failure"] } }))]);
+    let mut cfg = config(
+        vec![up.endpoint(&[]), dead_ep],
+        json!({
+            "trafficPolicies": [{ "port": SVC_PORT, "loadBalancer": "ROUND_ROBIN" }]
+        }),
+    );
+    cfg["filters"] = json!([policy_filter(
+        json!({ "retry": { "attempts": 2, "retryOn": ["connect-failure"] } })
+    )]);
     let wp = TestWaypoint::start(&cfg).await;
     for i in 0..10 {
         let (s, _, h) = get(&wp.url("/"), &[("x-request-id", &rid(100 + i))]).await;
@@ -105,11 +152,18 @@ async fn connect_failures_are_retried_on_another_host() {
     // Without retries the dead host answers 503 UF about half the time.
     let (s, body, _) = get(&wp.url("/"), &[("x-test-attempts", "0")]).await;
     let (s2, body2, _) = get(&wp.url("/"), &[("x-test-attempts", "0")]).await;
-    let fails: Vec<_> = [(s, body), (s2, body2)].into_iter().filter(|(s, _)| *s == 503).collect();
+    let fails: Vec<_> = [(s, body), (s2, body2)]
+        .into_iter()
+        .filter(|(s, _)| *s == 503)
+        .collect();
     assert_eq!(fails.len(), 1, "round robin alternates: {fails:?}");
     assert!(fails[0].1.contains("connection failure"), "{:?}", fails[0]);
     let m = wp.metrics().await;
-    assert_eq!(metric(&m, "istio_requests_total", &[("response_flags", "UF")]), Some(1.0), "{m}");
+    assert_eq!(
+        metric(&m, "istio_requests_total", &[("response_flags", "UF")]),
+        Some(1.0),
+        "{m}"
+    );
 }
 
 #[tokio::test]
@@ -122,12 +176,20 @@ async fn per_try_timeout_retries_and_route_timeout_caps_all_attempts() {
     let t = Instant::now();
     let (s, _, h) = get(
         &url,
-        &[("x-request-id", &rid(20)), ("x-delay-first-ms", "1000"), ("x-test-per-try-timeout-ms", "150")],
+        &[
+            ("x-request-id", &rid(20)),
+            ("x-delay-first-ms", "1000"),
+            ("x-test-per-try-timeout-ms", "150"),
+        ],
     )
     .await;
     assert_eq!(s, 200);
     assert_eq!(h.get("x-attempt").unwrap(), "2");
-    assert!(t.elapsed() < Duration::from_millis(900), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        t.elapsed()
+    );
 
     // Every attempt hangs: route timeout 400ms covers all attempts of 150ms.
     let t = Instant::now();
@@ -144,16 +206,85 @@ async fn per_try_timeout_retries_and_route_timeout_caps_all_attempts() {
     let took = t.elapsed();
     assert_eq!(s, 504);
     assert_eq!(body, "upstream request timeout");
-    assert!(took >= Duration::from_millis(390) && took < Duration::from_millis(900), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(390) && took < Duration::from_millis(900),
+        "{took:?}"
+    );
     let n = up.attempts(&rid(21));
     assert!((2..=3).contains(&n), "route timeout cut the attempts: {n}");
 
     // Route timeout alone: 504 UT at ~300ms, never retried.
     let t = Instant::now();
-    let (s, _, _) = get(&url, &[("x-request-id", &rid(22)), ("x-delay-ms", "2000"), ("x-test-timeout-ms", "300")]).await;
+    let (s, _, _) = get(
+        &url,
+        &[
+            ("x-request-id", &rid(22)),
+            ("x-delay-ms", "2000"),
+            ("x-test-timeout-ms", "300"),
+        ],
+    )
+    .await;
     assert_eq!(s, 504);
     assert!(t.elapsed() < Duration::from_millis(1000));
     assert_eq!(up.attempts(&rid(22)), 1);
     let m = wp.metrics().await;
-    assert_eq!(metric(&m, "istio_requests_total", &[("response_code", "504"), ("response_flags", "UT")]), Some(2.0), "{m}");
+    assert_eq!(
+        metric(
+            &m,
+            "istio_requests_total",
+            &[("response_code", "504"), ("response_flags", "UT")]
+        ),
+        Some(2.0),
+        "{m}"
+    );
+}
+
+/// The first-party `retry` filter with no VirtualService retries: Istio's
+/// default policy (2 retries on connect-failure, refused-stream, ...; a
+/// plain 503 response is not retried), executed by the host.
+#[tokio::test]
+async fn istio_default_retry_policy_with_the_first_party_retry_filter() {
+    let up = Upstream::start("a", "127.0.0.1").await;
+    let dead = std::net::TcpListener::bind("127.0.0.2:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut dead_ep = up.endpoint(&[]);
+    dead_ep["name"] = json!("dead");
+    dead_ep["workloadUid"] = json!("Kubernetes//Pod/test/dead");
+    dead_ep["address"] = json!(dead.ip().to_string());
+    dead_ep["ports"] = json!({ SVC_PORT.to_string(): dead.port() });
+    let mut cfg = config(
+        vec![up.endpoint(&[]), dead_ep],
+        json!({
+            "trafficPolicies": [{ "port": SVC_PORT, "loadBalancer": "ROUND_ROBIN" }]
+        }),
+    );
+    cfg["filters"] = json!([{
+        "name": "retry",
+        "module": { "sha256": "", "url": guest("retry").display().to_string() },
+        "config": { "routes": {} },
+        "capabilities": ["random"],
+    }]);
+    let wp = TestWaypoint::start(&cfg).await;
+    for i in 0..10 {
+        let (s, _, h) = get(&wp.url("/"), &[("x-request-id", &rid(300 + i))]).await;
+        assert_eq!(
+            s, 200,
+            "connect failures are retried by default (request {i})"
+        );
+        assert_eq!(h.get("x-upstream").unwrap(), "a");
+        assert_eq!(up.attempts(&rid(300 + i)), 1);
+    }
+    let (s, _, _) = get(
+        &wp.url("/"),
+        &[("x-request-id", &rid(400)), ("x-status", "503")],
+    )
+    .await;
+    assert_eq!(s, 503);
+    assert_eq!(
+        up.attempts(&rid(400)),
+        1,
+        "a 503 response is not retried by default"
+    );
 }

@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -49,6 +48,8 @@ pub struct Seen {
     pub active: AtomicU64,
     /// Most requests in flight at once.
     pub max_active: AtomicU64,
+    /// Connections accepted.
+    pub connections: AtomicU64,
 }
 
 /// A real HTTP/1.1 + h2c upstream.
@@ -83,7 +84,11 @@ impl Drop for Upstream {
 #[error("test upstream reset the request")]
 struct Reset;
 
-async fn upstream_handle(name: String, seen: Arc<Seen>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Reset> {
+async fn upstream_handle(
+    name: String,
+    seen: Arc<Seen>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Reset> {
     let n = seen.requests.fetch_add(1, Ordering::SeqCst) + 1;
     let active = seen.active.fetch_add(1, Ordering::SeqCst) + 1;
     seen.max_active.fetch_max(active, Ordering::SeqCst);
@@ -106,7 +111,12 @@ async fn upstream_handle(name: String, seen: Arc<Seen>, req: Request<Incoming>) 
         *e += 1;
         *e
     };
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let forced_delay = seen.force_delay_ms.load(Ordering::SeqCst);
     if forced_delay > 0 {
         tokio::time::sleep(Duration::from_millis(forced_delay)).await;
@@ -122,13 +132,21 @@ async fn upstream_handle(name: String, seen: Arc<Seen>, req: Request<Incoming>) 
     if get("x-reset").is_some() {
         return Err(Reset);
     }
-    let mut status = num("x-status").and_then(|s| StatusCode::from_u16(s as u16).ok()).unwrap_or(StatusCode::OK);
+    let mut status = num("x-status")
+        .and_then(|s| StatusCode::from_u16(s as u16).ok())
+        .unwrap_or(StatusCode::OK);
     if let Some(times) = num("x-fail-times")
         && attempt <= times
     {
         match get("x-fail-mode").as_deref() {
             Some("reset") => return Err(Reset),
-            Some(s) => status = s.parse::<u16>().ok().and_then(|s| StatusCode::from_u16(s).ok()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+            Some(s) => {
+                status = s
+                    .parse::<u16>()
+                    .ok()
+                    .and_then(|s| StatusCode::from_u16(s).ok())
+                    .unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+            }
             None => status = StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -143,8 +161,10 @@ async fn upstream_handle(name: String, seen: Arc<Seen>, req: Request<Incoming>) 
     };
     let mut resp = Response::new(Full::new(out));
     *resp.status_mut() = status;
-    resp.headers_mut().insert("x-upstream", name.parse().unwrap());
-    resp.headers_mut().insert("x-attempt", attempt.to_string().parse().unwrap());
+    resp.headers_mut()
+        .insert("x-upstream", name.parse().unwrap());
+    resp.headers_mut()
+        .insert("x-attempt", attempt.to_string().parse().unwrap());
     if let Some(tp) = h.get("traceparent") {
         resp.headers_mut().insert("x-seen-traceparent", tp.clone());
     }
@@ -154,13 +174,18 @@ async fn upstream_handle(name: String, seen: Arc<Seen>, req: Request<Incoming>) 
 impl Upstream {
     /// Starts an upstream named `name` on `ip` (any port).
     pub async fn start(name: &str, ip: &str) -> Upstream {
-        let listener = TcpListener::bind((ip.parse::<IpAddr>().unwrap(), 0)).await.unwrap();
+        let listener = TcpListener::bind((ip.parse::<IpAddr>().unwrap(), 0))
+            .await
+            .unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Seen::default());
         let (n, s) = (name.to_string(), seen.clone());
         let task = tokio::spawn(async move {
             loop {
-                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                s.connections.fetch_add(1, Ordering::SeqCst);
                 let (n, s) = (n.clone(), s.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| upstream_handle(n.clone(), s.clone(), req));
@@ -185,13 +210,20 @@ impl Upstream {
 
     /// Attempts seen for one request id.
     pub fn attempts(&self, request_id: &str) -> u64 {
-        self.seen.by_request_id.lock().get(request_id).copied().unwrap_or(0)
+        self.seen
+            .by_request_id
+            .lock()
+            .get(request_id)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// The endpoint entry for a config.
     pub fn endpoint(&self, labels: &[(&str, &str)]) -> Value {
-        let labels: serde_json::Map<String, Value> =
-            labels.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+        let labels: serde_json::Map<String, Value> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
         json!({
             "workloadUid": format!("Kubernetes//Pod/test/{}", self.name),
             "name": self.name,
@@ -238,14 +270,19 @@ pub fn policy_module() -> PathBuf {
 }
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// A guest component from the guest build cache, built on demand.
 pub fn guest(name: &str) -> PathBuf {
     let cache = std::env::var("MESH_GUEST_CACHE")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/ambient-mesh/guests"));
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/ambient-mesh/guests")
+        });
     let out = cache.join("out").join(format!("{name}.wasm"));
     if !out.exists() {
         static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -299,7 +336,9 @@ impl TestWaypoint {
         opts.access_log = AccessLogTarget::File(access_log.clone());
         opts.drain_timeout = Duration::from_secs(3);
         tweak(&mut opts);
-        let w = Waypoint::start(opts, Box::new(FileSource::new(&path))).await.unwrap();
+        let w = Waypoint::start(opts, Box::new(FileSource::new(&path)))
+            .await
+            .unwrap();
         w.wait_ready(Duration::from_secs(60)).await.unwrap();
         TestWaypoint {
             w: Some(w),
@@ -340,13 +379,19 @@ impl TestWaypoint {
 
     /// The Prometheus page.
     pub async fn metrics(&self) -> String {
-        let url = format!("http://{}/stats/prometheus", self.w().bound().metrics.unwrap());
+        let url = format!(
+            "http://{}/stats/prometheus",
+            self.w().bound().metrics.unwrap()
+        );
         get(&url, &[]).await.1
     }
 }
 
 /// A hyper client for plain HTTP/1.1.
-pub fn client() -> hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>> {
+pub fn client() -> hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Full<Bytes>,
+> {
     hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http()
 }
 
@@ -356,10 +401,21 @@ pub async fn get(url: &str, headers: &[(&str, &str)]) -> (StatusCode, String, ht
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
-    let resp = client().request(b.body(Full::new(Bytes::new())).unwrap()).await.unwrap();
+    let resp = client()
+        .request(b.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
     let (parts, body) = resp.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    (parts.status, String::from_utf8_lossy(&body).into_owned(), parts.headers)
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    (
+        parts.status,
+        String::from_utf8_lossy(&body).into_owned(),
+        parts.headers,
+    )
 }
 
 /// The value of a sample line in Prometheus text whose labels include
@@ -368,7 +424,11 @@ pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-        .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
         .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
         .reduce(|a, b| a + b)
 }

@@ -18,7 +18,9 @@ fn manifest_path() -> PathBuf {
     let dir = std::env::var_os("MESH_GUEST_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default();
             home.join(".cache/ambient-mesh/guests")
         });
     dir.join("out/manifest.json")

@@ -5,6 +5,8 @@
 //! meshConfig:                 # optional, Istio meshConfig subset
 //!   rootNamespace: istio-system
 //!   trustDomain: cluster.local
+//!   autoAllowWaypointPolicy: false  # PILOT_AUTO_ALLOW_WAYPOINT_POLICY
+//!   rejectFaultWithRetries: true    # the seed's fault+retries rule
 //! nodes:
 //!   - name: node-1
 //!     token: s3cret           # bootstrap credential for POST /v1/csr
@@ -32,7 +34,9 @@
 //! ```
 
 use super::mesh::MeshSettings;
-use super::{ConfigSet, NamespaceInfo, NodeInfo, PodInfo, ServiceInfo, ServicePortInfo, TargetPort};
+use super::{
+    ConfigSet, NamespaceInfo, NodeInfo, PodInfo, ServiceInfo, ServicePortInfo, TargetPort,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -149,53 +153,85 @@ impl Inventory {
         if text.trim().is_empty() {
             return Ok(Inventory::default());
         }
-        serde_yaml::from_str(text).map_err(|source| InventoryError::Yaml { path: path.into(), source })
+        serde_yaml::from_str(text).map_err(|source| InventoryError::Yaml {
+            path: path.into(),
+            source,
+        })
     }
 
     /// Fill the inventory part of a config set.
     pub fn apply(&self, cs: &mut ConfigSet, path: &str) -> Result<(), InventoryError> {
-        let bad = |m: String| InventoryError::Invalid { path: path.into(), message: m };
+        let bad = |m: String| InventoryError::Invalid {
+            path: path.into(),
+            message: m,
+        };
         if let Some(mc) = &self.mesh_config {
-            let text = serde_yaml::to_string(mc).map_err(|source| InventoryError::Yaml { path: path.into(), source })?;
+            let text = serde_yaml::to_string(mc).map_err(|source| InventoryError::Yaml {
+                path: path.into(),
+                source,
+            })?;
             let mut mesh = MeshSettings::default();
             mesh.apply_mesh_config(&text)
-                .map_err(|source| InventoryError::Yaml { path: path.into(), source })?;
+                .map_err(|source| InventoryError::Yaml {
+                    path: path.into(),
+                    source,
+                })?;
             // Settings only the inventory can carry.
             if let Some(b) = mc.get("rejectFaultWithRetries").and_then(|v| v.as_bool()) {
                 mesh.reject_fault_with_retries = b;
+            }
+            if let Some(b) = mc.get("autoAllowWaypointPolicy").and_then(|v| v.as_bool()) {
+                mesh.auto_allow_waypoint_policy = b;
             }
             cs.mesh = mesh;
         }
         cs.nodes = self
             .nodes
             .iter()
-            .map(|n| NodeInfo { name: n.name.clone(), token: n.token.clone() })
+            .map(|n| NodeInfo {
+                name: n.name.clone(),
+                token: n.token.clone(),
+            })
             .collect();
         for ns in &self.namespaces {
             cs.namespaces.insert(
                 ns.name.clone(),
-                NamespaceInfo { name: ns.name.clone(), labels: ns.labels.clone() },
+                NamespaceInfo {
+                    name: ns.name.clone(),
+                    labels: ns.labels.clone(),
+                },
             );
         }
         for w in &self.workloads {
             if w.name.is_empty() || w.namespace.is_empty() {
-                return Err(bad(format!("workload {:?} needs a name and a namespace", w.name)));
+                return Err(bad(format!(
+                    "workload {:?} needs a name and a namespace",
+                    w.name
+                )));
             }
             let mut ips = w.ips.clone();
             ips.extend(w.ip);
             if ips.is_empty() {
-                return Err(bad(format!("workload {}/{} has no ip", w.namespace, w.name)));
+                return Err(bad(format!(
+                    "workload {}/{} has no ip",
+                    w.namespace, w.name
+                )));
             }
-            cs.namespaces.entry(w.namespace.clone()).or_insert_with(|| NamespaceInfo {
-                name: w.namespace.clone(),
-                labels: BTreeMap::new(),
-            });
+            cs.namespaces
+                .entry(w.namespace.clone())
+                .or_insert_with(|| NamespaceInfo {
+                    name: w.namespace.clone(),
+                    labels: BTreeMap::new(),
+                });
             cs.pods.push(PodInfo {
                 name: w.name.clone(),
                 namespace: w.namespace.clone(),
                 labels: w.labels.clone(),
                 annotations: w.annotations.clone(),
-                service_account: w.service_account.clone().unwrap_or_else(|| "default".into()),
+                service_account: w
+                    .service_account
+                    .clone()
+                    .unwrap_or_else(|| "default".into()),
                 node: w.node.clone(),
                 ips,
                 ready: w.ready.unwrap_or(true),
@@ -214,14 +250,22 @@ impl Inventory {
                     Some(serde_yaml::Value::Number(n)) => TargetPort::Number(
                         n.as_u64()
                             .and_then(|n| u16::try_from(n).ok())
-                            .ok_or_else(|| bad(format!("service {}/{}: bad targetPort {n}", s.namespace, s.name)))?,
+                            .ok_or_else(|| {
+                                bad(format!(
+                                    "service {}/{}: bad targetPort {n}",
+                                    s.namespace, s.name
+                                ))
+                            })?,
                     ),
                     Some(serde_yaml::Value::String(name)) => match name.parse() {
                         Ok(n) => TargetPort::Number(n),
                         Err(_) => TargetPort::Name(name.clone()),
                     },
                     Some(other) => {
-                        return Err(bad(format!("service {}/{}: bad targetPort {other:?}", s.namespace, s.name)));
+                        return Err(bad(format!(
+                            "service {}/{}: bad targetPort {other:?}",
+                            s.namespace, s.name
+                        )));
                     }
                 };
                 ports.push(ServicePortInfo {
@@ -231,10 +275,12 @@ impl Inventory {
                     app_protocol: p.app_protocol.clone(),
                 });
             }
-            cs.namespaces.entry(s.namespace.clone()).or_insert_with(|| NamespaceInfo {
-                name: s.namespace.clone(),
-                labels: BTreeMap::new(),
-            });
+            cs.namespaces
+                .entry(s.namespace.clone())
+                .or_insert_with(|| NamespaceInfo {
+                    name: s.namespace.clone(),
+                    labels: BTreeMap::new(),
+                });
             cs.services.push(ServiceInfo {
                 name: s.name.clone(),
                 namespace: s.namespace.clone(),
@@ -247,7 +293,8 @@ impl Inventory {
         }
         for w in &self.waypoints {
             if let Some(a) = w.address {
-                cs.waypoint_addresses.insert(format!("{}/{}", w.namespace, w.name), vec![a]);
+                cs.waypoint_addresses
+                    .insert(format!("{}/{}", w.namespace, w.name), vec![a]);
             }
         }
         Ok(())

@@ -33,6 +33,10 @@ pub struct MeshSettings {
     pub multiple_custom_authz_providers: bool,
     /// `EnableWdsDryRunAuthzPol`: send dry-run policies to ztunnel.
     pub ztunnel_dry_run: bool,
+    /// `PILOT_AUTO_ALLOW_WAYPOINT_POLICY`: push an ALLOW policy
+    /// `istio_allow_waypoint_<ns>_<name>` letting each waypoint's identity
+    /// reach the workloads behind it (default false, as in Istio).
+    pub auto_allow_waypoint_policy: bool,
 }
 
 impl Default for MeshSettings {
@@ -47,6 +51,7 @@ impl Default for MeshSettings {
             reject_fault_with_retries: true,
             multiple_custom_authz_providers: false,
             ztunnel_dry_run: false,
+            auto_allow_waypoint_policy: false,
         }
     }
 }
@@ -139,6 +144,7 @@ impl MeshSettings {
 
     /// Effective default trace sampling.
     pub fn trace_sampling(&self) -> f64 {
-        self.default_trace_sampling.unwrap_or(DEFAULT_TRACE_SAMPLING)
+        self.default_trace_sampling
+            .unwrap_or(DEFAULT_TRACE_SAMPLING)
     }
 }

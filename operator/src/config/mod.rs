@@ -140,14 +140,49 @@ impl Resources {
     /// All objects.
     pub fn objects(&self) -> Vec<IstioObject> {
         let mut v: Vec<IstioObject> = Vec::new();
-        v.extend(self.authorization_policies.iter().cloned().map(IstioObject::AuthorizationPolicy));
-        v.extend(self.peer_authentications.iter().cloned().map(IstioObject::PeerAuthentication));
-        v.extend(self.request_authentications.iter().cloned().map(IstioObject::RequestAuthentication));
-        v.extend(self.virtual_services.iter().cloned().map(IstioObject::VirtualService));
-        v.extend(self.destination_rules.iter().cloned().map(IstioObject::DestinationRule));
+        v.extend(
+            self.authorization_policies
+                .iter()
+                .cloned()
+                .map(IstioObject::AuthorizationPolicy),
+        );
+        v.extend(
+            self.peer_authentications
+                .iter()
+                .cloned()
+                .map(IstioObject::PeerAuthentication),
+        );
+        v.extend(
+            self.request_authentications
+                .iter()
+                .cloned()
+                .map(IstioObject::RequestAuthentication),
+        );
+        v.extend(
+            self.virtual_services
+                .iter()
+                .cloned()
+                .map(IstioObject::VirtualService),
+        );
+        v.extend(
+            self.destination_rules
+                .iter()
+                .cloned()
+                .map(IstioObject::DestinationRule),
+        );
         v.extend(self.telemetries.iter().cloned().map(IstioObject::Telemetry));
-        v.extend(self.wasm_plugins.iter().cloned().map(IstioObject::WasmPlugin));
-        v.extend(self.gateway_classes.iter().cloned().map(IstioObject::GatewayClass));
+        v.extend(
+            self.wasm_plugins
+                .iter()
+                .cloned()
+                .map(IstioObject::WasmPlugin),
+        );
+        v.extend(
+            self.gateway_classes
+                .iter()
+                .cloned()
+                .map(IstioObject::GatewayClass),
+        );
         v.extend(self.gateways.iter().cloned().map(IstioObject::Gateway));
         v.extend(self.http_routes.iter().cloned().map(IstioObject::HTTPRoute));
         v
@@ -197,6 +232,9 @@ pub struct ConfigSet {
 impl ConfigSet {
     /// Labels of a namespace (empty when unknown).
     pub fn namespace_labels(&self, ns: &str) -> BTreeMap<String, String> {
-        self.namespaces.get(ns).map(|n| n.labels.clone()).unwrap_or_default()
+        self.namespaces
+            .get(ns)
+            .map(|n| n.labels.clone())
+            .unwrap_or_default()
     }
 }

@@ -126,7 +126,7 @@ impl fmt::Display for ObjectKey {
 }
 
 /// Any resource.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 #[allow(missing_docs)]
 pub enum IstioObject {
     AuthorizationPolicy(AuthorizationPolicy),

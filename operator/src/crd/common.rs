@@ -12,16 +12,20 @@ pub fn preserve_object(_: &mut SchemaGenerator) -> Schema {
         instance_type: Some(InstanceType::Object.into()),
         ..Default::default()
     };
-    s.extensions
-        .insert("x-kubernetes-preserve-unknown-fields".into(), serde_json::Value::Bool(true));
+    s.extensions.insert(
+        "x-kubernetes-preserve-unknown-fields".into(),
+        serde_json::Value::Bool(true),
+    );
     Schema::Object(s)
 }
 
 /// Schema of an int-or-string field.
 pub fn int_or_string(_: &mut SchemaGenerator) -> Schema {
     let mut s = SchemaObject::default();
-    s.extensions
-        .insert("x-kubernetes-int-or-string".into(), serde_json::Value::Bool(true));
+    s.extensions.insert(
+        "x-kubernetes-int-or-string".into(),
+        serde_json::Value::Bool(true),
+    );
     Schema::Object(s)
 }
 

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
     version = "v1alpha1",
     kind = "WasmPlugin",
     namespaced,
+    derive = "PartialEq",
     status = "IstioStatus",
     category = "istio-io",
     category = "extensions-istio-io"

@@ -40,6 +40,7 @@ pub struct GwCondition {
     group = "gateway.networking.k8s.io",
     version = "v1",
     kind = "GatewayClass",
+    derive = "PartialEq",
     status = "GatewayClassStatus",
     shortname = "gc",
     category = "gateway-api"
@@ -76,6 +77,7 @@ pub struct GatewayClassStatus {
     version = "v1",
     kind = "Gateway",
     namespaced,
+    derive = "PartialEq",
     status = "GatewayStatus",
     shortname = "gtw",
     category = "gateway-api",
@@ -253,6 +255,7 @@ pub struct ListenerStatus {
     version = "v1",
     kind = "HTTPRoute",
     namespaced,
+    derive = "PartialEq",
     status = "HttpRouteStatus",
     category = "gateway-api"
 )]

@@ -45,6 +45,7 @@ pub struct PortSelector {
     version = "v1",
     kind = "VirtualService",
     namespaced,
+    derive = "PartialEq",
     status = "IstioStatus",
     shortname = "vs",
     category = "istio-io",
@@ -108,7 +109,11 @@ pub struct HttpRoute {
     pub mirrors: Option<Vec<HttpMirrorPolicy>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror_percent: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none", rename = "mirror_percent")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "mirror_percent"
+    )]
     pub mirror_percent_snake: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror_percentage: Option<Percent>,
@@ -376,6 +381,7 @@ pub struct CorsPolicy {
     version = "v1",
     kind = "DestinationRule",
     namespaced,
+    derive = "PartialEq",
     status = "IstioStatus",
     shortname = "dr",
     category = "istio-io",
@@ -606,7 +612,11 @@ pub struct OutlierDetection {
     pub consecutive_local_origin_failures: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consecutive_gateway_errors: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none", rename = "consecutive5xxErrors")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "consecutive5xxErrors"
+    )]
     pub consecutive_5xx_errors: Option<u32>,
     /// Deprecated.
     #[serde(default, skip_serializing_if = "Option::is_none")]

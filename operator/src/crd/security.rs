@@ -41,6 +41,7 @@ impl AuthorizationAction {
     version = "v1",
     kind = "AuthorizationPolicy",
     namespaced,
+    derive = "PartialEq",
     status = "IstioStatus",
     shortname = "ap",
     category = "istio-io",
@@ -236,6 +237,7 @@ impl MutualTls {
     version = "v1",
     kind = "PeerAuthentication",
     namespaced,
+    derive = "PartialEq",
     status = "IstioStatus",
     shortname = "pa",
     category = "istio-io",
@@ -264,7 +266,9 @@ impl PeerAuthenticationSpec {
 
     /// Has a selector with at least one label.
     pub fn has_selector_labels(&self) -> bool {
-        self.selector.as_ref().is_some_and(|s| !s.labels().is_empty())
+        self.selector
+            .as_ref()
+            .is_some_and(|s| !s.labels().is_empty())
     }
 }
 
@@ -275,6 +279,7 @@ impl PeerAuthenticationSpec {
     version = "v1",
     kind = "RequestAuthentication",
     namespaced,
+    derive = "PartialEq",
     status = "IstioStatus",
     shortname = "ra",
     category = "istio-io",
@@ -316,8 +321,11 @@ pub struct JwtRule {
     pub issuer: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audiences: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none", alias = "jwks_uri")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_uri: Option<String>,
+    /// Deprecated spelling of `jwksUri` (still in the official schema).
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "jwks_uri")]
+    pub jwks_uri_legacy: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -337,6 +345,16 @@ pub struct JwtRule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
     pub space_delimited_claims: Option<Vec<String>>,
+}
+
+impl JwtRule {
+    /// `jwksUri` (or its deprecated spelling `jwks_uri`).
+    pub fn uri(&self) -> Option<&str> {
+        self.jwks_uri
+            .as_deref()
+            .or(self.jwks_uri_legacy.as_deref())
+            .filter(|u| !u.is_empty())
+    }
 }
 
 /// Header token location.

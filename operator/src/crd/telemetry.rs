@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
     kind = "Telemetry",
     plural = "telemetries",
     namespaced,
+    derive = "PartialEq",
     status = "IstioStatus",
     shortname = "telemetry",
     category = "istio-io",

@@ -36,12 +36,18 @@ pub enum FileSourceError {
 }
 
 fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?.filter_map(Result::ok).map(|e| e.path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
     entries.sort();
     for p in entries {
         if p.is_dir() {
             yaml_files(&p, out)?;
-        } else if matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")) {
+        } else if matches!(
+            p.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml" | "json")
+        ) {
             out.push(p);
         }
     }
@@ -56,15 +62,20 @@ pub fn load(dir: &Path, inventory: Option<&Path>) -> Result<Snapshot, FileSource
     if let Some(inv) = inventory {
         let path = inv.display().to_string();
         match std::fs::read_to_string(inv) {
-            Ok(text) => match Inventory::parse(&text, &path).and_then(|i| i.apply(&mut base, &path)) {
-                Ok(()) => {}
-                Err(e) => snap.parse_errors.push(e.to_string()),
-            },
+            Ok(text) => {
+                match Inventory::parse(&text, &path).and_then(|i| i.apply(&mut base, &path)) {
+                    Ok(()) => {}
+                    Err(e) => snap.parse_errors.push(e.to_string()),
+                }
+            }
             Err(e) => snap.parse_errors.push(format!("inventory {path}: {e}")),
         }
     }
     let mut files = Vec::new();
-    yaml_files(dir, &mut files).map_err(|source| FileSourceError::Dir { path: dir.display().to_string(), source })?;
+    yaml_files(dir, &mut files).map_err(|source| FileSourceError::Dir {
+        path: dir.display().to_string(),
+        source,
+    })?;
     for f in files {
         if inventory.is_some_and(|i| same_file(i, &f)) {
             continue;
@@ -82,12 +93,25 @@ pub fn load(dir: &Path, inventory: Option<&Path>) -> Result<Snapshot, FileSource
         let mut objs = Vec::new();
         for doc in parse_documents(&text, &origin, "default") {
             match doc {
-                Ok(ParsedDoc::Object(o)) => objs.push(SourcedObject { object: o, origin: Some(origin.clone()) }),
+                Ok(ParsedDoc::Object(o)) => objs.push(SourcedObject {
+                    object: o,
+                    origin: Some(origin.clone()),
+                }),
                 Ok(ParsedDoc::Namespace(ns)) => {
-                    let e = base.namespaces.entry(ns.name.clone()).or_insert_with(|| NamespaceInfo { name: ns.name.clone(), ..Default::default() });
+                    let e =
+                        base.namespaces
+                            .entry(ns.name.clone())
+                            .or_insert_with(|| NamespaceInfo {
+                                name: ns.name.clone(),
+                                ..Default::default()
+                            });
                     e.labels.extend(ns.labels);
                 }
-                Ok(ParsedDoc::Service(svc)) => match base.services.iter_mut().find(|s| s.name == svc.name && s.namespace == svc.namespace) {
+                Ok(ParsedDoc::Service(svc)) => match base
+                    .services
+                    .iter_mut()
+                    .find(|s| s.name == svc.name && s.namespace == svc.namespace)
+                {
                     // Inventory services carry addresses; a Service document adds labels/ports.
                     Some(s) => {
                         s.labels.extend(svc.labels);
@@ -126,9 +150,16 @@ fn same_file(a: &Path, b: &Path) -> bool {
 }
 
 /// Load once and apply.
-pub fn sync(controller: &Controller, dir: &Path, inventory: Option<&Path>) -> Result<Vec<crate::controller::Diagnostic>, FileSourceError> {
+pub fn sync(
+    controller: &Controller,
+    dir: &Path,
+    inventory: Option<&Path>,
+) -> Result<Vec<crate::controller::Diagnostic>, FileSourceError> {
     let snap = load(dir, inventory)?;
-    controller.apply(snap).map_err(|e| FileSourceError::Dir { path: dir.display().to_string(), source: std::io::Error::other(e.to_string()) })
+    controller.apply(snap).map_err(|e| FileSourceError::Dir {
+        path: dir.display().to_string(),
+        source: std::io::Error::other(e.to_string()),
+    })
 }
 
 /// Watch `dir` (and the inventory) and re-apply on every change until
@@ -146,17 +177,29 @@ pub async fn watch(
             let _ = tx.send(());
         }
     })
-    .map_err(|source| FileSourceError::Watch { path: dir.display().to_string(), source })?;
+    .map_err(|source| FileSourceError::Watch {
+        path: dir.display().to_string(),
+        source,
+    })?;
     watcher
         .watch(&dir, RecursiveMode::Recursive)
-        .map_err(|source| FileSourceError::Watch { path: dir.display().to_string(), source })?;
+        .map_err(|source| FileSourceError::Watch {
+            path: dir.display().to_string(),
+            source,
+        })?;
     if let Some(inv) = &inventory {
         // Watch the inventory's directory (editors replace files).
-        let parent = inv.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let parent = inv
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         if !parent.starts_with(&dir) {
             watcher
                 .watch(parent, RecursiveMode::NonRecursive)
-                .map_err(|source| FileSourceError::Watch { path: parent.display().to_string(), source })?;
+                .map_err(|source| FileSourceError::Watch {
+                    path: parent.display().to_string(),
+                    source,
+                })?;
         }
     }
     Ok(tokio::spawn(async move {

@@ -16,12 +16,11 @@ pub fn attach(
     cs: &ConfigSet,
     waypoints: &BTreeMap<String, WaypointInfo>,
     svc_waypoint: &BTreeMap<String, String>,
-    kind: &str,
-    ns: &str,
-    name: &str,
+    policy: &StatusTarget,
     refs: &[PolicyTargetReference],
     statuses: &mut Statuses,
 ) -> Attachments {
+    let (kind, ns) = (policy.kind.as_str(), policy.namespace.as_str());
     let mut out: Attachments = BTreeMap::new();
     if refs.is_empty() {
         return out;
@@ -37,7 +36,10 @@ pub fn attach(
                     out.entry(key.clone()).or_default();
                     bound_to.push(key);
                 } else {
-                    errors.push(("TargetNotFound".into(), format!("Gateway {ns}/{} was not found", r.name)));
+                    errors.push((
+                        "TargetNotFound".into(),
+                        format!("Gateway {ns}/{} was not found", r.name),
+                    ));
                 }
             }
             ("gateway.networking.k8s.io", "GatewayClass") => {
@@ -52,42 +54,70 @@ pub fn attach(
                     }
                     bound_to.push(format!("GatewayClass {}", r.name));
                 } else {
-                    errors.push(("TargetNotFound".into(), format!("GatewayClass {} was not found", r.name)));
+                    errors.push((
+                        "TargetNotFound".into(),
+                        format!("GatewayClass {} was not found", r.name),
+                    ));
                 }
             }
             ("", "Service") => {
-                let exists = cs.services.iter().any(|s| s.namespace == ns && s.name == r.name);
+                let exists = cs
+                    .services
+                    .iter()
+                    .any(|s| s.namespace == ns && s.name == r.name);
                 let host = super::workloads::hostname(cs, &r.name, ns);
                 if !exists {
-                    errors.push(("TargetNotFound".into(), format!("Service {ns}/{} was not found", r.name)));
+                    errors.push((
+                        "TargetNotFound".into(),
+                        format!("Service {ns}/{} was not found", r.name),
+                    ));
                 } else if let Some(wp) = svc_waypoint.get(&host) {
                     let e = out.entry(wp.clone()).or_default();
                     // A whole-waypoint attachment already covers the service.
                     if !(e.is_empty() && bound_to.contains(wp)) {
                         e.push(host);
                     }
-                    bound_to.push(format!("{wp}"));
+                    bound_to.push(wp.to_string());
                 } else {
-                    errors.push(("AncestorNotBound".into(), format!("Service {ns}/{} is not bound to a waypoint", r.name)));
+                    errors.push((
+                        "AncestorNotBound".into(),
+                        format!("Service {ns}/{} is not bound to a waypoint", r.name),
+                    ));
                 }
             }
             ("networking.istio.io", "ServiceEntry") => {
-                errors.push(("TargetNotFound".into(), format!("ServiceEntry {ns}/{} was not found", r.name)));
+                errors.push((
+                    "TargetNotFound".into(),
+                    format!("ServiceEntry {ns}/{} was not found", r.name),
+                ));
             }
             (g, k) => errors.push(("Invalid".into(), format!("unsupported targetRef {g}/{k}"))),
         }
     }
-    let target = StatusTarget::new(kind, ns, name);
+    let target = policy.clone();
     bound_to.sort();
     bound_to.dedup();
     let cond = if errors.is_empty() {
-        Condition::new("WaypointAccepted", true, "Accepted", format!("bound to {}", bound_to.join(", ")))
+        Condition::new(
+            "WaypointAccepted",
+            true,
+            "Accepted",
+            format!("bound to {}", bound_to.join(", ")),
+        )
     } else if out.is_empty() {
         let (reason, _) = errors[0].clone();
-        let msg = errors.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; ");
+        let msg = errors
+            .iter()
+            .map(|(_, m)| m.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
         Condition::new("WaypointAccepted", false, &reason, msg)
     } else {
-        let msg = errors.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; ");
+        let msg = errors
+            .iter()
+            .map(|(_, m)| m.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
         Condition::new("WaypointAccepted", true, "PartiallyInvalid", msg)
     };
     statuses.set(target, cond);

@@ -3,10 +3,12 @@
 
 use super::status::{Condition, StatusTarget, Statuses};
 use crate::config::ConfigSet;
-use crate::crd::security::{AuthorizationAction, MtlsMode, MutualTls, PeerAuthentication, Rule};
 use crate::crd::AuthorizationPolicy;
+use crate::crd::security::{AuthorizationAction, MtlsMode, MutualTls, PeerAuthentication, Rule};
 use mesh_common::model::policy::{CONVERTED_PEER_AUTHENTICATION_PREFIX, STATIC_STRICT_POLICY_NAME};
-use mesh_common::model::{Authorization, RbacAction, RbacMatch, RbacScope, ServiceAccountMatch, StringMatch};
+use mesh_common::model::{
+    Authorization, RbacAction, RbacMatch, RbacScope, ServiceAccountMatch, StringMatch,
+};
 use std::collections::{BTreeMap, BTreeSet};
 
 const HTTP_RULE_FMT_PREFIX: &str = "ztunnel does not support HTTP attributes (found: ";
@@ -14,14 +16,28 @@ const DENY_NO_EFFECT: &str = "After omitting unsupported HTTP attributes, this D
 const DENY_MIXED: &str = "DENY policy with HTTP attributes is enforced without the HTTP rules. This will be more restrictive than requested.";
 const ALLOW_RULE: &str = "Within an ALLOW policy, rules matching HTTP attributes are omitted. This will be more restrictive than requested.";
 
-const L4_WHEN: [&str; 5] = ["source.ip", "source.namespace", "source.principal", "destination.ip", "destination.port"];
+const L4_WHEN: [&str; 5] = [
+    "source.ip",
+    "source.namespace",
+    "source.principal",
+    "destination.ip",
+    "destination.port",
+];
 
 fn to_matches(values: &Option<Vec<String>>) -> Vec<StringMatch> {
-    values.iter().flatten().map(|v| StringMatch::parse(v)).collect()
+    values
+        .iter()
+        .flatten()
+        .map(|v| StringMatch::parse(v))
+        .collect()
 }
 
 fn to_ports(values: &[String]) -> Vec<u16> {
-    values.iter().filter_map(|p| p.parse::<u32>().ok()).filter_map(|p| u16::try_from(p).ok()).collect()
+    values
+        .iter()
+        .filter_map(|p| p.parse::<u32>().ok())
+        .filter_map(|p| u16::try_from(p).ok())
+        .collect()
 }
 
 fn to_ips(values: &[String]) -> Vec<ipnet::IpNet> {
@@ -43,14 +59,24 @@ fn to_sa(values: &Option<Vec<String>>, ns: &str) -> Vec<ServiceAccountMatch> {
         .iter()
         .flatten()
         .map(|v| match v.split_once('/') {
-            Some((n, sa)) => ServiceAccountMatch { namespace: n.into(), service_account: sa.into() },
-            None => ServiceAccountMatch { namespace: ns.into(), service_account: v.clone() },
+            Some((n, sa)) => ServiceAccountMatch {
+                namespace: n.into(),
+                service_account: sa.into(),
+            },
+            None => ServiceAccountMatch {
+                namespace: ns.into(),
+                service_account: v.clone(),
+            },
         })
         .collect()
 }
 
 /// `handleRule`: (clauses, HTTP attributes found).
-fn handle_rule(action: RbacAction, rule: &Rule, ns: &str) -> (Option<Vec<Vec<RbacMatch>>>, Vec<String>) {
+fn handle_rule(
+    action: RbacAction,
+    rule: &Rule,
+    ns: &str,
+) -> (Option<Vec<Vec<RbacMatch>>>, Vec<String>) {
     let mut http = Vec::new();
     let mut l7 = false;
     let mut to_m = Vec::new();
@@ -152,11 +178,17 @@ fn handle_rule(action: RbacAction, rule: &Rule, ns: &str) -> (Option<Vec<Vec<Rba
 
 /// `hasEffectiveRules`.
 fn has_effective_rules(rules: &[Vec<Vec<RbacMatch>>]) -> bool {
-    rules.iter().any(|g| g.is_empty() || g.iter().all(|clause| clause.iter().any(|m| !m.is_empty())))
+    rules
+        .iter()
+        .any(|g| g.is_empty() || g.iter().all(|clause| clause.iter().any(|m| !m.is_empty())))
 }
 
 /// Translate one AuthorizationPolicy for ztunnel. `None` when it is not sent.
-pub fn convert_policy(ap: &AuthorizationPolicy, cs: &ConfigSet, statuses: &mut Statuses) -> Option<Authorization> {
+pub fn convert_policy(
+    ap: &AuthorizationPolicy,
+    cs: &ConfigSet,
+    statuses: &mut Statuses,
+) -> Option<Authorization> {
     let spec = &ap.spec;
     let ns = ap.metadata.namespace.clone().unwrap_or_default();
     let name = ap.metadata.name.clone().unwrap_or_default();
@@ -214,9 +246,19 @@ pub fn convert_policy(ap: &AuthorizationPolicy, cs: &ConfigSet, statuses: &mut S
         }
         http.extend(found);
     }
-    let pol = Authorization { name, namespace: ns, scope, action, rules, dry_run };
+    let pol = Authorization {
+        name,
+        namespace: ns,
+        scope,
+        action,
+        rules,
+        dry_run,
+    };
     if http.is_empty() {
-        statuses.set(target, Condition::new("ZtunnelAccepted", true, "Accepted", "attached to ztunnel"));
+        statuses.set(
+            target,
+            Condition::new("ZtunnelAccepted", true, "Accepted", "attached to ztunnel"),
+        );
     } else {
         let boiler = match action {
             RbacAction::Deny if !has_effective_rules(&pol.rules) => DENY_NO_EFFECT,
@@ -246,7 +288,8 @@ fn oldest<'a>(pas: impl Iterator<Item = &'a PeerAuthentication>) -> Option<&'a P
         let ta = a.metadata.creation_timestamp.as_ref().map(|t| t.0);
         let tb = b.metadata.creation_timestamp.as_ref().map(|t| t.0);
         // Missing timestamps (file mode) sort by name for determinism.
-        ta.cmp(&tb).then_with(|| a.metadata.name.cmp(&b.metadata.name))
+        ta.cmp(&tb)
+            .then_with(|| a.metadata.name.cmp(&b.metadata.name))
     })
 }
 
@@ -255,21 +298,33 @@ fn effective_pas<'a>(
     cs: &'a ConfigSet,
     ns: &str,
     labels: &BTreeMap<String, String>,
-) -> (Option<&'a PeerAuthentication>, Option<&'a PeerAuthentication>, Option<&'a PeerAuthentication>) {
+) -> (
+    Option<&'a PeerAuthentication>,
+    Option<&'a PeerAuthentication>,
+    Option<&'a PeerAuthentication>,
+) {
     let root = &cs.mesh.root_namespace;
     let pas = &cs.resources.peer_authentications;
     let in_ns = |p: &&PeerAuthentication, n: &str| p.metadata.namespace.as_deref() == Some(n);
-    let mesh = oldest(pas.iter().filter(|p| in_ns(p, root) && !p.spec.has_selector_labels()));
+    let mesh = oldest(
+        pas.iter()
+            .filter(|p| in_ns(p, root) && !p.spec.has_selector_labels()),
+    );
     let nsp = if ns == root.as_str() {
         None
     } else {
-        oldest(pas.iter().filter(|p| in_ns(p, ns) && !p.spec.has_selector_labels()))
+        oldest(
+            pas.iter()
+                .filter(|p| in_ns(p, ns) && !p.spec.has_selector_labels()),
+        )
     };
     let wl = if ns == root.as_str() {
         None
     } else {
         oldest(pas.iter().filter(|p| {
-            in_ns(p, ns) && p.spec.has_selector_labels() && p.spec.selector.as_ref().is_some_and(|s| s.selects(labels))
+            in_ns(p, ns)
+                && p.spec.has_selector_labels()
+                && p.spec.selector.as_ref().is_some_and(|s| s.selects(labels))
         }))
     };
     (mesh, nsp, wl)
@@ -288,18 +343,25 @@ fn ports_sorted(pa: &PeerAuthentication) -> Vec<(u16, MtlsMode)> {
 }
 
 fn converted_name(pa: &PeerAuthentication) -> String {
-    format!("{CONVERTED_PEER_AUTHENTICATION_PREFIX}{}", pa.metadata.name.as_deref().unwrap_or(""))
+    format!(
+        "{CONVERTED_PEER_AUTHENTICATION_PREFIX}{}",
+        pa.metadata.name.as_deref().unwrap_or("")
+    )
 }
 
 /// `convertedSelectorPeerAuthentications`: policy keys a workload references.
-pub fn workload_pa_keys(cs: &ConfigSet, ns: &str, labels: &BTreeMap<String, String>) -> Vec<String> {
+pub fn workload_pa_keys(
+    cs: &ConfigSet,
+    ns: &str,
+    labels: &BTreeMap<String, String>,
+) -> Vec<String> {
     let root = &cs.mesh.root_namespace;
     let (mesh, nsp, wl) = effective_pas(cs, ns, labels);
     let mut strict = mesh.is_some_and(|m| m.spec.mode() == MtlsMode::Strict);
-    if let Some(n) = nsp {
-        if n.spec.mode() != MtlsMode::Unset {
-            strict = n.spec.mode() == MtlsMode::Strict;
-        }
+    if let Some(n) = nsp
+        && n.spec.mode() != MtlsMode::Unset
+    {
+        strict = n.spec.mode() == MtlsMode::Strict;
     }
     let mut port_key: Option<String> = None;
     if let Some(w) = wl {
@@ -315,7 +377,10 @@ pub fn workload_pa_keys(cs: &ConfigSet, ns: &str, labels: &BTreeMap<String, Stri
             let key = format!("{ns}/{}", converted_name(w));
             match wmode {
                 MtlsMode::Strict => {
-                    if ports.iter().any(|(_, m)| matches!(m, MtlsMode::Permissive | MtlsMode::Disable)) {
+                    if ports
+                        .iter()
+                        .any(|(_, m)| matches!(m, MtlsMode::Permissive | MtlsMode::Disable))
+                    {
                         port_key = Some(key);
                         strict = false;
                     }
@@ -350,20 +415,37 @@ pub fn workload_pa_keys(cs: &ConfigSet, ns: &str, labels: &BTreeMap<String, Stri
 }
 
 fn no_principal() -> RbacMatch {
-    RbacMatch { not_principals: vec![StringMatch::Presence], ..Default::default() }
+    RbacMatch {
+        not_principals: vec![StringMatch::Presence],
+        ..Default::default()
+    }
 }
 
 /// `convertPeerAuthentication`: a per-workload DENY policy for a workload
 /// PeerAuthentication with port-level mTLS, or `None`.
-pub fn convert_peer_authentication(cs: &ConfigSet, pa: &PeerAuthentication) -> Option<Authorization> {
+pub fn convert_peer_authentication(
+    cs: &ConfigSet,
+    pa: &PeerAuthentication,
+) -> Option<Authorization> {
     let root = &cs.mesh.root_namespace;
     let ns = pa.metadata.namespace.clone().unwrap_or_default();
-    if ns == *root || !pa.spec.has_selector_labels() || pa.spec.port_level_mtls.as_ref().is_none_or(|p| p.is_empty()) {
+    if ns == *root
+        || !pa.spec.has_selector_labels()
+        || pa
+            .spec
+            .port_level_mtls
+            .as_ref()
+            .is_none_or(|p| p.is_empty())
+    {
         return None;
     }
     let pas = &cs.resources.peer_authentications;
-    let ns_cfg = oldest(pas.iter().filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()) && !p.spec.has_selector_labels()));
-    let root_cfg = oldest(pas.iter().filter(|p| p.metadata.namespace.as_deref() == Some(root.as_str()) && !p.spec.has_selector_labels()));
+    let ns_cfg = oldest(pas.iter().filter(|p| {
+        p.metadata.namespace.as_deref() == Some(ns.as_str()) && !p.spec.has_selector_labels()
+    }));
+    let root_cfg = oldest(pas.iter().filter(|p| {
+        p.metadata.namespace.as_deref() == Some(root.as_str()) && !p.spec.has_selector_labels()
+    }));
     let m = pa.spec.mode();
     let ns_mode = ns_cfg.map(|p| p.spec.mode());
     let root_mode = root_cfg.map(|p| p.spec.mode());
@@ -378,7 +460,8 @@ pub fn convert_peer_authentication(cs: &ConfigSet, pa: &PeerAuthentication) -> O
             MtlsMode::Strict => {
                 let parent_strict = m == MtlsMode::Strict
                     || (m == MtlsMode::Unset && ns_mode == Some(MtlsMode::Strict))
-                    || ((ns_mode.is_none() || ns_mode == Some(MtlsMode::Unset)) && root_mode == Some(MtlsMode::Strict));
+                    || ((ns_mode.is_none() || ns_mode == Some(MtlsMode::Unset))
+                        && root_mode == Some(MtlsMode::Strict));
                 if parent_strict {
                     continue;
                 }
@@ -394,13 +477,18 @@ pub fn convert_peer_authentication(cs: &ConfigSet, pa: &PeerAuthentication) -> O
                 }
                 if m == MtlsMode::Unset
                     && ((ns_mode.is_some() && ns_mode != Some(MtlsMode::Strict))
-                        || (ns_mode.is_none() && root_mode.is_some() && root_mode != Some(MtlsMode::Strict))
+                        || (ns_mode.is_none()
+                            && root_mode.is_some()
+                            && root_mode != Some(MtlsMode::Strict))
                         || (ns_mode.is_none() && root_mode.is_none()))
                 {
                     continue;
                 }
                 found_non_strict = true;
-                clauses.push(vec![RbacMatch { not_destination_ports: vec![port], ..Default::default() }]);
+                clauses.push(vec![RbacMatch {
+                    not_destination_ports: vec![port],
+                    ..Default::default()
+                }]);
             }
             MtlsMode::Unset => continue,
         }
@@ -412,7 +500,9 @@ pub fn convert_peer_authentication(cs: &ConfigSet, pa: &PeerAuthentication) -> O
         return None;
     }
     let merge_strict = (root_mode == Some(MtlsMode::Strict)
-        && (ns_mode.is_none() || ns_mode == Some(MtlsMode::Unset) || ns_mode == Some(MtlsMode::Strict)))
+        && (ns_mode.is_none()
+            || ns_mode == Some(MtlsMode::Unset)
+            || ns_mode == Some(MtlsMode::Strict)))
         || ns_mode == Some(MtlsMode::Strict);
     if merge_strict && found_non_strict {
         clauses.push(vec![no_principal()]);
@@ -443,13 +533,22 @@ pub fn all_policies(cs: &ConfigSet, statuses: &mut Statuses) -> Vec<Authorizatio
         .collect();
     if !cs.resources.peer_authentications.is_empty() {
         out.push(Authorization::static_strict(&cs.mesh.root_namespace));
-        out.extend(cs.resources.peer_authentications.iter().filter_map(|pa| convert_peer_authentication(cs, pa)));
+        out.extend(
+            cs.resources
+                .peer_authentications
+                .iter()
+                .filter_map(|pa| convert_peer_authentication(cs, pa)),
+        );
     }
     out
 }
 
 /// Keys of selector-scoped policies selecting a workload.
-pub fn selected_policy_keys(cs: &ConfigSet, ns: &str, labels: &BTreeMap<String, String>) -> Vec<String> {
+pub fn selected_policy_keys(
+    cs: &ConfigSet,
+    ns: &str,
+    labels: &BTreeMap<String, String>,
+) -> Vec<String> {
     let root = &cs.mesh.root_namespace;
     let mut out: Vec<String> = cs
         .resources
@@ -458,12 +557,80 @@ pub fn selected_policy_keys(cs: &ConfigSet, ns: &str, labels: &BTreeMap<String, 
         .filter(|ap| ap.spec.all_target_refs().is_empty())
         .filter(|ap| {
             let pns = ap.metadata.namespace.as_deref().unwrap_or("");
-            (pns == ns || pns == root) && ap.spec.selector.as_ref().is_some_and(|s| s.selects(labels))
+            (pns == ns || pns == root)
+                && ap.spec.selector.as_ref().is_some_and(|s| s.selects(labels))
         })
-        .map(|ap| format!("{}/{}", ap.metadata.namespace.as_deref().unwrap_or(""), ap.metadata.name.as_deref().unwrap_or("")))
+        .map(|ap| {
+            format!(
+                "{}/{}",
+                ap.metadata.namespace.as_deref().unwrap_or(""),
+                ap.metadata.name.as_deref().unwrap_or("")
+            )
+        })
         .collect();
     out.extend(workload_pa_keys(cs, ns, labels));
     out.sort();
     out.dedup();
     out
+}
+
+/// Selector policies and PeerAuthentications indexed by namespace, so that
+/// finding a workload's policies does not scan every policy.
+pub struct PolicyIndex<'a> {
+    selectors: std::collections::HashMap<&'a str, Vec<(String, &'a crate::crd::WorkloadSelector)>>,
+    any_pa: bool,
+}
+
+impl<'a> PolicyIndex<'a> {
+    /// Build the index.
+    pub fn new(cs: &'a ConfigSet) -> Self {
+        let mut selectors: std::collections::HashMap<
+            &'a str,
+            Vec<(String, &'a crate::crd::WorkloadSelector)>,
+        > = Default::default();
+        for ap in &cs.resources.authorization_policies {
+            if !ap.spec.all_target_refs().is_empty() {
+                continue;
+            }
+            if let Some(sel) = &ap.spec.selector {
+                let ns = ap.metadata.namespace.as_deref().unwrap_or("");
+                selectors.entry(ns).or_default().push((
+                    format!("{ns}/{}", ap.metadata.name.as_deref().unwrap_or("")),
+                    sel,
+                ));
+            }
+        }
+        PolicyIndex {
+            selectors,
+            any_pa: !cs.resources.peer_authentications.is_empty(),
+        }
+    }
+
+    /// Keys of the selector policies and converted PeerAuthentications a
+    /// workload references (same result as [`selected_policy_keys`]).
+    pub fn keys_for(
+        &self,
+        cs: &ConfigSet,
+        ns: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Vec<String> {
+        let root = cs.mesh.root_namespace.as_str();
+        let mut out: Vec<String> = Vec::new();
+        for n in [ns, root] {
+            for (k, sel) in self.selectors.get(n).into_iter().flatten() {
+                if sel.selects(labels) {
+                    out.push(k.clone());
+                }
+            }
+            if ns == root {
+                break;
+            }
+        }
+        if self.any_pa {
+            out.extend(workload_pa_keys(cs, ns, labels));
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
 }

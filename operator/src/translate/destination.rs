@@ -3,7 +3,8 @@
 use crate::config::ConfigSet;
 use crate::crd::DestinationRule;
 use crate::crd::networking::{
-    ConnectionPoolSettings, LoadBalancerSettings, OutlierDetection as DrOutlier, PortTrafficPolicy, TrafficPolicy as DrPolicy,
+    ConnectionPoolSettings, LoadBalancerSettings, OutlierDetection as DrOutlier, PortTrafficPolicy,
+    TrafficPolicy as DrPolicy,
 };
 use crate::validate::parse_duration_nanos;
 use mesh_common::model::{
@@ -12,7 +13,9 @@ use mesh_common::model::{
 use std::time::Duration;
 
 fn dur(s: &Option<String>) -> Option<Duration> {
-    s.as_deref().and_then(parse_duration_nanos).map(|n| Duration::from_nanos(n as u64))
+    s.as_deref()
+        .and_then(parse_duration_nanos)
+        .map(|n| Duration::from_nanos(n as u64))
 }
 
 /// Resolve a host written in a resource of namespace `ns` to an FQDN.
@@ -37,36 +40,63 @@ fn host_matches(pattern: &str, host: &str) -> bool {
 }
 
 /// The DestinationRule for `host` (service in `svc_ns`), looking in the
-/// service's namespace, then the root namespace; exact host beats wildcard,
-/// oldest wins.
-pub fn find<'a>(cs: &'a ConfigSet, host: &str, svc_ns: &str) -> Option<&'a DestinationRule> {
+/// service's namespace, then the root namespace; exact host beats wildcard.
+/// Several rules for the same host in one namespace are merged as Istio
+/// does: oldest first, subsets appended (first definition of a name wins),
+/// the first `trafficPolicy` set wins.
+pub fn find(cs: &ConfigSet, host: &str, svc_ns: &str) -> Option<DestinationRule> {
     let root = cs.mesh.root_namespace.as_str();
     for ns in [svc_ns, root] {
         let mut candidates: Vec<&DestinationRule> = cs
             .resources
             .destination_rules
             .iter()
-            .filter(|d| d.metadata.namespace.as_deref() == Some(ns))
             .filter(|d| {
-                let vis = d.spec.export_to.is_empty() || d.spec.export_to.iter().any(|e| e == "*" || e == svc_ns || (e == "." && ns == svc_ns));
+                d.metadata.namespace.as_deref() == Some(ns) && d.spec.workload_selector.is_none()
+            })
+            .filter(|d| {
+                let vis = d.spec.export_to.is_empty()
+                    || d.spec
+                        .export_to
+                        .iter()
+                        .any(|e| e == "*" || e == svc_ns || (e == "." && ns == svc_ns));
                 vis && host_matches(&fqdn(cs, &d.spec.host, ns), host)
             })
             .collect();
+        if candidates.is_empty() {
+            continue;
+        }
+        let exact = candidates.iter().any(|d| !d.spec.host.contains('*'));
+        if exact {
+            candidates.retain(|d| !d.spec.host.contains('*'));
+        }
         candidates.sort_by(|a, b| {
-            let exact_a = !a.spec.host.contains('*');
-            let exact_b = !b.spec.host.contains('*');
-            exact_b
-                .cmp(&exact_a)
-                .then_with(|| {
-                    let ta = a.metadata.creation_timestamp.as_ref().map(|t| t.0);
-                    let tb = b.metadata.creation_timestamp.as_ref().map(|t| t.0);
-                    ta.cmp(&tb)
-                })
+            let ta = a.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            let tb = b.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            ta.cmp(&tb)
                 .then_with(|| a.metadata.name.cmp(&b.metadata.name))
         });
-        if let Some(d) = candidates.first() {
-            return Some(d);
+        let mut merged = candidates[0].clone();
+        for d in &candidates[1..] {
+            for s in &d.spec.subsets {
+                if !merged.spec.subsets.iter().any(|x| x.name == s.name) {
+                    merged.spec.subsets.push(s.clone());
+                }
+            }
+            if merged.spec.traffic_policy.is_none() {
+                merged.spec.traffic_policy = d.spec.traffic_policy.clone();
+            }
         }
+        if candidates.len() > 1 {
+            merged.metadata.name = Some(
+                candidates
+                    .iter()
+                    .filter_map(|d| d.metadata.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+        }
+        return Some(merged);
     }
     None
 }
@@ -80,15 +110,25 @@ struct Blocks {
 }
 
 fn port_entry(p: &DrPolicy, port: u16) -> Option<&PortTrafficPolicy> {
-    p.port_level_settings.iter().find(|pl| pl.port.is_some_and(|x| x.number == u32::from(port)))
+    p.port_level_settings
+        .iter()
+        .find(|pl| pl.port.is_some_and(|x| x.number == u32::from(port)))
 }
 
 /// Top-level blocks with port-level replacement (wholesale).
 fn resolve_port(p: Option<&DrPolicy>, port: u16) -> Blocks {
     let Some(p) = p else { return Blocks::default() };
     match port_entry(p, port) {
-        Some(pl) => Blocks { lb: pl.load_balancer.clone(), pool: pl.connection_pool.clone(), outlier: pl.outlier_detection.clone() },
-        None => Blocks { lb: p.load_balancer.clone(), pool: p.connection_pool.clone(), outlier: p.outlier_detection.clone() },
+        Some(pl) => Blocks {
+            lb: pl.load_balancer.clone(),
+            pool: pl.connection_pool.clone(),
+            outlier: pl.outlier_detection.clone(),
+        },
+        None => Blocks {
+            lb: p.load_balancer.clone(),
+            pool: p.connection_pool.clone(),
+            outlier: p.outlier_detection.clone(),
+        },
     }
 }
 
@@ -97,7 +137,11 @@ fn resolve_port(p: Option<&DrPolicy>, port: u16) -> Blocks {
 fn merge_subset(parent: Blocks, subset: Option<&DrPolicy>, port: u16) -> Blocks {
     let Some(s) = subset else { return parent };
     if let Some(pl) = port_entry(s, port) {
-        return Blocks { lb: pl.load_balancer.clone(), pool: pl.connection_pool.clone(), outlier: pl.outlier_detection.clone() };
+        return Blocks {
+            lb: pl.load_balancer.clone(),
+            pool: pl.connection_pool.clone(),
+            outlier: pl.outlier_detection.clone(),
+        };
     }
     Blocks {
         lb: s.load_balancer.clone().or(parent.lb),
@@ -107,12 +151,18 @@ fn merge_subset(parent: Blocks, subset: Option<&DrPolicy>, port: u16) -> Blocks 
 }
 
 fn load_balancer(lb: Option<&LoadBalancerSettings>) -> LoadBalancer {
-    let Some(lb) = lb else { return LoadBalancer::LeastRequest };
+    let Some(lb) = lb else {
+        return LoadBalancer::LeastRequest;
+    };
     if let Some(ch) = &lb.consistent_hash {
         let key = if let Some(h) = &ch.http_header_name {
             HashKey::HttpHeaderName(h.clone())
         } else if let Some(c) = &ch.http_cookie {
-            HashKey::HttpCookie { name: c.name.clone(), path: c.path.clone(), ttl: dur(&c.ttl) }
+            HashKey::HttpCookie {
+                name: c.name.clone(),
+                path: c.path.clone(),
+                ttl: dur(&c.ttl),
+            }
         } else if let Some(q) = &ch.http_query_parameter_name {
             HashKey::HttpQueryParameterName(q.clone())
         } else {
@@ -122,9 +172,19 @@ fn load_balancer(lb: Option<&LoadBalancerSettings>) -> LoadBalancer {
         let ring = if maglev.is_some() {
             None
         } else {
-            Some(ch.ring_hash.as_ref().and_then(|r| r.minimum_ring_size).or(ch.minimum_ring_size).unwrap_or(1024))
+            Some(
+                ch.ring_hash
+                    .as_ref()
+                    .and_then(|r| r.minimum_ring_size)
+                    .or(ch.minimum_ring_size)
+                    .unwrap_or(1024),
+            )
         };
-        return LoadBalancer::ConsistentHash(ConsistentHash { key, minimum_ring_size: ring, maglev_table_size: maglev });
+        return LoadBalancer::ConsistentHash(ConsistentHash {
+            key,
+            minimum_ring_size: ring,
+            maglev_table_size: maglev,
+        });
     }
     match lb.simple.as_deref() {
         Some("ROUND_ROBIN") => LoadBalancer::RoundRobin,
@@ -140,7 +200,9 @@ fn pos(v: Option<i32>) -> Option<u32> {
 }
 
 fn pool(p: Option<&ConnectionPoolSettings>) -> ConnectionPool {
-    let Some(p) = p else { return ConnectionPool::default() };
+    let Some(p) = p else {
+        return ConnectionPool::default();
+    };
     let tcp = p.tcp.clone().unwrap_or_default();
     let http = p.http.clone().unwrap_or_default();
     ConnectionPool {
@@ -176,8 +238,16 @@ pub fn outlier(o: &DrOutlier) -> OutlierDetection {
         interval: dur(&o.interval).unwrap_or(d.interval),
         base_ejection_time: base,
         max_ejection_time: base.max(Duration::from_secs(300)),
-        max_ejection_percent: o.max_ejection_percent.filter(|p| *p > 0).map(|p| p as u32).unwrap_or(d.max_ejection_percent),
-        min_health_percent: o.min_health_percent.filter(|p| *p > 0).map(|p| p as u32).unwrap_or(0),
+        max_ejection_percent: o
+            .max_ejection_percent
+            .filter(|p| *p > 0)
+            .map(|p| p as u32)
+            .unwrap_or(d.max_ejection_percent),
+        min_health_percent: o
+            .min_health_percent
+            .filter(|p| *p > 0)
+            .map(|p| p as u32)
+            .unwrap_or(0),
     }
 }
 
@@ -187,14 +257,20 @@ pub fn resolve(dr: &DestinationRule, ports: &[u16]) -> (Vec<Subset>, Vec<Traffic
         .spec
         .subsets
         .iter()
-        .map(|s| Subset { name: s.name.clone(), labels: s.labels.clone() })
+        .map(|s| Subset {
+            name: s.name.clone(),
+            labels: s.labels.clone(),
+        })
         .collect();
     let mut policies = Vec::new();
     for &port in ports {
         let top = resolve_port(dr.spec.traffic_policy.as_ref(), port);
         let mut variants: Vec<(Option<String>, Blocks)> = vec![(None, top.clone())];
         for s in &dr.spec.subsets {
-            variants.push((Some(s.name.clone()), merge_subset(top.clone(), s.traffic_policy.as_ref(), port)));
+            variants.push((
+                Some(s.name.clone()),
+                merge_subset(top.clone(), s.traffic_policy.as_ref(), port),
+            ));
         }
         for (subset, b) in variants {
             policies.push(TrafficPolicy {

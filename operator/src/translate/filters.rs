@@ -28,10 +28,14 @@ pub fn first_party_capabilities(name: &str) -> Vec<String> {
 
 /// A first-party filter entry.
 pub fn first_party(ctx: &TranslateContext, name: &str, config: serde_json::Value) -> FilterConfig {
-    let module = ctx.first_party.get(name).cloned().unwrap_or_else(|| ModuleRef {
-        sha256: String::new(),
-        url: format!("{BUILTIN_SCHEME}{name}"),
-    });
+    let module = ctx
+        .first_party
+        .get(name)
+        .cloned()
+        .unwrap_or_else(|| ModuleRef {
+            sha256: String::new(),
+            url: format!("{BUILTIN_SCHEME}{name}"),
+        });
     FilterConfig {
         name: name.into(),
         module,
@@ -45,7 +49,9 @@ pub fn first_party(ctx: &TranslateContext, name: &str, config: serde_json::Value
 /// Parse a Kubernetes quantity (`64Mi`, `1G`, `1048576`) into bytes.
 pub fn parse_quantity(q: &str) -> Option<u64> {
     let q = q.trim();
-    let split = q.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(q.len());
+    let split = q
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(q.len());
     let (num, suffix) = q.split_at(split);
     let n: f64 = num.parse().ok()?;
     let mult: f64 = match suffix {
@@ -75,11 +81,19 @@ pub fn phase_rank(p: Option<&str>) -> u8 {
 
 /// Key of a plugin (`namespace/name`).
 pub fn plugin_key(p: &WasmPlugin) -> String {
-    format!("{}/{}", p.metadata.namespace.as_deref().unwrap_or(""), p.metadata.name.as_deref().unwrap_or(""))
+    format!(
+        "{}/{}",
+        p.metadata.namespace.as_deref().unwrap_or(""),
+        p.metadata.name.as_deref().unwrap_or("")
+    )
 }
 
 /// Filter entry of a WasmPlugin (its module must be resolved in `ctx`).
-pub fn user_filter(ctx: &TranslateContext, p: &WasmPlugin, services: Vec<String>) -> Option<FilterConfig> {
+pub fn user_filter(
+    ctx: &TranslateContext,
+    p: &WasmPlugin,
+    services: Vec<String>,
+) -> Option<FilterConfig> {
     let key = plugin_key(p);
     let fail_policy = match p.spec.fail_strategy.as_deref() {
         Some("FAIL_OPEN") => FailPolicy::FailOpen,
@@ -91,7 +105,10 @@ pub fn user_filter(ctx: &TranslateContext, p: &WasmPlugin, services: Vec<String>
         // fail-closed one is sent without a digest so the waypoint refuses
         // the traffic it covers (Istio substitutes a deny-all).
         None if fail_policy == FailPolicy::FailOpen => return None,
-        None => ModuleRef { sha256: String::new(), url: p.spec.url.clone() },
+        None => ModuleRef {
+            sha256: String::new(),
+            url: p.spec.url.clone(),
+        },
     };
     let limits = p.spec.limits.clone().unwrap_or_default();
     let canary = ctx.rollouts.get(&key).and_then(|r| {
@@ -105,16 +122,28 @@ pub fn user_filter(ctx: &TranslateContext, p: &WasmPlugin, services: Vec<String>
         // Rolled back: serve the previous version only.
         Some(r) if r.rolled_back => (
             r.previous.clone().unwrap_or(module),
-            r.previous_config.clone().unwrap_or_else(|| p.spec.plugin_config.clone().unwrap_or_default()),
+            r.previous_config
+                .clone()
+                .unwrap_or_else(|| p.spec.plugin_config.clone().unwrap_or_default()),
         ),
-        _ => (module, p.spec.plugin_config.clone().unwrap_or(serde_json::Value::Null)),
+        _ => (
+            module,
+            p.spec
+                .plugin_config
+                .clone()
+                .unwrap_or(serde_json::Value::Null),
+        ),
     };
     let rolled_back = ctx.rollouts.get(&key).is_some_and(|r| r.rolled_back);
     Some(FilterConfig {
         name: key,
         module,
         config,
-        capabilities: p.spec.capabilities.clone().unwrap_or_else(|| vec!["log".into(), "metrics".into()]),
+        capabilities: p
+            .spec
+            .capabilities
+            .clone()
+            .unwrap_or_else(|| vec!["log".into(), "metrics".into()]),
         upstreams: Default::default(),
         limits: FilterLimits {
             memory_bytes: limits.memory.as_deref().and_then(parse_quantity),

@@ -21,10 +21,12 @@ pub mod workloads;
 use crate::config::ConfigSet;
 use attach::Attachments;
 use mesh_common::model::{
-    Authorization, FilterConfig, ModuleRef, Service, WaypointConfig, WaypointEndpoint, WaypointService, Workload,
+    Authorization, FilterConfig, ModuleRef, Service, WaypointConfig, WaypointEndpoint,
+    WaypointService, Workload,
 };
 use status::Statuses;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use waypoints::WaypointInfo;
 
 /// Inline JWKS served when keys could not be fetched (fail closed).
@@ -61,13 +63,13 @@ pub struct TranslateContext {
 #[derive(Debug, Clone, Default)]
 pub struct Translation {
     /// Workloads (ztunnel).
-    pub workloads: Vec<Workload>,
+    pub workloads: Arc<Vec<Workload>>,
     /// Services (ztunnel).
-    pub services: Vec<Service>,
+    pub services: Arc<Vec<Service>>,
     /// L4 policies (ztunnel).
     pub authorizations: Vec<Authorization>,
     /// Per-waypoint snapshots.
-    pub waypoints: Vec<WaypointConfig>,
+    pub waypoints: Arc<Vec<WaypointConfig>>,
     /// Discovered waypoints (lifecycle).
     pub waypoint_infos: BTreeMap<String, WaypointInfo>,
     /// Status conditions.
@@ -81,21 +83,27 @@ pub fn jwks_key(rule: &crate::crd::security::JwtRule) -> Option<String> {
     if rule.jwks.as_deref().is_some_and(|j| !j.is_empty()) {
         return None;
     }
-    match (&rule.jwks_uri, &rule.issuer) {
-        (Some(u), _) if !u.is_empty() => Some(u.clone()),
+    match (rule.uri(), &rule.issuer) {
+        (Some(u), _) => Some(u.to_string()),
         (_, Some(i)) if !i.is_empty() => Some(format!("issuer:{i}")),
         _ => None,
     }
 }
 
-fn jwt_rule(ctx: &TranslateContext, r: &crate::crd::security::JwtRule) -> filter_model::jwt::JwtRule {
+fn jwt_rule(
+    ctx: &TranslateContext,
+    r: &crate::crd::security::JwtRule,
+) -> filter_model::jwt::JwtRule {
     let mut v = serde_json::to_value(r).unwrap_or_default();
     if let Some(o) = v.as_object_mut() {
         o.remove("timeout");
     }
     let mut out: filter_model::jwt::JwtRule = serde_json::from_value(v).unwrap_or_default();
+    out.jwks_uri = r.uri().map(str::to_string);
     if out.jwks.is_empty() {
-        out.jwks = jwks_key(r).and_then(|k| ctx.jwks.get(&k).cloned()).unwrap_or_else(|| EMPTY_JWKS.to_string());
+        out.jwks = jwks_key(r)
+            .and_then(|k| ctx.jwks.get(&k).cloned())
+            .unwrap_or_else(|| EMPTY_JWKS.to_string());
     }
     out
 }
@@ -107,15 +115,32 @@ pub fn translate(cs: &ConfigSet, ctx: &TranslateContext) -> Translation {
     let authorizations = authz::all_policies(cs, &mut statuses);
     let workloads = workloads::workloads(cs, &wps, &mut statuses);
     let (services, bound) = workloads::services(cs, &wps, &mut statuses);
-    let svc_waypoint: BTreeMap<String, String> =
-        bound.iter().flat_map(|(wp, hosts)| hosts.iter().map(move |h| (h.clone(), wp.clone()))).collect();
+    let svc_waypoint: BTreeMap<String, String> = bound
+        .iter()
+        .flat_map(|(wp, hosts)| hosts.iter().map(move |h| (h.clone(), wp.clone())))
+        .collect();
     let http_routes = routing::http_routes_by_host(cs, &svc_waypoint, &mut statuses);
+    let mut authorizations = authorizations;
+    let mut workloads = workloads;
+    if cs.mesh.auto_allow_waypoint_policy {
+        implicit_waypoint_policies(cs, &wps, &services, &mut workloads, &mut authorizations);
+    }
 
     // Attachments of targetRef policies.
     let mut ap_att: Vec<(&crate::crd::AuthorizationPolicy, Attachments)> = Vec::new();
     for ap in &cs.resources.authorization_policies {
-        let (ns, name) = (ap.metadata.namespace.as_deref().unwrap_or(""), ap.metadata.name.as_deref().unwrap_or(""));
-        let a = attach::attach(cs, &wps, &svc_waypoint, "AuthorizationPolicy", ns, name, &ap.spec.all_target_refs(), &mut statuses);
+        let (ns, name) = (
+            ap.metadata.namespace.as_deref().unwrap_or(""),
+            ap.metadata.name.as_deref().unwrap_or(""),
+        );
+        let a = attach::attach(
+            cs,
+            &wps,
+            &svc_waypoint,
+            &status::StatusTarget::new("AuthorizationPolicy", ns, name),
+            &ap.spec.all_target_refs(),
+            &mut statuses,
+        );
         if !a.is_empty() {
             ap_att.push((ap, a));
         }
@@ -123,8 +148,18 @@ pub fn translate(cs: &ConfigSet, ctx: &TranslateContext) -> Translation {
     let mut ra_att: Vec<(&crate::crd::RequestAuthentication, Attachments)> = Vec::new();
     let mut wanted_jwks = BTreeSet::new();
     for ra in &cs.resources.request_authentications {
-        let (ns, name) = (ra.metadata.namespace.as_deref().unwrap_or(""), ra.metadata.name.as_deref().unwrap_or(""));
-        let a = attach::attach(cs, &wps, &svc_waypoint, "RequestAuthentication", ns, name, &ra.spec.all_target_refs(), &mut statuses);
+        let (ns, name) = (
+            ra.metadata.namespace.as_deref().unwrap_or(""),
+            ra.metadata.name.as_deref().unwrap_or(""),
+        );
+        let a = attach::attach(
+            cs,
+            &wps,
+            &svc_waypoint,
+            &status::StatusTarget::new("RequestAuthentication", ns, name),
+            &ra.spec.all_target_refs(),
+            &mut statuses,
+        );
         if !a.is_empty() {
             wanted_jwks.extend(ra.spec.jwt_rules.iter().flatten().filter_map(jwks_key));
             ra_att.push((ra, a));
@@ -132,8 +167,18 @@ pub fn translate(cs: &ConfigSet, ctx: &TranslateContext) -> Translation {
     }
     let mut wasm_att: Vec<(&crate::crd::WasmPlugin, Attachments)> = Vec::new();
     for p in &cs.resources.wasm_plugins {
-        let (ns, name) = (p.metadata.namespace.as_deref().unwrap_or(""), p.metadata.name.as_deref().unwrap_or(""));
-        let a = attach::attach(cs, &wps, &svc_waypoint, "WasmPlugin", ns, name, &p.spec.all_target_refs(), &mut statuses);
+        let (ns, name) = (
+            p.metadata.namespace.as_deref().unwrap_or(""),
+            p.metadata.name.as_deref().unwrap_or(""),
+        );
+        let a = attach::attach(
+            cs,
+            &wps,
+            &svc_waypoint,
+            &status::StatusTarget::new("WasmPlugin", ns, name),
+            &p.spec.all_target_refs(),
+            &mut statuses,
+        );
         if !a.is_empty() {
             wasm_att.push((p, a));
         }
@@ -146,7 +191,12 @@ pub fn translate(cs: &ConfigSet, ctx: &TranslateContext) -> Translation {
         let hosts: Vec<(String, String)> = cs
             .services
             .iter()
-            .map(|s| (workloads::hostname(cs, &s.name, &s.namespace), s.namespace.clone()))
+            .map(|s| {
+                (
+                    workloads::hostname(cs, &s.name, &s.namespace),
+                    s.namespace.clone(),
+                )
+            })
             .filter(|(h, _)| svc_waypoint.get(h) == Some(key))
             .collect();
         let mut wsvcs = Vec::new();
@@ -160,13 +210,22 @@ pub fn translate(cs: &ConfigSet, ctx: &TranslateContext) -> Translation {
                 .map(|p| endpoint(cs, p, Some(s)))
                 .collect();
             let ports: Vec<u16> = s.ports.iter().map(|p| p.port).collect();
-            let (subsets, traffic_policies, dr_name) = match destination::find(cs, &host, &s.namespace) {
-                Some(dr) => {
-                    let (a, b) = destination::resolve(dr, &ports);
-                    (a, b, Some(format!("{}/{}", dr.metadata.namespace.as_deref().unwrap_or(""), dr.metadata.name.as_deref().unwrap_or(""))))
-                }
-                None => (Vec::new(), Vec::new(), None),
-            };
+            let (subsets, traffic_policies, dr_name) =
+                match destination::find(cs, &host, &s.namespace) {
+                    Some(dr) => {
+                        let (a, b) = destination::resolve(&dr, &ports);
+                        (
+                            a,
+                            b,
+                            Some(format!(
+                                "{}/{}",
+                                dr.metadata.namespace.as_deref().unwrap_or(""),
+                                dr.metadata.name.as_deref().unwrap_or("")
+                            )),
+                        )
+                    }
+                    None => (Vec::new(), Vec::new(), None),
+                };
             let svc = services.iter().find(|x| x.hostname == host);
             wsvcs.push(WaypointService {
                 hostname: host.clone(),
@@ -182,8 +241,16 @@ pub fn translate(cs: &ConfigSet, ctx: &TranslateContext) -> Translation {
         }
         let wl_eps: Vec<WaypointEndpoint> = workloads
             .iter()
-            .filter(|w| w.waypoint.as_ref().is_some_and(|b| format!("{}/{}", b.namespace, b.name) == *key))
-            .filter_map(|w| cs.pods.iter().find(|p| p.namespace == w.namespace && p.name == w.name))
+            .filter(|w| {
+                w.waypoint
+                    .as_ref()
+                    .is_some_and(|b| format!("{}/{}", b.namespace, b.name) == *key)
+            })
+            .filter_map(|w| {
+                cs.pods
+                    .iter()
+                    .find(|p| p.namespace == w.namespace && p.name == w.name)
+            })
             .map(|p| endpoint(cs, p, None))
             .collect();
 
@@ -193,12 +260,19 @@ pub fn translate(cs: &ConfigSet, ctx: &TranslateContext) -> Translation {
             request_authentications: ra_att
                 .iter()
                 .filter_map(|(ra, a)| {
-                    a.get(key).map(|svcs| filter_model::jwt::RequestAuthentication {
-                        namespace: ra.metadata.namespace.clone().unwrap_or_default(),
-                        name: ra.metadata.name.clone().unwrap_or_default(),
-                        target_services: svcs.clone(),
-                        jwt_rules: ra.spec.jwt_rules.iter().flatten().map(|r| jwt_rule(ctx, r)).collect(),
-                    })
+                    a.get(key)
+                        .map(|svcs| filter_model::jwt::RequestAuthentication {
+                            namespace: ra.metadata.namespace.clone().unwrap_or_default(),
+                            name: ra.metadata.name.clone().unwrap_or_default(),
+                            target_services: svcs.clone(),
+                            jwt_rules: ra
+                                .spec
+                                .jwt_rules
+                                .iter()
+                                .flatten()
+                                .map(|r| jwt_rule(ctx, r))
+                                .collect(),
+                        })
                 })
                 .collect(),
             ..Default::default()
@@ -215,12 +289,19 @@ pub fn translate(cs: &ConfigSet, ctx: &TranslateContext) -> Translation {
                     let h = p.envoy_ext_authz_http.as_ref()?;
                     Some(filter_model::authz::ExtAuthzHttpProvider {
                         name: n.clone(),
-                        timeout: h.timeout.as_deref().and_then(|t| filter_model::Duration::parse(t).ok()),
+                        timeout: h
+                            .timeout
+                            .as_deref()
+                            .and_then(|t| filter_model::Duration::parse(t).ok()),
                         path_prefix: h.path_prefix.clone(),
                         fail_open: h.fail_open,
                         status_on_error: h.status_on_error.clone(),
-                        include_request_headers_in_check: h.include_request_headers_in_check.clone(),
-                        include_additional_headers_in_check: h.include_additional_headers_in_check.clone(),
+                        include_request_headers_in_check: h
+                            .include_request_headers_in_check
+                            .clone(),
+                        include_additional_headers_in_check: h
+                            .include_additional_headers_in_check
+                            .clone(),
                         headers_to_upstream_on_allow: h.headers_to_upstream_on_allow.clone(),
                         headers_to_downstream_on_allow: h.headers_to_downstream_on_allow.clone(),
                         headers_to_downstream_on_deny: h.headers_to_downstream_on_deny.clone(),
@@ -236,8 +317,26 @@ pub fn translate(cs: &ConfigSet, ctx: &TranslateContext) -> Translation {
                         o.remove("selector");
                         o.remove("targetRef");
                         o.remove("targetRefs");
+                        o.insert(
+                            "namespace".into(),
+                            ap.metadata.namespace.clone().unwrap_or_default().into(),
+                        );
+                        o.insert(
+                            "name".into(),
+                            ap.metadata.name.clone().unwrap_or_default().into(),
+                        );
                     }
-                    let mut p: filter_model::authz::AuthorizationPolicy = serde_json::from_value(v).ok()?;
+                    let mut p: filter_model::authz::AuthorizationPolicy =
+                        match serde_json::from_value(v) {
+                            Ok(p) => p,
+                            Err(e) => {
+                                tracing::error!(
+                                    "AuthorizationPolicy {}: cannot convert for the waypoint: {e}",
+                                    ap.metadata.name.as_deref().unwrap_or("")
+                                );
+                                return None;
+                            }
+                        };
                     p.namespace = ap.metadata.namespace.clone().unwrap_or_default();
                     p.name = ap.metadata.name.clone().unwrap_or_default();
                     p.target_services = svcs.clone();
@@ -260,7 +359,12 @@ pub fn translate(cs: &ConfigSet, ctx: &TranslateContext) -> Translation {
             .filter_map(|(p, a)| {
                 let svcs = a.get(key)?;
                 let f = filters::user_filter(ctx, p, svcs.clone())?;
-                Some((filters::phase_rank(p.spec.phase.as_deref()), -p.spec.priority.unwrap_or(0), f.name.clone(), f))
+                Some((
+                    filters::phase_rank(p.spec.phase.as_deref()),
+                    -p.spec.priority.unwrap_or(0),
+                    f.name.clone(),
+                    f,
+                ))
             })
             .collect();
         users.sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
@@ -269,26 +373,47 @@ pub fn translate(cs: &ConfigSet, ctx: &TranslateContext) -> Translation {
         };
         push_users(0, &mut chain);
         if !jwt_cfg.request_authentications.is_empty() {
-            chain.push(filters::first_party(ctx, "jwt", serde_json::to_value(&jwt_cfg).unwrap_or_default()));
+            chain.push(filters::first_party(
+                ctx,
+                "jwt",
+                serde_json::to_value(&jwt_cfg).unwrap_or_default(),
+            ));
         }
         push_users(1, &mut chain);
         if !authz_cfg.policies.is_empty() {
-            chain.push(filters::first_party(ctx, "authz", serde_json::to_value(&authz_cfg).unwrap_or_default()));
+            chain.push(filters::first_party(
+                ctx,
+                "authz",
+                serde_json::to_value(&authz_cfg).unwrap_or_default(),
+            ));
         }
         if !routing_cfg.services.is_empty() {
-            chain.push(filters::first_party(ctx, "routing", serde_json::to_value(&routing_cfg).unwrap_or_default()));
+            chain.push(filters::first_party(
+                ctx,
+                "routing",
+                serde_json::to_value(&routing_cfg).unwrap_or_default(),
+            ));
         }
         if !fault_cfg.routes.is_empty() {
-            chain.push(filters::first_party(ctx, "fault", serde_json::to_value(&fault_cfg).unwrap_or_default()));
+            chain.push(filters::first_party(
+                ctx,
+                "fault",
+                serde_json::to_value(&fault_cfg).unwrap_or_default(),
+            ));
         }
-        chain.push(filters::first_party(ctx, "retry", serde_json::to_value(&retry_cfg).unwrap_or_default()));
+        chain.push(filters::first_party(
+            ctx,
+            "retry",
+            serde_json::to_value(&retry_cfg).unwrap_or_default(),
+        ));
         push_users(2, &mut chain);
         push_users(3, &mut chain);
         // Upstreams for ext-authz providers.
         for f in chain.iter_mut().filter(|f| f.name == "authz") {
             for (n, p) in &cs.mesh.extension_providers {
                 if let Some(h) = &p.envoy_ext_authz_http {
-                    f.upstreams.insert(n.clone(), format!("http://{}:{}", h.service, h.port));
+                    f.upstreams
+                        .insert(n.clone(), format!("http://{}:{}", h.service, h.port));
                 }
             }
         }
@@ -307,28 +432,95 @@ pub fn translate(cs: &ConfigSet, ctx: &TranslateContext) -> Translation {
     }
 
     Translation {
-        workloads,
-        services,
+        workloads: Arc::new(workloads),
+        services: Arc::new(services),
         authorizations,
-        waypoints: waypoint_cfgs,
+        waypoints: Arc::new(waypoint_cfgs),
         waypoint_infos: wps,
         statuses,
         wanted_jwks,
     }
 }
 
-fn endpoint(cs: &ConfigSet, p: &crate::config::PodInfo, svc: Option<&crate::config::ServiceInfo>) -> WaypointEndpoint {
+/// `PILOT_AUTO_ALLOW_WAYPOINT_POLICY`: one ALLOW policy per waypoint for
+/// its identity, referenced by every workload behind it.
+fn implicit_waypoint_policies(
+    cs: &ConfigSet,
+    wps: &BTreeMap<String, WaypointInfo>,
+    services: &[Service],
+    workloads: &mut [Workload],
+    authorizations: &mut Vec<Authorization>,
+) {
+    use mesh_common::model::{RbacAction, RbacMatch, RbacScope, StringMatch};
+    let mut refs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for s in services {
+        if let Some(b) = &s.waypoint {
+            for e in &s.endpoints {
+                refs.entry(e.workload_uid.clone())
+                    .or_default()
+                    .insert(format!("{}/{}", b.namespace, b.name));
+            }
+        }
+    }
+    for w in workloads.iter() {
+        if let Some(b) = &w.waypoint {
+            refs.entry(w.uid.clone())
+                .or_default()
+                .insert(format!("{}/{}", b.namespace, b.name));
+        }
+    }
+    let name = |wp: &WaypointInfo| format!("istio_allow_waypoint_{}_{}", wp.namespace, wp.name);
+    for wp in wps.values() {
+        let principal = wp
+            .identity(&cs.mesh.trust_domain)
+            .trim_start_matches("spiffe://")
+            .to_string();
+        authorizations.push(Authorization {
+            name: name(wp),
+            namespace: wp.namespace.clone(),
+            scope: RbacScope::WorkloadSelector,
+            action: RbacAction::Allow,
+            rules: vec![vec![vec![RbacMatch {
+                principals: vec![StringMatch::Exact(principal)],
+                ..Default::default()
+            }]]],
+            dry_run: false,
+        });
+    }
+    for w in workloads.iter_mut() {
+        for k in refs.get(&w.uid).into_iter().flatten() {
+            if let Some(wp) = wps.get(k) {
+                w.authorization_policies
+                    .push(format!("{}/{}", wp.namespace, name(wp)));
+            }
+        }
+        w.authorization_policies.sort();
+        w.authorization_policies.dedup();
+    }
+}
+
+fn endpoint(
+    cs: &ConfigSet,
+    p: &crate::config::PodInfo,
+    svc: Option<&crate::config::ServiceInfo>,
+) -> WaypointEndpoint {
     WaypointEndpoint {
         workload_uid: workloads::workload_uid(&p.namespace, &p.name),
         name: p.name.clone(),
         namespace: p.namespace.clone(),
         workload_name: workloads::workload_name(p),
-        address: p.ips.first().copied().unwrap_or(std::net::IpAddr::from([0, 0, 0, 0])),
+        address: p
+            .ips
+            .first()
+            .copied()
+            .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0])),
         ports: svc
             .map(|s| {
                 s.ports
                     .iter()
-                    .filter_map(|sp| Some((sp.port, workloads::resolve_target(&sp.target_port, p)?)))
+                    .filter_map(|sp| {
+                        Some((sp.port, workloads::resolve_target(&sp.target_port, p)?))
+                    })
                     .collect()
             })
             .unwrap_or_default(),
@@ -336,7 +528,10 @@ fn endpoint(cs: &ConfigSet, p: &crate::config::PodInfo, svc: Option<&crate::conf
         hbone: workloads::is_enrolled(cs, p),
         node: p.node.clone(),
         service_account: p.service_account.clone(),
-        identity: format!("spiffe://{}/ns/{}/sa/{}", cs.mesh.trust_domain, p.namespace, p.service_account),
+        identity: format!(
+            "spiffe://{}/ns/{}/sa/{}",
+            cs.mesh.trust_domain, p.namespace, p.service_account
+        ),
         canonical_name: workloads::canonical_name(p),
         canonical_revision: workloads::canonical_revision(p),
         healthy: p.ready,

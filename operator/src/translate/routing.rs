@@ -11,15 +11,27 @@ use filter_model::routing::{HttpRoute, RoutingConfig, ServiceRouting, VirtualSer
 use std::collections::BTreeMap;
 
 fn created(m: &kube::api::ObjectMeta) -> Option<String> {
-    m.creation_timestamp.as_ref().and_then(|t| serde_json::to_value(t).ok()).and_then(|v| v.as_str().map(String::from))
+    m.creation_timestamp
+        .as_ref()
+        .and_then(|t| serde_json::to_value(t).ok())
+        .and_then(|v| v.as_str().map(String::from))
 }
 
 fn age_key(m: &kube::api::ObjectMeta) -> (Option<String>, String, String) {
-    (created(m), m.namespace.clone().unwrap_or_default(), m.name.clone().unwrap_or_default())
+    (
+        created(m),
+        m.namespace.clone().unwrap_or_default(),
+        m.name.clone().unwrap_or_default(),
+    )
 }
 
 /// VirtualServices that apply to `host` (service in `svc_ns`) at waypoint `wp`, oldest first.
-pub fn virtual_services_for<'a>(cs: &'a ConfigSet, host: &str, svc_ns: &str, wp_ns: &str) -> Vec<&'a VirtualService> {
+pub fn virtual_services_for<'a>(
+    cs: &'a ConfigSet,
+    host: &str,
+    svc_ns: &str,
+    wp_ns: &str,
+) -> Vec<&'a VirtualService> {
     let mut v: Vec<&VirtualService> = cs
         .resources
         .virtual_services
@@ -45,10 +57,15 @@ pub fn vs_routes(cs: &ConfigSet, vs: &VirtualService) -> Result<VirtualServiceRo
             d.destination.host = fqdn(cs, &d.destination.host, &ns);
         }
         let v = serde_json::to_value(&r).map_err(|e| e.to_string())?;
-        let fm: HttpRoute = serde_json::from_value(v).map_err(|e| format!("{}/{}: {e}", ns, vs.metadata.name.as_deref().unwrap_or("")))?;
+        let fm: HttpRoute = serde_json::from_value(v)
+            .map_err(|e| format!("{}/{}: {e}", ns, vs.metadata.name.as_deref().unwrap_or("")))?;
         http.push(fm);
     }
-    Ok(VirtualServiceRoutes { namespace: ns, name: vs.metadata.name.clone().unwrap_or_default(), http })
+    Ok(VirtualServiceRoutes {
+        namespace: ns,
+        name: vs.metadata.name.clone().unwrap_or_default(),
+        http,
+    })
 }
 
 /// Which services (host) an HTTPRoute attaches to, with the parent port.
@@ -57,24 +74,37 @@ fn route_parents(cs: &ConfigSet, hr: &HTTPRoute) -> Vec<(String, String, String,
     hr.spec
         .parent_refs
         .iter()
-        .filter(|p| p.kind.as_deref() == Some("Service") && p.group.as_deref().unwrap_or("") == "")
+        .filter(|p| {
+            p.kind.as_deref() == Some("Service") && p.group.as_deref().unwrap_or("").is_empty()
+        })
         .map(|p| {
             let pns = p.namespace.clone().unwrap_or_else(|| ns.clone());
-            (super::workloads::hostname(cs, &p.name, &pns), pns, p.name.clone(), p.port.and_then(|x| u16::try_from(x).ok()))
+            (
+                super::workloads::hostname(cs, &p.name, &pns),
+                pns,
+                p.name.clone(),
+                p.port.and_then(|x| u16::try_from(x).ok()),
+            )
         })
         .collect()
 }
 
 fn backend(cs: &ConfigSet, b: &CrdBackend, ns: &str) -> Result<HttpBackendRef, String> {
-    let kind_ok = b.kind.as_deref().unwrap_or("Service") == "Service" && b.group.as_deref().unwrap_or("") == "";
+    let kind_ok = b.kind.as_deref().unwrap_or("Service") == "Service"
+        && b.group.as_deref().unwrap_or("").is_empty();
     let bns = b.namespace.clone().unwrap_or_else(|| ns.to_string());
-    let exists = cs.services.iter().any(|s| s.namespace == bns && s.name == b.name);
+    let exists = cs
+        .services
+        .iter()
+        .any(|s| s.namespace == bns && s.name == b.name);
     let filters = match &b.filters {
-        Some(f) => serde_json::from_value(serde_json::to_value(f).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?,
+        Some(f) => serde_json::from_value(serde_json::to_value(f).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?,
         None => Vec::new(),
     };
     Ok(HttpBackendRef {
-        host: (kind_ok && exists && bns == ns).then(|| super::workloads::hostname(cs, &b.name, &bns)),
+        host: (kind_ok && exists && bns == ns)
+            .then(|| super::workloads::hostname(cs, &b.name, &bns)),
         port: b.port.and_then(|p| u16::try_from(p).ok()),
         weight: b.weight.map(|w| w.max(0) as u32),
         filters,
@@ -82,7 +112,11 @@ fn backend(cs: &ConfigSet, b: &CrdBackend, ns: &str) -> Result<HttpBackendRef, S
 }
 
 /// Convert an HTTPRoute (rules with resolved backends).
-pub fn gateway_route(cs: &ConfigSet, hr: &HTTPRoute, port: Option<u16>) -> Result<GatewayHttpRoute, String> {
+pub fn gateway_route(
+    cs: &ConfigSet,
+    hr: &HTTPRoute,
+    port: Option<u16>,
+) -> Result<GatewayHttpRoute, String> {
     let ns = hr.metadata.namespace.clone().unwrap_or_default();
     let mut rules = Vec::new();
     for r in &hr.spec.rules {
@@ -91,7 +125,12 @@ pub fn gateway_route(cs: &ConfigSet, hr: &HTTPRoute, port: Option<u16>) -> Resul
             o.remove("backendRefs");
         }
         let mut rule: HttpRouteRule = serde_json::from_value(v).map_err(|e| e.to_string())?;
-        rule.backend_refs = r.backend_refs.iter().flatten().map(|b| backend(cs, b, &ns)).collect::<Result<_, _>>()?;
+        rule.backend_refs = r
+            .backend_refs
+            .iter()
+            .flatten()
+            .map(|b| backend(cs, b, &ns))
+            .collect::<Result<_, _>>()?;
         rules.push(rule);
     }
     Ok(GatewayHttpRoute {
@@ -118,9 +157,20 @@ pub fn http_routes_by_host(
         let target = StatusTarget::new("HTTPRoute", &ns, &name);
         let parents = route_parents(cs, hr);
         for (host, pns, pname, port) in parents {
-            let exists = cs.services.iter().any(|s| s.namespace == pns && s.name == pname);
+            let exists = cs
+                .services
+                .iter()
+                .any(|s| s.namespace == pns && s.name == pname);
             if !exists {
-                statuses.set(target.clone(), Condition::new("Accepted", false, "BackendNotFound", format!("parent Service {pns}/{pname} not found")));
+                statuses.set(
+                    target.clone(),
+                    Condition::new(
+                        "Accepted",
+                        false,
+                        "BackendNotFound",
+                        format!("parent Service {pns}/{pname} not found"),
+                    ),
+                );
                 continue;
             }
             if !svc_waypoint.contains_key(&host) {
@@ -135,35 +185,78 @@ pub fn http_routes_by_host(
                 );
                 continue;
             }
-            let unsupported = hr.spec.rules.iter().flat_map(|r| r.filters.iter().flatten()).find(|f| {
-                !matches!(
-                    f.type_.as_str(),
-                    "RequestHeaderModifier" | "ResponseHeaderModifier" | "RequestRedirect" | "URLRewrite" | "RequestMirror" | "CORS"
-                )
-            });
+            let unsupported = hr
+                .spec
+                .rules
+                .iter()
+                .flat_map(|r| r.filters.iter().flatten())
+                .find(|f| {
+                    !matches!(
+                        f.type_.as_str(),
+                        "RequestHeaderModifier"
+                            | "ResponseHeaderModifier"
+                            | "RequestRedirect"
+                            | "URLRewrite"
+                            | "RequestMirror"
+                            | "CORS"
+                    )
+                });
             if let Some(f) = unsupported {
-                statuses.set(target.clone(), Condition::new("Accepted", false, "InvalidFilter", format!("unsupported filter type {:?}", f.type_)));
+                statuses.set(
+                    target.clone(),
+                    Condition::new(
+                        "Accepted",
+                        false,
+                        "InvalidFilter",
+                        format!("unsupported filter type {:?}", f.type_),
+                    ),
+                );
                 continue;
             }
             match gateway_route(cs, hr, port) {
                 Ok(r) => {
-                    statuses.set(target.clone(), Condition::new("Accepted", true, "Accepted", "Route was valid"));
                     statuses.set(
                         target.clone(),
-                        Condition::new("ResolvedWaypoints", true, "Resolved", format!("bound to {}", svc_waypoint[&host])),
+                        Condition::new("Accepted", true, "Accepted", "Route was valid"),
                     );
-                    let all_ok = r.rules.iter().flat_map(|x| &x.backend_refs).all(|b| b.host.is_some());
+                    statuses.set(
+                        target.clone(),
+                        Condition::new(
+                            "ResolvedWaypoints",
+                            true,
+                            "Resolved",
+                            format!("bound to {}", svc_waypoint[&host]),
+                        ),
+                    );
+                    let all_ok = r
+                        .rules
+                        .iter()
+                        .flat_map(|x| &x.backend_refs)
+                        .all(|b| b.host.is_some());
                     statuses.set(
                         target.clone(),
                         if all_ok {
-                            Condition::new("ResolvedRefs", true, "ResolvedRefs", "All references resolved")
+                            Condition::new(
+                                "ResolvedRefs",
+                                true,
+                                "ResolvedRefs",
+                                "All references resolved",
+                            )
                         } else {
-                            Condition::new("ResolvedRefs", false, "BackendNotFound", "backend(s) not found")
+                            Condition::new(
+                                "ResolvedRefs",
+                                false,
+                                "BackendNotFound",
+                                "backend(s) not found",
+                            )
                         },
                     );
                     out.entry(host).or_default().push(r);
                 }
-                Err(e) => statuses.set(target.clone(), Condition::new("Accepted", false, "Invalid", e)),
+                Err(e) => statuses.set(
+                    target.clone(),
+                    Condition::new("Accepted", false, "Invalid", e),
+                ),
             }
         }
     }
@@ -180,14 +273,25 @@ pub fn routing_config(
 ) -> RoutingConfig {
     let mut services = Vec::new();
     for (host, svc_ns) in hosts {
-        let mut sr = ServiceRouting { host: host.clone(), ..Default::default() };
+        let mut sr = ServiceRouting {
+            host: host.clone(),
+            ..Default::default()
+        };
         let short = host.split('.').next().unwrap_or("").to_string();
-        sr.aliases = vec![short.clone(), format!("{short}.{svc_ns}"), format!("{short}.{svc_ns}.svc")];
+        sr.aliases = vec![
+            short.clone(),
+            format!("{short}.{svc_ns}"),
+            format!("{short}.{svc_ns}.svc"),
+        ];
         for vs in virtual_services_for(cs, host, svc_ns, &wp.namespace) {
             match vs_routes(cs, vs) {
                 Ok(r) => sr.virtual_services.push(r),
                 Err(e) => statuses.set(
-                    StatusTarget::new("VirtualService", vs.metadata.namespace.as_deref().unwrap_or(""), vs.metadata.name.as_deref().unwrap_or("")),
+                    StatusTarget::new(
+                        "VirtualService",
+                        vs.metadata.namespace.as_deref().unwrap_or(""),
+                        vs.metadata.name.as_deref().unwrap_or(""),
+                    ),
                     Condition::new("Reconciled", false, "Invalid", e),
                 ),
             }
@@ -199,5 +303,8 @@ pub fn routing_config(
             services.push(sr);
         }
     }
-    RoutingConfig { waypoint_namespace: Some(wp.namespace.clone()), services }
+    RoutingConfig {
+        waypoint_namespace: Some(wp.namespace.clone()),
+        services,
+    }
 }

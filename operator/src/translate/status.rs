@@ -18,7 +18,11 @@ pub struct StatusTarget {
 impl StatusTarget {
     /// A target.
     pub fn new(kind: &str, namespace: &str, name: &str) -> Self {
-        StatusTarget { kind: kind.into(), namespace: namespace.into(), name: name.into() }
+        StatusTarget {
+            kind: kind.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+        }
     }
 }
 
@@ -45,7 +49,12 @@ pub struct Condition {
 impl Condition {
     /// A condition.
     pub fn new(type_: &str, status: bool, reason: &str, message: impl Into<String>) -> Self {
-        Condition { type_: type_.into(), status, reason: reason.into(), message: message.into() }
+        Condition {
+            type_: type_.into(),
+            status,
+            reason: reason.into(),
+            message: message.into(),
+        }
     }
 
     /// `"True"` / `"False"`.

@@ -11,7 +11,9 @@ fn applies(cs: &ConfigSet, t: &Telemetry, wp: &WaypointInfo) -> Option<u8> {
     if !refs.is_empty() {
         let hit = refs.iter().any(|r| {
             (r.kind == "Gateway" && r.name == wp.name && ns == wp.namespace)
-                || (r.kind == "GatewayClass" && r.name == super::waypoints::WAYPOINT_CLASS && ns == cs.mesh.root_namespace)
+                || (r.kind == "GatewayClass"
+                    && r.name == super::waypoints::WAYPOINT_CLASS
+                    && ns == cs.mesh.root_namespace)
         });
         return hit.then_some(2);
     }
@@ -29,15 +31,24 @@ fn applies(cs: &ConfigSet, t: &Telemetry, wp: &WaypointInfo) -> Option<u8> {
 
 /// Effective telemetry of a waypoint: mesh → namespace → targetRefs.
 pub fn telemetry_for(cs: &ConfigSet, wp: &WaypointInfo) -> TelemetryConfig {
-    let mut ts: Vec<(u8, &Telemetry)> =
-        cs.resources.telemetries.iter().filter_map(|t| applies(cs, t, wp).map(|l| (l, t))).collect();
+    let mut ts: Vec<(u8, &Telemetry)> = cs
+        .resources
+        .telemetries
+        .iter()
+        .filter_map(|t| applies(cs, t, wp).map(|l| (l, t)))
+        .collect();
     ts.sort_by_key(|(l, t)| (*l, t.metadata.name.clone()));
     let mut out = TelemetryConfig::default();
     out.tracing.sampling_percentage = cs.mesh.trace_sampling();
     for (_, t) in ts {
         for a in t.spec.access_logging.iter().flatten().take(1) {
             out.access_log.enabled = !a.disabled.unwrap_or(false);
-            out.access_log.providers = a.providers.iter().flatten().map(|p| p.name.clone()).collect();
+            out.access_log.providers = a
+                .providers
+                .iter()
+                .flatten()
+                .map(|p| p.name.clone())
+                .collect();
             out.access_log.filter = a.filter.as_ref().and_then(|f| f.expression.clone());
         }
         for tr in t.spec.tracing.iter().flatten().take(1) {
@@ -54,26 +65,44 @@ pub fn telemetry_for(cs: &ConfigSet, wp: &WaypointInfo) -> TelemetryConfig {
                     .collect();
             }
             if let Some(p) = tr.providers.iter().flatten().next() {
-                out.tracing.otlp_endpoint = cs.mesh.extension_providers.get(&p.name).and_then(|ep| {
-                    ep.opentelemetry.as_ref().map(|o| {
-                        let path = o.http.as_ref().and_then(|h| h.get("path")).and_then(|p| p.as_str()).unwrap_or("/v1/traces");
-                        format!("http://{}:{}{}", o.service, o.port, path)
-                    })
-                });
+                out.tracing.otlp_endpoint =
+                    cs.mesh.extension_providers.get(&p.name).and_then(|ep| {
+                        ep.opentelemetry.as_ref().map(|o| {
+                            let path = o
+                                .http
+                                .as_ref()
+                                .and_then(|h| h.get("path"))
+                                .and_then(|p| p.as_str())
+                                .unwrap_or("/v1/traces");
+                            format!("http://{}:{}{}", o.service, o.port, path)
+                        })
+                    });
             }
         }
         for m in t.spec.metrics.iter().flatten() {
             for o in m.overrides.iter().flatten() {
                 let sel = o.r#match.clone().unwrap_or_default();
                 out.metrics.push(MetricOverride {
-                    metric: sel.custom_metric.or(sel.metric).unwrap_or_else(|| "ALL_METRICS".into()),
+                    metric: sel
+                        .custom_metric
+                        .or(sel.metric)
+                        .unwrap_or_else(|| "ALL_METRICS".into()),
                     mode: sel.mode.unwrap_or_else(|| "CLIENT_AND_SERVER".into()),
                     disabled: o.disabled.unwrap_or(false),
                     tag_overrides: o
                         .tag_overrides
                         .iter()
                         .flatten()
-                        .map(|(k, v)| (k.clone(), if v.operation.as_deref() == Some("REMOVE") { None } else { v.value.clone() }))
+                        .map(|(k, v)| {
+                            (
+                                k.clone(),
+                                if v.operation.as_deref() == Some("REMOVE") {
+                                    None
+                                } else {
+                                    v.value.clone()
+                                },
+                            )
+                        })
                         .collect(),
                 });
             }

@@ -62,7 +62,10 @@ impl WaypointInfo {
 
     /// SPIFFE ID.
     pub fn identity(&self, trust_domain: &str) -> String {
-        format!("spiffe://{trust_domain}/ns/{}/sa/{}", self.namespace, self.service_account)
+        format!(
+            "spiffe://{trust_domain}/ns/{}/sa/{}",
+            self.namespace, self.service_account
+        )
     }
 
     /// Ready = has an address.
@@ -150,7 +153,15 @@ pub fn discover(cs: &ConfigSet) -> BTreeMap<String, WaypointInfo> {
         };
         out.insert(
             key,
-            WaypointInfo { name, namespace, traffic_type, addresses, service_account, allowed_from, gateway: gw.clone() },
+            WaypointInfo {
+                name,
+                namespace,
+                traffic_type,
+                addresses,
+                service_account,
+                allowed_from,
+                gateway: gw.clone(),
+            },
         );
     }
     out
@@ -181,7 +192,11 @@ pub fn resolve(
     let (name, wp_ns, explicit) = match labels.get(USE_WAYPOINT) {
         Some(n) => (n.clone(), labels.get(USE_WAYPOINT_NAMESPACE).cloned(), true),
         None => match ns_labels.get(USE_WAYPOINT) {
-            Some(n) => (n.clone(), ns_labels.get(USE_WAYPOINT_NAMESPACE).cloned(), false),
+            Some(n) => (
+                n.clone(),
+                ns_labels.get(USE_WAYPOINT_NAMESPACE).cloned(),
+                false,
+            ),
             None => return None,
         },
     };
@@ -192,11 +207,17 @@ pub fn resolve(
     let key = format!("{wp_ns}/{name}");
     let mut fail = |reason: &str, message: String| {
         if let Some(t) = &status_target {
-            statuses.set(t.clone(), Condition::new("istio.io/WaypointBound", false, reason, message));
+            statuses.set(
+                t.clone(),
+                Condition::new("istio.io/WaypointBound", false, reason, message),
+            );
         }
     };
     let Some(wp) = waypoints.get(&key).filter(|w| w.ready()) else {
-        fail("WaypointIsNotReady", format!("waypoint {key:?} is not ready"));
+        fail(
+            "WaypointIsNotReady",
+            format!("waypoint {key:?} is not ready"),
+        );
         return None;
     };
     let ok_type = match bind {
@@ -205,10 +226,16 @@ pub fn resolve(
     };
     if !ok_type {
         if explicit || bind == BindFor::Service {
-            let t = if bind == BindFor::Service { "service" } else { "workload" };
+            let t = if bind == BindFor::Service {
+                "service"
+            } else {
+                "workload"
+            };
             fail(
                 "UnsupportedTrafficType",
-                format!("attempting to bind to traffic type {t:?} which the waypoint {key:?} does not support"),
+                format!(
+                    "attempting to bind to traffic type {t:?} which the waypoint {key:?} does not support"
+                ),
             );
         }
         return None;
@@ -223,7 +250,12 @@ pub fn resolve(
     if let Some(t) = status_target {
         statuses.set(
             t,
-            Condition::new("istio.io/WaypointBound", true, "WaypointAccepted", format!("Successfully attached to waypoint {key}")),
+            Condition::new(
+                "istio.io/WaypointBound",
+                true,
+                "WaypointAccepted",
+                format!("Successfully attached to waypoint {key}"),
+            ),
         );
     }
     Some(key)

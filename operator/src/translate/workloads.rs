@@ -1,11 +1,11 @@
 //! Pods → [`Workload`]s and Services → [`Service`]s for ztunnel.
 
-use super::authz::selected_policy_keys;
 use super::status::{StatusTarget, Statuses};
 use super::waypoints::{BindFor, DATAPLANE_MODE, GATEWAY_NAME_LABEL, WaypointInfo, resolve};
 use crate::config::{ConfigSet, PodInfo, ServiceInfo, TargetPort};
 use mesh_common::model::{Endpoint, HealthStatus, Service, ServicePort, TunnelProtocol, Workload};
 use std::collections::{BTreeMap, HashMap};
+
 use std::net::IpAddr;
 
 /// Istio's workload uid.
@@ -21,29 +21,44 @@ pub fn is_enrolled(cs: &ConfigSet, pod: &PodInfo) -> bool {
     match pod.labels.get(DATAPLANE_MODE).map(String::as_str) {
         Some("ambient") => true,
         Some("none") => false,
-        _ => cs.namespace_labels(&pod.namespace).get(DATAPLANE_MODE).map(String::as_str) == Some("ambient"),
+        _ => {
+            cs.namespace_labels(&pod.namespace)
+                .get(DATAPLANE_MODE)
+                .map(String::as_str)
+                == Some("ambient")
+        }
     }
 }
 
 /// Canonical service name (`service.istio.io/canonical-name`, `app.kubernetes.io/name`, `app`, workload).
 pub fn canonical_name(pod: &PodInfo) -> String {
-    ["service.istio.io/canonical-name", "app.kubernetes.io/name", "app"]
-        .iter()
-        .find_map(|k| pod.labels.get(*k).cloned())
-        .unwrap_or_else(|| workload_name(pod))
+    [
+        "service.istio.io/canonical-name",
+        "app.kubernetes.io/name",
+        "app",
+    ]
+    .iter()
+    .find_map(|k| pod.labels.get(*k).cloned())
+    .unwrap_or_else(|| workload_name(pod))
 }
 
 /// Canonical revision (`service.istio.io/canonical-revision`, `app.kubernetes.io/version`, `version`, `latest`).
 pub fn canonical_revision(pod: &PodInfo) -> String {
-    ["service.istio.io/canonical-revision", "app.kubernetes.io/version", "version"]
-        .iter()
-        .find_map(|k| pod.labels.get(*k).cloned())
-        .unwrap_or_else(|| "latest".into())
+    [
+        "service.istio.io/canonical-revision",
+        "app.kubernetes.io/version",
+        "version",
+    ]
+    .iter()
+    .find_map(|k| pod.labels.get(*k).cloned())
+    .unwrap_or_else(|| "latest".into())
 }
 
 /// Owning workload name.
 pub fn workload_name(pod: &PodInfo) -> String {
-    pod.workload_name.clone().unwrap_or_else(|| pod.name.clone())
+    pod.workload_name
+        .clone()
+        .unwrap_or_else(|| pod.name.clone())
 }
 
 /// Target port of `port` on `pod`.
@@ -54,29 +69,46 @@ pub fn resolve_target(port: &TargetPort, pod: &PodInfo) -> Option<u16> {
     }
 }
 
+/// Pods indexed by IP and by namespace.
+#[derive(Debug, Default)]
+pub struct PodIndex {
+    by_ip: HashMap<IpAddr, usize>,
+    by_ns: HashMap<String, Vec<usize>>,
+}
+
 /// Pods selected by a service (live, with IPs).
-pub fn service_pods<'a>(cs: &'a ConfigSet, svc: &ServiceInfo, by_ip: &HashMap<IpAddr, usize>) -> Vec<&'a PodInfo> {
+pub fn service_pods<'a>(cs: &'a ConfigSet, svc: &ServiceInfo, idx: &PodIndex) -> Vec<&'a PodInfo> {
     match &svc.selector {
-        Some(sel) if !sel.is_empty() => cs
-            .pods
-            .iter()
+        Some(sel) if !sel.is_empty() => idx
+            .by_ns
+            .get(&svc.namespace)
+            .into_iter()
+            .flatten()
+            .map(|i| &cs.pods[*i])
             .filter(|p| {
-                p.namespace == svc.namespace && !p.terminated && !p.ips.is_empty() && sel.iter().all(|(k, v)| p.labels.get(k) == Some(v))
+                !p.terminated
+                    && !p.ips.is_empty()
+                    && sel.iter().all(|(k, v)| p.labels.get(k) == Some(v))
             })
             .collect(),
-        _ => svc.endpoint_ips.iter().filter_map(|ip| by_ip.get(ip).map(|i| &cs.pods[*i])).collect(),
+        _ => svc
+            .endpoint_ips
+            .iter()
+            .filter_map(|ip| idx.by_ip.get(ip).map(|i| &cs.pods[*i]))
+            .collect(),
     }
 }
 
-/// Index pods by IP.
-pub fn pods_by_ip(cs: &ConfigSet) -> HashMap<IpAddr, usize> {
-    let mut m = HashMap::new();
+/// Index pods.
+pub fn pods_by_ip(cs: &ConfigSet) -> PodIndex {
+    let mut idx = PodIndex::default();
     for (i, p) in cs.pods.iter().enumerate() {
         for ip in &p.ips {
-            m.insert(*ip, i);
+            idx.by_ip.insert(*ip, i);
         }
+        idx.by_ns.entry(p.namespace.clone()).or_default().push(i);
     }
-    m
+    idx
 }
 
 /// Is `svc` the Service of a waypoint (never bound to a waypoint itself)?
@@ -87,8 +119,13 @@ fn is_waypoint_service(svc: &ServiceInfo, waypoints: &BTreeMap<String, WaypointI
 }
 
 /// Translate workloads.
-pub fn workloads(cs: &ConfigSet, waypoints: &BTreeMap<String, WaypointInfo>, statuses: &mut Statuses) -> Vec<Workload> {
+pub fn workloads(
+    cs: &ConfigSet,
+    waypoints: &BTreeMap<String, WaypointInfo>,
+    statuses: &mut Statuses,
+) -> Vec<Workload> {
     let td = &cs.mesh.trust_domain;
+    let pidx = super::authz::PolicyIndex::new(cs);
     cs.pods
         .iter()
         .filter(|p| !p.terminated && !p.ips.is_empty())
@@ -96,9 +133,17 @@ pub fn workloads(cs: &ConfigSet, waypoints: &BTreeMap<String, WaypointInfo>, sta
             let waypoint = if p.labels.contains_key(GATEWAY_NAME_LABEL) {
                 None
             } else {
-                resolve(cs, waypoints, &p.labels, &p.namespace, BindFor::Workload, None, statuses)
-                    .and_then(|k| waypoints.get(&k))
-                    .map(|w| w.binding(td))
+                resolve(
+                    cs,
+                    waypoints,
+                    &p.labels,
+                    &p.namespace,
+                    BindFor::Workload,
+                    None,
+                    statuses,
+                )
+                .and_then(|k| waypoints.get(&k))
+                .map(|w| w.binding(td))
             };
             Workload {
                 uid: workload_uid(&p.namespace, &p.name),
@@ -107,15 +152,23 @@ pub fn workloads(cs: &ConfigSet, waypoints: &BTreeMap<String, WaypointInfo>, sta
                 service_account: p.service_account.clone(),
                 node: p.node.clone(),
                 addresses: p.ips.clone(),
-                protocol: if is_enrolled(cs, p) { TunnelProtocol::Hbone } else { TunnelProtocol::Tcp },
+                protocol: if is_enrolled(cs, p) {
+                    TunnelProtocol::Hbone
+                } else {
+                    TunnelProtocol::Tcp
+                },
                 labels: p.labels.clone(),
                 workload_name: workload_name(p),
                 canonical_name: canonical_name(p),
                 canonical_revision: canonical_revision(p),
                 trust_domain: td.clone(),
                 waypoint,
-                status: if p.ready { HealthStatus::Healthy } else { HealthStatus::Unhealthy },
-                authorization_policies: selected_policy_keys(cs, &p.namespace, &p.labels),
+                status: if p.ready {
+                    HealthStatus::Healthy
+                } else {
+                    HealthStatus::Unhealthy
+                },
+                authorization_policies: pidx.keys_for(cs, &p.namespace, &p.labels),
             }
         })
         .collect()
@@ -145,7 +198,15 @@ pub fn services(
                 None
             } else {
                 let target = StatusTarget::new("Service", &s.namespace, &s.name);
-                resolve(cs, waypoints, &s.labels, &s.namespace, BindFor::Service, Some(target), statuses)
+                resolve(
+                    cs,
+                    waypoints,
+                    &s.labels,
+                    &s.namespace,
+                    BindFor::Service,
+                    Some(target),
+                    statuses,
+                )
             };
             if let Some(k) = &waypoint {
                 bound.entry(k.clone()).or_default().push(host.clone());
@@ -180,7 +241,9 @@ pub fn services(
                     })
                     .collect(),
                 endpoints,
-                waypoint: waypoint.and_then(|k| waypoints.get(&k)).map(|w| w.binding(td)),
+                waypoint: waypoint
+                    .and_then(|k| waypoints.get(&k))
+                    .map(|w| w.binding(td)),
                 labels: s.labels.clone(),
             }
         })

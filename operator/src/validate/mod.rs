@@ -86,7 +86,9 @@ pub fn parse_duration_nanos(s: &str) -> Option<u128> {
         }
         let n: f64 = rest[..num_end].parse().ok()?;
         rest = &rest[num_end..];
-        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let mult = match &rest[..unit_end] {
             "h" => 3.6e12,
             "m" => 6e10,
@@ -116,7 +118,8 @@ pub(crate) fn check_duration(v: &mut Validation, s: &str) {
 pub(crate) fn is_dns1123_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -135,15 +138,22 @@ pub(crate) fn check_wildcard_domain(v: &mut Validation, host: &str) {
     if host == "*" || host.parse::<std::net::IpAddr>().is_ok() {
         return;
     }
-    let rest = host.strip_prefix("*.").or_else(|| host.strip_prefix('*')).unwrap_or(host);
+    let rest = host
+        .strip_prefix("*.")
+        .or_else(|| host.strip_prefix('*'))
+        .unwrap_or(host);
     for label in rest.split('.') {
         let ok = !label.is_empty()
             && label.len() <= 63
-            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
             && !label.starts_with('-')
             && !label.ends_with('-');
         if !ok {
-            v.err(format!("domain name {host:?} invalid (label {label:?} invalid)"));
+            v.err(format!(
+                "domain name {host:?} invalid (label {label:?} invalid)"
+            ));
             return;
         }
     }
@@ -154,7 +164,9 @@ pub(crate) fn check_ips(v: &mut Validation, ips: &[String]) {
     for ip in ips {
         if ip.contains('/') {
             if let Err(e) = ip.parse::<ipnet::IpNet>() {
-                v.err(format!("bad CIDR range ({ip}): netip.ParsePrefix({ip:?}): {e}"));
+                v.err(format!(
+                    "bad CIDR range ({ip}): netip.ParsePrefix({ip:?}): {e}"
+                ));
             }
         } else if ip.parse::<std::net::IpAddr>().is_err() {
             v.err(format!("bad IP address ({ip})"));
@@ -166,7 +178,9 @@ pub(crate) fn check_ips(v: &mut Validation, ips: &[String]) {
 pub(crate) fn check_ports(v: &mut Validation, ports: &[String]) {
     for p in ports {
         match p.parse::<i64>() {
-            Err(_) => v.err(format!("bad port ({p}): strconv.ParseInt: parsing {p:?}: invalid syntax")),
+            Err(_) => v.err(format!(
+                "bad port ({p}): strconv.ParseInt: parsing {p:?}: invalid syntax"
+            )),
             Ok(n) if !(0..=65535).contains(&n) => v.err(format!("bad port ({p}): <nil>")),
             Ok(_) => {}
         }
@@ -210,7 +224,10 @@ mod tests {
         check_duration(&mut v, "1500us");
         assert_eq!(
             v.errors,
-            vec!["duration must be greater than 1ms", "only durations to ms precision are supported"]
+            vec![
+                "duration must be greater than 1ms",
+                "only durations to ms precision are supported"
+            ]
         );
     }
 }

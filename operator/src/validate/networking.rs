@@ -1,10 +1,12 @@
 //! VirtualService and DestinationRule.
 
-use super::{Validation, check_duration, check_wildcard_domain, is_dns1123_label, is_known_http_status};
+use super::{
+    Validation, check_duration, check_wildcard_domain, is_dns1123_label, is_known_http_status,
+};
 use crate::config::MeshSettings;
 use crate::crd::networking::{
-    ConnectionPoolSettings, Destination, DestinationRuleSpec, HeaderOperations, HttpRoute, LoadBalancerSettings,
-    OutlierDetection, StringMatch, TrafficPolicy, VirtualServiceSpec,
+    ConnectionPoolSettings, Destination, DestinationRuleSpec, HeaderOperations, HttpRoute,
+    LoadBalancerSettings, OutlierDetection, StringMatch, TrafficPolicy, VirtualServiceSpec,
 };
 
 /// Retry policies Envoy/Istio accept in `retryOn`.
@@ -51,19 +53,26 @@ const MAX_REGEX: usize = 1024;
 
 fn check_percentage(v: &mut Validation, p: f64) {
     if !(0.0..=100.0).contains(&p) || (p > 0.0 && p < 0.0001) {
-        v.err(format!("percentage {p} is neither 0.0, nor in range [0.0001, 100.0]"));
+        v.err(format!(
+            "percentage {p} is neither 0.0, nor in range [0.0001, 100.0]"
+        ));
     }
 }
 
 fn check_string_match(v: &mut Validation, m: &StringMatch, where_: &str) {
-    if let Some(p) = &m.prefix {
-        if p.is_empty() && where_ != "uri" {
-            v.err(format!("{where_:?}: prefix string match should not be empty"));
-        }
+    if let Some(p) = &m.prefix
+        && p.is_empty()
+        && where_ != "uri"
+    {
+        v.err(format!(
+            "{where_:?}: prefix string match should not be empty"
+        ));
     }
     if let Some(r) = &m.regex {
         if r.len() > MAX_REGEX {
-            v.err(format!("{where_:?}: regex is too large, max length allowed is {MAX_REGEX}"));
+            v.err(format!(
+                "{where_:?}: regex is too large, max length allowed is {MAX_REGEX}"
+            ));
         } else if r != "*" && regex::Regex::new(&format!("^(?:{r})$")).is_err() {
             v.err(format!("{where_:?}: invalid regex {r:?}"));
         }
@@ -76,40 +85,52 @@ fn check_destination(v: &mut Validation, d: &Destination) {
     } else {
         check_wildcard_domain(v, &d.host);
     }
-    if let Some(s) = &d.subset {
-        if !is_dns1123_label(s) {
-            v.err(format!("subset name is invalid: {s}"));
-        }
+    if let Some(s) = &d.subset
+        && !is_dns1123_label(s)
+    {
+        v.err(format!("subset name is invalid: {s}"));
     }
-    if let Some(p) = &d.port {
-        if p.number > 65535 {
-            v.err(format!("port number {} must be in the range 1..65535", p.number));
-        }
+    if let Some(p) = &d.port
+        && p.number > 65535
+    {
+        v.err(format!(
+            "port number {} must be in the range 1..65535",
+            p.number
+        ));
     }
 }
 
-fn check_header_ops(v: &mut Validation, ops: Option<&HeaderOperations>, request: bool, authority: &mut Option<String>) {
+fn check_header_ops(
+    v: &mut Validation,
+    ops: Option<&HeaderOperations>,
+    request: bool,
+    authority: &mut Option<String>,
+) {
     let Some(ops) = ops else { return };
     for (name, val) in ops.set.iter().flatten().chain(ops.add.iter().flatten()) {
         let lower = name.to_ascii_lowercase();
         if request && (lower == ":authority" || lower == "host") {
-            if let Some(prev) = authority.as_ref() {
-                if prev != val {
-                    v.err(format!("authority header cannot be set multiple times: have {prev:?}, attempting to set {val:?}"));
-                }
+            if let Some(prev) = authority.as_ref()
+                && prev != val
+            {
+                v.err(format!("authority header cannot be set multiple times: have {prev:?}, attempting to set {val:?}"));
             }
             *authority = Some(val.clone());
             continue;
         }
         if lower.starts_with(':') {
-            v.err(format!("invalid header {name:?}: header cannot have \":\" prefix"));
+            v.err(format!(
+                "invalid header {name:?}: header cannot have \":\" prefix"
+            ));
         } else if lower == "host" {
             v.err(format!("invalid header {name:?}: cannot set Host header"));
         }
     }
     for name in ops.remove.iter().flatten() {
         if name.starts_with(':') {
-            v.err(format!("invalid header {name:?}: header cannot have \":\" prefix"));
+            v.err(format!(
+                "invalid header {name:?}: header cannot have \":\" prefix"
+            ));
         }
     }
 }
@@ -145,17 +166,28 @@ fn http_route(v: &mut Validation, r: &HttpRoute, idx: usize, mesh: &MeshSettings
             v.err("HTTP route rule cannot contain both rewrite and direct_response");
         }
     }
-    if r.redirect.is_none() && r.direct_response.is_none() && routes.is_empty() && r.delegate.is_none() {
+    if r.redirect.is_none()
+        && r.direct_response.is_none()
+        && routes.is_empty()
+        && r.delegate.is_none()
+    {
         v.err("HTTP route, redirect or direct_response is required");
     }
     // The seed guide's rule (not an Istio rule, see MeshSettings).
-    if mesh.reject_fault_with_retries && r.fault.is_some() && (r.retries.is_some() || r.timeout.is_some()) {
+    if mesh.reject_fault_with_retries
+        && r.fault.is_some()
+        && (r.retries.is_some() || r.timeout.is_some())
+    {
         let which = match (r.retries.is_some(), r.timeout.is_some()) {
             (true, true) => "retries and timeout",
             (true, false) => "retries",
             _ => "timeout",
         };
-        let name = r.name.as_deref().map(|n| format!(" {n:?}")).unwrap_or_default();
+        let name = r
+            .name
+            .as_deref()
+            .map(|n| format!(" {n:?}"))
+            .unwrap_or_default();
         v.err(format!(
             "HTTP route {idx}{name} combines fault injection with {which}: move the fault into its own \
              VirtualService for this host (an injected fault is applied before the route's {which}, which \
@@ -164,12 +196,22 @@ fn http_route(v: &mut Validation, r: &HttpRoute, idx: usize, mesh: &MeshSettings
     }
     // Matches.
     for m in r.r#match.iter().flatten() {
-        for (what, sm) in [("uri", &m.uri), ("scheme", &m.scheme), ("method", &m.method), ("authority", &m.authority)] {
+        for (what, sm) in [
+            ("uri", &m.uri),
+            ("scheme", &m.scheme),
+            ("method", &m.method),
+            ("authority", &m.authority),
+        ] {
             if let Some(sm) = sm {
                 check_string_match(v, sm, what);
             }
         }
-        for (name, sm) in m.headers.iter().flatten().chain(m.without_headers.iter().flatten()) {
+        for (name, sm) in m
+            .headers
+            .iter()
+            .flatten()
+            .chain(m.without_headers.iter().flatten())
+        {
             if name.is_empty() {
                 v.err("header name cannot be empty");
             }
@@ -178,10 +220,10 @@ fn http_route(v: &mut Validation, r: &HttpRoute, idx: usize, mesh: &MeshSettings
         for (name, sm) in m.query_params.iter().flatten() {
             check_string_match(v, sm, name);
         }
-        if let Some(p) = m.port {
-            if p == 0 || p > 65535 {
-                v.err(format!("port number {p} must be in the range 1..65535"));
-            }
+        if let Some(p) = m.port
+            && (p == 0 || p > 65535)
+        {
+            v.err(format!("port number {p} must be in the range 1..65535"));
         }
         if m.gateways.is_none() && m.source_labels.is_none() && m.source_namespace.is_none() {
             // nothing
@@ -196,7 +238,11 @@ fn http_route(v: &mut Validation, r: &HttpRoute, idx: usize, mesh: &MeshSettings
     // CORS.
     if let Some(c) = &r.cors_policy {
         for m in c.allow_methods.iter().flatten() {
-            if !["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE", "*"].contains(&m.as_str()) {
+            if ![
+                "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE", "*",
+            ]
+            .contains(&m.as_str())
+            {
                 v.err(format!("{m:?} is not a supported HTTP method"));
             }
         }
@@ -254,40 +300,54 @@ fn http_route(v: &mut Validation, r: &HttpRoute, idx: usize, mesh: &MeshSettings
     // Mirrors.
     if let Some(p) = r.mirror_percent.or(r.mirror_percent_snake) {
         if p > 100 {
-            v.err(format!("mirror_percent must have a max value of 100 (it has {p})"));
+            v.err(format!(
+                "mirror_percent must have a max value of 100 (it has {p})"
+            ));
         }
         v.warn("using deprecated setting \"mirrorPercent\", use \"mirrorPercentage\" instead");
     }
-    if let Some(p) = r.mirror_percentage {
-        if p.value > 100.0 {
-            v.err(format!("mirror_percentage must have a max value of 100 (it has {})", p.value));
-        }
+    if let Some(p) = r.mirror_percentage
+        && p.value > 100.0
+    {
+        v.err(format!(
+            "mirror_percentage must have a max value of 100 (it has {})",
+            p.value
+        ));
     }
     if let Some(m) = &r.mirror {
         check_destination(v, m);
     }
     for m in r.mirrors.iter().flatten() {
         check_destination(v, &m.destination);
-        if let Some(p) = m.percentage {
-            if p.value > 100.0 {
-                v.err(format!("mirror_percentage must have a max value of 100 (it has {})", p.value));
-            }
+        if let Some(p) = m.percentage
+            && p.value > 100.0
+        {
+            v.err(format!(
+                "mirror_percentage must have a max value of 100 (it has {})",
+                p.value
+            ));
         }
     }
     // Redirect.
     if let Some(rd) = &r.redirect {
-        if rd.uri.is_none() && rd.authority.is_none() && rd.scheme.is_none() && rd.port.is_none() && rd.derive_port.is_none() {
+        if rd.uri.is_none()
+            && rd.authority.is_none()
+            && rd.scheme.is_none()
+            && rd.port.is_none()
+            && rd.derive_port.is_none()
+        {
             v.err("redirect must specify URI, authority, scheme, or port");
         }
-        if let Some(code) = rd.redirect_code {
-            if !(300..=399).contains(&code) {
-                v.err(format!("{code} is not a valid redirect code, must be 3xx"));
-            }
+        if let Some(code) = rd.redirect_code
+            && !(300..=399).contains(&code)
+        {
+            v.err(format!("{code} is not a valid redirect code, must be 3xx"));
         }
-        if let Some(s) = &rd.scheme {
-            if s != "http" && s != "https" {
-                v.err("invalid redirect scheme, must be \"http\" or \"https\"");
-            }
+        if let Some(s) = &rd.scheme
+            && s != "http"
+            && s != "https"
+        {
+            v.err("invalid redirect scheme, must be \"http\" or \"https\"");
         }
     }
     // Direct response.
@@ -296,7 +356,12 @@ fn http_route(v: &mut Validation, r: &HttpRoute, idx: usize, mesh: &MeshSettings
             v.err(format!("invalid direct response status code {}", dr.status));
         }
         if let Some(b) = &dr.body {
-            let len = b.string.as_ref().map(|s| s.len()).or(b.bytes.as_ref().map(|s| s.len() * 3 / 4)).unwrap_or(0);
+            let len = b
+                .string
+                .as_ref()
+                .map(|s| s.len())
+                .or(b.bytes.as_ref().map(|s| s.len() * 3 / 4))
+                .unwrap_or(0);
             if len > 1024 * 1024 {
                 v.err(format!("large direct_responses may impact control plane performance, must be less than 1048576 bytes, got {len}"));
             } else if len > 100 * 1024 {
@@ -310,7 +375,11 @@ fn http_route(v: &mut Validation, r: &HttpRoute, idx: usize, mesh: &MeshSettings
         if attempts < 0 {
             v.err("attempts cannot be negative");
         }
-        if attempts == 0 && (rt.per_try_timeout.is_some() || rt.retry_on.is_some() || rt.retry_remote_localities.is_some()) {
+        if attempts == 0
+            && (rt.per_try_timeout.is_some()
+                || rt.retry_on.is_some()
+                || rt.retry_remote_localities.is_some())
+        {
             v.err("http retry policy configured when attempts are set to 0 (disabled)");
         }
         if let Some(t) = &rt.per_try_timeout {
@@ -336,10 +405,10 @@ fn http_route(v: &mut Validation, r: &HttpRoute, idx: usize, mesh: &MeshSettings
         if rw.uri.is_none() && rw.uri_regex_rewrite.is_none() && rw.authority.is_none() {
             v.err("rewrite must specify at least one of URI, UriRegexRewrite, or authority. Only one of URI or UriRegexRewrite may be specified");
         }
-        if let Some(rr) = &rw.uri_regex_rewrite {
-            if rr.r#match.as_deref().unwrap_or("").is_empty() || rr.rewrite.is_none() {
-                v.err("UriRegexRewrite requires both Rewrite and Match fields to be specified");
-            }
+        if let Some(rr) = &rw.uri_regex_rewrite
+            && (rr.r#match.as_deref().unwrap_or("").is_empty() || rr.rewrite.is_none())
+        {
+            v.err("UriRegexRewrite requires both Rewrite and Match fields to be specified");
         }
     }
     // Destinations.
@@ -401,7 +470,9 @@ fn unreachable_rules(v: &mut Validation, spec: &VirtualServiceSpec) {
         let name = r.name.clone().unwrap_or_else(|| i.to_string());
         if let Some(c) = catch_all {
             let _ = c;
-            v.warn(format!("virtualService rule {name} not used (only the last rule can have no matches)"));
+            v.warn(format!(
+                "virtualService rule {name} not used (only the last rule can have no matches)"
+            ));
             continue;
         }
         let matches = r.r#match.as_deref().unwrap_or_default();
@@ -427,7 +498,9 @@ fn unreachable_rules(v: &mut Validation, spec: &VirtualServiceSpec) {
             }
         }
         if dup == matches.len() {
-            v.warn(format!("virtualService rule {name} not used (all matches used by prior rules)"));
+            v.warn(format!(
+                "virtualService rule {name} not used (all matches used by prior rules)"
+            ));
         }
     }
 }
@@ -460,7 +533,11 @@ fn check_traffic_policy(v: &mut Validation, p: &TrafficPolicy) {
         if pl.port.is_none() {
             v.err("portTrafficPolicy must have valid port");
         }
-        if pl.connection_pool.is_none() && pl.load_balancer.is_none() && pl.outlier_detection.is_none() && pl.tls.is_none() {
+        if pl.connection_pool.is_none()
+            && pl.load_balancer.is_none()
+            && pl.outlier_detection.is_none()
+            && pl.tls.is_none()
+        {
             v.err("port traffic policy must have at least one field");
         }
         if let Some(o) = &pl.outlier_detection {
@@ -482,13 +559,18 @@ fn check_outlier(v: &mut Validation, o: &OutlierDetection) {
     if o.consecutive_errors.is_some_and(|c| c != 0) {
         v.warn("outlier detection consecutive errors is deprecated, use consecutiveGatewayErrors or consecutive5xxErrors instead");
     }
-    if !o.split_external_local_origin_errors.unwrap_or(false) && o.consecutive_local_origin_failures.is_some_and(|c| c > 0) {
+    if !o.split_external_local_origin_errors.unwrap_or(false)
+        && o.consecutive_local_origin_failures.is_some_and(|c| c > 0)
+    {
         v.err("outlier detection consecutive local origin failures is specified, but split external local origin errors is set to false");
     }
     if let Some(i) = &o.interval {
         check_duration(v, i);
     }
-    for p in [o.max_ejection_percent, o.min_health_percent].into_iter().flatten() {
+    for p in [o.max_ejection_percent, o.min_health_percent]
+        .into_iter()
+        .flatten()
+    {
         if !(0..=100).contains(&p) {
             v.err(format!("percentage {p} is not in range 0..100"));
         }
@@ -519,7 +601,8 @@ fn check_pool(v: &mut Validation, c: &ConnectionPoolSettings) {
         if let Some(t) = &h.idle_timeout {
             check_duration(v, t);
         }
-        if h.h2_upgrade_policy.as_deref() == Some("UPGRADE") && h.use_client_protocol == Some(true) {
+        if h.h2_upgrade_policy.as_deref() == Some("UPGRADE") && h.use_client_protocol == Some(true)
+        {
             v.err("use client protocol must not be true when H2UpgradePolicy is UPGRADE");
         }
     }
@@ -527,7 +610,14 @@ fn check_pool(v: &mut Validation, c: &ConnectionPoolSettings) {
         if t.max_connections.is_some_and(|x| x < 0) {
             v.err("max connections must be non-negative");
         }
-        for d in [&t.connect_timeout, &t.max_connection_duration, &t.idle_timeout].into_iter().flatten() {
+        for d in [
+            &t.connect_timeout,
+            &t.max_connection_duration,
+            &t.idle_timeout,
+        ]
+        .into_iter()
+        .flatten()
+        {
             check_duration(v, d);
         }
         if let Some(ka) = &t.tcp_keepalive {
@@ -541,7 +631,10 @@ fn check_pool(v: &mut Validation, c: &ConnectionPoolSettings) {
 }
 
 fn is_prime(n: u64) -> bool {
-    n >= 2 && (2..).take_while(|i| i * i <= n).all(|i| n % i != 0)
+    n >= 2
+        && (2..)
+            .take_while(|i| i * i <= n)
+            .all(|i| !n.is_multiple_of(i))
 }
 
 fn check_lb(v: &mut Validation, lb: &LoadBalancerSettings) {
@@ -556,10 +649,10 @@ fn check_lb(v: &mut Validation, lb: &LoadBalancerSettings) {
                     v.err(format!("duplicate cookie attribute name: {}", a.name));
                 }
             }
-            if let Some(ttl) = &c.ttl {
-                if super::parse_duration_nanos(ttl).is_none() {
-                    v.err(format!("invalid duration {ttl:?}"));
-                }
+            if let Some(ttl) = &c.ttl
+                && super::parse_duration_nanos(ttl).is_none()
+            {
+                v.err(format!("invalid duration {ttl:?}"));
             }
         }
         if let Some(m) = &ch.maglev {
@@ -574,10 +667,18 @@ fn check_lb(v: &mut Validation, lb: &LoadBalancerSettings) {
             v.err("only one of MinimumRingSize or Maglev/Ringhash can be specified");
         }
     }
-    if let Some(s) = &lb.simple {
-        if !["UNSPECIFIED", "LEAST_CONN", "RANDOM", "PASSTHROUGH", "ROUND_ROBIN", "LEAST_REQUEST"].contains(&s.as_str()) {
-            v.err(format!("unsupported load balancer {s:?}"));
-        }
+    if let Some(s) = &lb.simple
+        && ![
+            "UNSPECIFIED",
+            "LEAST_CONN",
+            "RANDOM",
+            "PASSTHROUGH",
+            "ROUND_ROBIN",
+            "LEAST_REQUEST",
+        ]
+        .contains(&s.as_str())
+    {
+        v.err(format!("unsupported load balancer {s:?}"));
     }
 }
 
@@ -595,7 +696,10 @@ pub(crate) fn destination_rule(spec: &DestinationRuleSpec) -> Validation {
         if s.name.is_empty() {
             v.err("name cannot be empty");
         } else if !is_dns1123_label(&s.name) {
-            v.err(format!("name must be valid DNS1123 label, found {:?}", s.name));
+            v.err(format!(
+                "name must be valid DNS1123 label, found {:?}",
+                s.name
+            ));
         }
         if let Some(p) = &s.traffic_policy {
             check_traffic_policy(&mut v, p);

@@ -4,7 +4,8 @@ use super::{Validation, check_ips, check_ports};
 use crate::config::MeshSettings;
 use crate::crd::common::{PolicyTargetReference, WorkloadSelector};
 use crate::crd::security::{
-    AuthorizationAction, AuthorizationPolicy, PeerAuthenticationSpec, RequestAuthenticationSpec, Source,
+    AuthorizationAction, AuthorizationPolicy, PeerAuthenticationSpec, RequestAuthenticationSpec,
+    Source,
 };
 
 const ALLOWED_TARGET_REFS: &str = "[core/v1/Service networking.istio.io/v1/ServiceEntry \
@@ -44,10 +45,16 @@ pub(crate) fn check_selector(v: &mut Validation, sel: Option<&WorkloadSelector>)
     }
     for (k, val) in labels {
         if k.is_empty() {
-            v.err(format!("empty key is not supported in selector: {:?}", format!("{k}={val}")));
+            v.err(format!(
+                "empty key is not supported in selector: {:?}",
+                format!("{k}={val}")
+            ));
         }
         if k.contains('*') || val.contains('*') {
-            v.err(format!("wildcard is not supported in selector: {:?}", format!("{k}={val}")));
+            v.err(format!(
+                "wildcard is not supported in selector: {:?}",
+                format!("{k}={val}")
+            ));
         }
     }
 }
@@ -72,14 +79,19 @@ fn check_empty(v: &mut Validation, field: &str, values: &Option<Vec<String>>) {
 fn check_service_accounts(v: &mut Validation, field: &str, values: &Option<Vec<String>>) {
     let Some(values) = values else { return };
     if values.len() > 16 {
-        v.err(format!("{field} may not have more than 16 values, found {}", values.len()));
+        v.err(format!(
+            "{field} may not have more than 16 values, found {}",
+            values.len()
+        ));
     }
     for sa in values {
         if sa.contains('*') {
             v.err(format!("wildcard not allowed, found in {field}"));
         }
         if sa.len() > 320 {
-            v.err(format!("value cannot exceed 320 characters, found in {field}"));
+            v.err(format!(
+                "value cannot exceed 320 characters, found in {field}"
+            ));
         }
         if sa.split('/').count() > 2 || sa.split('/').any(str::is_empty) {
             v.err(format!(
@@ -93,12 +105,18 @@ fn check_trust_domains(v: &mut Validation, field: &str, values: &Option<Vec<Stri
     for td in values.iter().flatten() {
         let stars = td.matches('*').count();
         if stars > 1 {
-            v.err(format!("at most one wildcard is allowed, found {td:?} in {field}"));
+            v.err(format!(
+                "at most one wildcard is allowed, found {td:?} in {field}"
+            ));
         } else if stars == 1 && !(td.starts_with('*') || td.ends_with('*')) {
-            v.err(format!("wildcard is only allowed at the start or end, found {td:?} in {field}"));
+            v.err(format!(
+                "wildcard is only allowed at the start or end, found {td:?} in {field}"
+            ));
         }
         if td.contains('/') {
-            v.err(format!("trust domain must not contain '/', found {td:?} in {field}"));
+            v.err(format!(
+                "trust domain must not contain '/', found {td:?} in {field}"
+            ));
         }
     }
 }
@@ -131,7 +149,9 @@ fn check_paths(v: &mut Validation, field: &str, paths: &Option<Vec<String>>) {
                 ));
                 break;
             }
-            let ok = seg.chars().all(|c| c.is_ascii_alphanumeric() || "-._~%!$&'()+,;:@=".contains(c));
+            let ok = seg
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._~%!$&'()+,;:@=".contains(c));
             if !ok {
                 v.err(format!(
                     "invalid or unsupported path {p}, found in {field}. Contains segment {seg} with invalid string literal"
@@ -145,8 +165,14 @@ fn check_paths(v: &mut Validation, field: &str, paths: &Option<Vec<String>>) {
 /// `when` key check (Istio `ValidateAttribute`).
 fn check_attribute(key: &str, values: &[String]) -> Result<(), String> {
     let map_key = |k: &str| -> Result<(), String> {
-        let ok = k.find('[').is_some_and(|i| i > 0 && k.ends_with(']') && k.len() > i + 2);
-        if ok { Ok(()) } else { Err(format!("bad key ({k}): should have format a[b]")) }
+        let ok = k
+            .find('[')
+            .is_some_and(|i| i > 0 && k.ends_with(']') && k.len() > i + 2);
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("bad key ({k}): should have format a[b]"))
+        }
     };
     let mut ips = Validation::default();
     match key {
@@ -154,20 +180,31 @@ fn check_attribute(key: &str, values: &[String]) -> Result<(), String> {
             check_ips(&mut ips, values);
         }
         "destination.port" => check_ports(&mut ips, values),
-        "source.namespace" | "source.principal" | "source.serviceAccount" | "source.trustDomain"
-        | "request.auth.principal" | "request.auth.audiences" | "request.auth.presenter"
+        "source.namespace"
+        | "source.principal"
+        | "source.serviceAccount"
+        | "source.trustDomain"
+        | "request.auth.principal"
+        | "request.auth.audiences"
+        | "request.auth.presenter"
         | "connection.sni" => {}
         k if k.starts_with("request.headers") => map_key(k)?,
         k if k.starts_with("request.auth.claims") => map_key(k)?,
         k if k.starts_with("experimental.envoy.filters.") => map_key(k)?,
         "destination.namespace" => {
-            return Err(format!("attribute {key} is replaced by the metadata.namespace"));
+            return Err(format!(
+                "attribute {key} is replaced by the metadata.namespace"
+            ));
         }
         k if k.starts_with("destination.labels") => {
-            return Err(format!("attribute {key} is replaced by the workload selector"));
+            return Err(format!(
+                "attribute {key} is replaced by the workload selector"
+            ));
         }
         "destination.name" | "destination.user" => {
-            return Err(format!("deprecated attribute {key}: only supported in v1alpha1"));
+            return Err(format!(
+                "deprecated attribute {key}: only supported in v1alpha1"
+            ));
         }
         _ => return Err(format!("unknown attribute: {key}")),
     }
@@ -180,7 +217,12 @@ fn check_attribute(key: &str, values: &[String]) -> Result<(), String> {
 pub(crate) fn authorization_policy(ap: &AuthorizationPolicy, _mesh: &MeshSettings) -> Validation {
     let spec = &ap.spec;
     let mut v = Validation::default();
-    check_one_of_selector(&mut v, spec.selector.is_some(), spec.target_ref.is_some(), spec.target_refs.is_some());
+    check_one_of_selector(
+        &mut v,
+        spec.selector.is_some(),
+        spec.target_ref.is_some(),
+        spec.target_refs.is_some(),
+    );
     check_selector(&mut v, spec.selector.as_ref());
     for r in spec.all_target_refs() {
         check_target_ref(&mut v, &r);
@@ -191,7 +233,13 @@ pub(crate) fn authorization_policy(ap: &AuthorizationPolicy, _mesh: &MeshSetting
         if spec.rules.is_none() {
             v.err("CUSTOM action without `rules` is meaningless as it will never be triggered, add an empty rule `{}` if you want it be triggered for every request");
         }
-        if spec.provider.as_ref().and_then(|p| p.name.as_deref()).unwrap_or("").is_empty() {
+        if spec
+            .provider
+            .as_ref()
+            .and_then(|p| p.name.as_deref())
+            .unwrap_or("")
+            .is_empty()
+        {
             v.err("`provider.name` must not be empty");
         }
         for r in rules {
@@ -211,34 +259,67 @@ pub(crate) fn authorization_policy(ap: &AuthorizationPolicy, _mesh: &MeshSetting
                 ];
                 for (name, set) in fields {
                     if set {
-                        v.err(format!("From.{name} is currently not supported with CUSTOM action"));
+                        v.err(format!(
+                            "From.{name} is currently not supported with CUSTOM action"
+                        ));
                     }
                 }
             }
             for c in r.when.iter().flatten() {
                 if matches!(
                     c.key.as_str(),
-                    "source.namespace" | "source.serviceAccount" | "source.trustDomain" | "source.principal"
+                    "source.namespace"
+                        | "source.serviceAccount"
+                        | "source.trustDomain"
+                        | "source.principal"
                 ) || c.key.starts_with("request.auth.")
                 {
-                    v.err(format!("When.{} is currently not supported with CUSTOM action", c.key));
+                    v.err(format!(
+                        "When.{} is currently not supported with CUSTOM action",
+                        c.key
+                    ));
                 }
             }
         }
     } else if spec.provider.is_some() {
-        v.err(format!("`provider` must not be with non CUSTOM action, found {}", action.as_str()));
+        v.err(format!(
+            "`provider` must not be with non CUSTOM action, found {}",
+            action.as_str()
+        ));
     }
     if action == AuthorizationAction::Deny && rules.is_empty() {
         v.err("DENY action without `rules` is meaningless as it will never be triggered, add an empty rule `{}` if you want it be triggered for every request");
     }
-    if let Some(dr) = ap.metadata.annotations.as_ref().and_then(|a| a.get("istio.io/dry-run")) {
-        if !matches!(action, AuthorizationAction::Allow | AuthorizationAction::Deny) {
+    if let Some(dr) = ap
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("istio.io/dry-run"))
+    {
+        if !matches!(
+            action,
+            AuthorizationAction::Allow | AuthorizationAction::Deny
+        ) {
             v.err(format!(
                 "the annotation istio.io/dry-run currently only supports action ALLOW/DENY, found action {}",
                 action.as_str()
             ));
         }
-        if !matches!(dr.as_str(), "true" | "false" | "1" | "0" | "t" | "f" | "TRUE" | "FALSE" | "True" | "False" | "T" | "F") {
+        if !matches!(
+            dr.as_str(),
+            "true"
+                | "false"
+                | "1"
+                | "0"
+                | "t"
+                | "f"
+                | "TRUE"
+                | "FALSE"
+                | "True"
+                | "False"
+                | "T"
+                | "F"
+        ) {
             v.err(format!(
                 "the annotation istio.io/dry-run has invalid value ({dr}): strconv.ParseBool: parsing {dr:?}: invalid syntax"
             ));
@@ -254,9 +335,16 @@ pub(crate) fn authorization_policy(ap: &AuthorizationPolicy, _mesh: &MeshSetting
                 continue;
             };
             if source_is_empty(src) {
-                v.err(format!("`from.source` must not be empty, found at rule {i}"));
+                v.err(format!(
+                    "`from.source` must not be empty, found at rule {i}"
+                ));
             }
-            for ips in [&src.ip_blocks, &src.not_ip_blocks, &src.remote_ip_blocks, &src.not_remote_ip_blocks] {
+            for ips in [
+                &src.ip_blocks,
+                &src.not_ip_blocks,
+                &src.remote_ip_blocks,
+                &src.not_remote_ip_blocks,
+            ] {
                 check_ips(&mut v, ips.as_deref().unwrap_or_default());
             }
             check_empty(&mut v, "Principals", &src.principals);
@@ -277,7 +365,9 @@ pub(crate) fn authorization_policy(ap: &AuthorizationPolicy, _mesh: &MeshSetting
                 || src.namespaces.is_some()
                 || src.not_namespaces.is_some();
             if has_sa && has_id {
-                v.err(format!("cannot set serviceAccounts with namespaces or principals, found at rule {i}"));
+                v.err(format!(
+                    "cannot set serviceAccounts with namespaces or principals, found at rule {i}"
+                ));
             }
             check_service_accounts(&mut v, "ServiceAccounts", &src.service_accounts);
             check_service_accounts(&mut v, "NotServiceAccounts", &src.not_service_accounts);
@@ -293,7 +383,9 @@ pub(crate) fn authorization_policy(ap: &AuthorizationPolicy, _mesh: &MeshSetting
                 continue;
             };
             if *op == Default::default() {
-                v.err(format!("`to.operation` must not be empty, found at rule {i}"));
+                v.err(format!(
+                    "`to.operation` must not be empty, found at rule {i}"
+                ));
             }
             check_ports(&mut v, op.ports.as_deref().unwrap_or_default());
             check_ports(&mut v, op.not_ports.as_deref().unwrap_or_default());
@@ -316,14 +408,17 @@ pub(crate) fn authorization_policy(ap: &AuthorizationPolicy, _mesh: &MeshSetting
             let values = c.values.as_deref().unwrap_or_default();
             let not_values = c.not_values.as_deref().unwrap_or_default();
             if values.is_empty() && not_values.is_empty() {
-                v.err(format!("at least one of `values` or `notValues` must be set for key {}", c.key));
+                v.err(format!(
+                    "at least one of `values` or `notValues` must be set for key {}",
+                    c.key
+                ));
                 continue;
             }
             for vals in [values, not_values] {
-                if !vals.is_empty() {
-                    if let Err(e) = check_attribute(&c.key, vals) {
-                        v.err(format!("invalid `value` for `key` {}: {e}", c.key));
-                    }
+                if !vals.is_empty()
+                    && let Err(e) = check_attribute(&c.key, vals)
+                {
+                    v.err(format!("invalid `value` for `key` {}: {e}", c.key));
                 }
             }
         }
@@ -336,8 +431,12 @@ pub(crate) fn authorization_policy(ap: &AuthorizationPolicy, _mesh: &MeshSetting
                 t.operation.as_ref().is_some_and(|o| {
                     o.ports.is_none()
                         && o.not_ports.is_none()
-                        && (o.methods.is_some() || o.paths.is_some() || o.hosts.is_some()
-                            || o.not_methods.is_some() || o.not_paths.is_some() || o.not_hosts.is_some())
+                        && (o.methods.is_some()
+                            || o.paths.is_some()
+                            || o.hosts.is_some()
+                            || o.not_methods.is_some()
+                            || o.not_paths.is_some()
+                            || o.not_hosts.is_some())
                 })
             }) && r.to.as_ref().is_some_and(|t| !t.is_empty());
             if only_http_to && r.from.is_none() && r.when.is_none() {
@@ -369,14 +468,19 @@ pub(crate) fn peer_authentication(spec: &PeerAuthenticationSpec) -> Validation {
 
 pub(crate) fn request_authentication(spec: &RequestAuthenticationSpec) -> Validation {
     let mut v = Validation::default();
-    check_one_of_selector(&mut v, spec.selector.is_some(), spec.target_ref.is_some(), spec.target_refs.is_some());
+    check_one_of_selector(
+        &mut v,
+        spec.selector.is_some(),
+        spec.target_ref.is_some(),
+        spec.target_refs.is_some(),
+    );
     check_selector(&mut v, spec.selector.as_ref());
     for r in spec.all_target_refs() {
         check_target_ref(&mut v, &r);
     }
     for rule in spec.jwt_rules.iter().flatten() {
         let issuer = rule.issuer.as_deref().unwrap_or("");
-        let uri = rule.jwks_uri.as_deref().unwrap_or("");
+        let uri = rule.uri().unwrap_or("");
         if issuer.is_empty() && uri.is_empty() {
             v.err("issuer or jwksUri must be non-empty string");
         }
@@ -432,8 +536,15 @@ pub(crate) fn request_authentication(spec: &RequestAuthenticationSpec) -> Valida
         for ch in rule.output_claim_to_headers.iter().flatten() {
             if ch.claim.is_empty() || ch.header.is_empty() {
                 v.err("outputClaimToHeader header and claim value must be non-empty string");
-            } else if !ch.header.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-                v.err(format!("invalid header name {:?} in outputClaimToHeaders", ch.header));
+            } else if !ch
+                .header
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                v.err(format!(
+                    "invalid header name {:?} in outputClaimToHeaders",
+                    ch.header
+                ));
             }
         }
         if let Some(t) = &rule.timeout {

@@ -6,6 +6,9 @@ use serde_json::{Value, json};
 
 pub const SVC: &str = "httpbin.foo.svc.cluster.local";
 
+/// A validated JWT: (issuer, subject, audiences, presenter, claims JSON).
+pub type Jwt = (String, String, Vec<String>, Option<String>, String);
+
 /// A request description with sensible defaults (mTLS peer `sleep` in `foo`).
 #[derive(Clone)]
 pub struct R {
@@ -18,7 +21,7 @@ pub struct R {
     pub dest_ip: String,
     pub port: u16,
     pub service: Option<String>,
-    pub jwt: Option<(String, String, Vec<String>, Option<String>, String)>,
+    pub jwt: Option<Jwt>,
 }
 
 pub fn req() -> R {
@@ -81,7 +84,10 @@ impl R {
     pub fn jwt(mut self, iss: &str, sub: &str, claims: Value) -> Self {
         let aud = match claims.get("aud") {
             Some(Value::String(s)) => vec![s.clone()],
-            Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
             _ => Vec::new(),
         };
         let azp = claims.get("azp").and_then(Value::as_str).map(str::to_owned);
@@ -93,13 +99,16 @@ impl R {
     }
 
     pub fn eval(&self, a: &Authorizer) -> Outcome {
-        let auth = self.jwt.as_ref().map(|(iss, sub, aud, azp, claims)| RequestAuth {
-            issuer: iss,
-            subject: sub,
-            audiences: aud,
-            presenter: azp.as_deref(),
-            claims,
-        });
+        let auth = self
+            .jwt
+            .as_ref()
+            .map(|(iss, sub, aud, azp, claims)| RequestAuth {
+                issuer: iss,
+                subject: sub,
+                audiences: aud,
+                presenter: azp.as_deref(),
+                claims,
+            });
         let input = Input {
             method: &self.method,
             authority: &self.authority,
@@ -115,7 +124,11 @@ impl R {
         match a.evaluate(&input) {
             Err(r) => Outcome::Rejected(r),
             Ok(plan) => {
-                let custom = plan.custom.iter().map(|c| c.provider.name.clone()).collect();
+                let custom = plan
+                    .custom
+                    .iter()
+                    .map(|c| c.provider.name.clone())
+                    .collect();
                 match plan.decision {
                     Decision::NoPolicies => Outcome::Allow(None, custom),
                     Decision::Allow { policy } => Outcome::Allow(policy.map(str::to_owned), custom),

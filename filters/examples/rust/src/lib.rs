@@ -17,7 +17,9 @@ fn default_blocked_path() -> String {
 
 impl Default for Example {
     fn default() -> Self {
-        Example { blocked_path: default_blocked_path() }
+        Example {
+            blocked_path: default_blocked_path(),
+        }
     }
 }
 
@@ -28,7 +30,8 @@ impl Filter for Example {
             return Err("invalid config: blocked_path must be a string starting with '/'".into());
         }
         *self = parsed;
-        Ok(FilterInfo::new(Hooks::REQUEST_HEADERS))
+        // Only the path is read: no header is copied into the filter.
+        Ok(FilterInfo::new(Hooks::REQUEST_HEADERS).with_request_headers::<&str>(&[]))
     }
 
     fn on_request_headers(&self, _ctx: &Context, req: &Request) -> Vec<Action> {

@@ -34,11 +34,18 @@ pub fn keys() -> &'static Keys {
     KEYS.get_or_init(|| {
         let rng = SystemRandom::new();
         let rsa = RsaPrivateKey::new(&mut rand::thread_rng(), 2048).expect("rsa keygen");
-        let ec_doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).expect("ec keygen");
-        let ec = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, ec_doc.as_ref(), &rng).expect("ec key");
+        let ec_doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .expect("ec keygen");
+        let ec = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, ec_doc.as_ref(), &rng)
+            .expect("ec key");
         let ed_doc = Ed25519KeyPair::generate_pkcs8(&rng).expect("ed keygen");
         let ed = Ed25519KeyPair::from_pkcs8(ed_doc.as_ref()).expect("ed key");
-        Keys { rsa, ec, ed, hmac: b"a-shared-secret-of-32-bytes-long".to_vec() }
+        Keys {
+            rsa,
+            ec,
+            ed,
+            hmac: b"a-shared-secret-of-32-bytes-long".to_vec(),
+        }
     })
 }
 
@@ -58,18 +65,34 @@ impl Keys {
     }
     /// The RSA public key as PEM: the secret of the classic HS256 confusion attack.
     pub fn rsa_public_pem(&self) -> Vec<u8> {
-        self.rsa.to_public_key().to_public_key_pem(LineEnding::LF).expect("pem").into_bytes()
+        self.rsa
+            .to_public_key()
+            .to_public_key_pem(LineEnding::LF)
+            .expect("pem")
+            .into_bytes()
     }
 
     pub fn sign(&self, alg: &str, msg: &[u8]) -> Vec<u8> {
         match alg {
-            "RS256" => rsa::pkcs1v15::SigningKey::<Sha256>::new(self.rsa.clone()).sign(msg).to_vec(),
+            "RS256" => rsa::pkcs1v15::SigningKey::<Sha256>::new(self.rsa.clone())
+                .sign(msg)
+                .to_vec(),
             "PS256" => rsa::pss::BlindedSigningKey::<Sha256>::new(self.rsa.clone())
                 .sign_with_rng(&mut rand::thread_rng(), msg)
                 .to_vec(),
-            "ES256" => self.ec.sign(&SystemRandom::new(), msg).expect("ec sign").as_ref().to_vec(),
+            "ES256" => self
+                .ec
+                .sign(&SystemRandom::new(), msg)
+                .expect("ec sign")
+                .as_ref()
+                .to_vec(),
             "EdDSA" => self.ed.sign(msg).as_ref().to_vec(),
-            "HS256" => ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.hmac), msg).as_ref().to_vec(),
+            "HS256" => ring::hmac::sign(
+                &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.hmac),
+                msg,
+            )
+            .as_ref()
+            .to_vec(),
             other => panic!("unsupported test alg {other}"),
         }
     }
@@ -77,19 +100,26 @@ impl Keys {
 
 /// `header.payload.signature` with `sign` over `header.payload`.
 pub fn mint(header: Value, claims: Value, sign: impl FnOnce(&[u8]) -> Vec<u8>) -> String {
-    let signed = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
+    let signed = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
     let sig = sign(signed.as_bytes());
     format!("{signed}.{}", b64(&sig))
 }
 
 /// A token signed with the test key of `alg`.
 pub fn token(alg: &str, kid: &str, claims: Value) -> String {
-    mint(json!({"alg": alg, "kid": kid, "typ": "JWT"}), claims, |m| keys().sign(alg, m))
+    mint(json!({"alg": alg, "kid": kid, "typ": "JWT"}), claims, |m| {
+        keys().sign(alg, m)
+    })
 }
 
 /// A single RequestAuthentication with these rules.
 pub fn authn(rules: Vec<Value>) -> JwtAuthenticator {
-    let cfg = json!({"requestAuthentications": [{"namespace": "foo", "name": "ra", "jwtRules": rules}]});
+    let cfg =
+        json!({"requestAuthentications": [{"namespace": "foo", "name": "ra", "jwtRules": rules}]});
     JwtAuthenticator::from_json(cfg.to_string().as_bytes()).expect("config compiles")
 }
 
@@ -115,7 +145,13 @@ pub struct Req {
 }
 
 pub fn get() -> Req {
-    Req { method: "GET".into(), path: "/headers".into(), query: None, headers: Vec::new(), service: None }
+    Req {
+        method: "GET".into(),
+        path: "/headers".into(),
+        query: None,
+        headers: Vec::new(),
+        service: None,
+    }
 }
 
 impl Req {

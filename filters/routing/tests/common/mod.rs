@@ -25,15 +25,18 @@ pub fn vs_err(http: Value) -> String {
         .to_string()
         .as_bytes(),
     )
-    .err()
-    .expect("config must be refused")
+    .expect_err("config must be refused")
     .to_string()
 }
 
 /// A router for one service with the given HTTPRoutes.
 pub fn gw(routes: Value) -> Router {
-    Router::from_json(json!({"services": [{"host": SVC, "httpRoutes": routes}]}).to_string().as_bytes())
-        .expect("config compiles")
+    Router::from_json(
+        json!({"services": [{"host": SVC, "httpRoutes": routes}]})
+            .to_string()
+            .as_bytes(),
+    )
+    .expect("config compiles")
 }
 
 /// A request builder.
@@ -105,7 +108,10 @@ impl Req {
             query: self.query.as_deref(),
             headers: &self.headers,
         };
-        let target = Target { destination_service: self.service.as_deref(), destination_port: self.port };
+        let target = Target {
+            destination_service: self.service.as_deref(),
+            destination_port: self.port,
+        };
         router.route(&req, &target, &mut || draw)
     }
 }

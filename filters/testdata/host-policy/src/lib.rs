@@ -13,7 +13,10 @@
 //! (comma-separated). The effective retry policy travels to `on-attempt`
 //! in metadata.
 
-use mesh_filter_sdk::{Action, Attempt, AttemptOutcome, Context, Filter, FilterInfo, Hooks, Request, RetryDecision, RetryParams, Route, config};
+use mesh_filter_sdk::{
+    Action, Attempt, AttemptOutcome, Context, Filter, FilterInfo, Hooks, Request, RetryDecision,
+    RetryParams, Route, config,
+};
 use serde::Deserialize;
 
 #[derive(Default, Deserialize, Clone)]
@@ -106,13 +109,19 @@ impl Filter for Policy {
             .header("x-test-retry-on")
             .map(str::to_string)
             .unwrap_or_else(|| self.retry.retry_on.join(","));
-        out.push(Action::SetMetadata((META_ATTEMPTS.into(), attempts.to_string())));
+        out.push(Action::SetMetadata((
+            META_ATTEMPTS.into(),
+            attempts.to_string(),
+        )));
         out.push(Action::SetMetadata((META_RETRY_ON.into(), on)));
         out
     }
 
     fn on_attempt(&self, ctx: &Context, attempt: &Attempt) -> RetryDecision {
-        let attempts: u32 = ctx.get_metadata(META_ATTEMPTS).and_then(|v| v.parse().ok()).unwrap_or(0);
+        let attempts: u32 = ctx
+            .get_metadata(META_ATTEMPTS)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         let on = ctx.get_metadata(META_RETRY_ON).unwrap_or("");
         if attempt.number <= attempts && matches(on, &attempt.outcome) {
             RetryDecision::Retry(RetryParams {

@@ -39,7 +39,10 @@ impl Filter for Hog {
             chunks.push(black_box(vec![i as u8 | 1; MIB]));
         }
         let total: usize = black_box(&chunks).iter().map(Vec::len).sum();
-        vec![Action::set_request_header("x-test-allocated", total.to_string())]
+        vec![Action::set_request_header(
+            "x-test-allocated",
+            total.to_string(),
+        )]
     }
 }
 

@@ -15,7 +15,10 @@ impl Filter for Panics {
         if req.path == "/fast" {
             return vec![Action::set_request_header("x-test", "fast")];
         }
-        panic!("test-panic: panicking in on-request-headers for {}", req.path);
+        panic!(
+            "test-panic: panicking in on-request-headers for {}",
+            req.path
+        );
     }
 }
 

@@ -1,0 +1,342 @@
+//! The first-party filters (filters/{jwt,authz,routing,fault,retry}) as
+//! WebAssembly components inside the real runtime, chained in the
+//! waypoint's order with the capabilities each one declares.
+
+mod support;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ring::rand::SystemRandom;
+use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use serde_json::{Value, json};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use support::{conn, get, guest, response, runtime};
+use waypoint::filter::{
+    AttemptInfo, AttemptOutcome, Capability, DesiredFilter, FilterManager, FilterSpec,
+    RequestFilters, RetryDecision, Verdict,
+};
+
+const SVC: &str = "orders.shop.svc.cluster.local";
+const ISS: &str = "https://login.example";
+
+fn b64(b: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+struct Key {
+    pair: EcdsaKeyPair,
+}
+
+impl Key {
+    fn new() -> Key {
+        let rng = SystemRandom::new();
+        let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        Key {
+            pair: EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref(), &rng)
+                .unwrap(),
+        }
+    }
+
+    fn jwks(&self) -> String {
+        let p = self.pair.public_key().as_ref();
+        json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1", "x": b64(&p[1..33]), "y": b64(&p[33..65])}]}).to_string()
+    }
+
+    fn token(&self, sub: &str) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let header = json!({"alg": "ES256", "kid": "k1"});
+        let claims = json!({"iss": ISS, "sub": sub, "exp": now + 600, "groups": ["buyers"]});
+        let signed = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        let sig = self
+            .pair
+            .sign(&SystemRandom::new(), signed.as_bytes())
+            .unwrap();
+        format!("{signed}.{}", b64(sig.as_ref()))
+    }
+}
+
+fn filter(name: &str, module: &str, config: Value, caps: &[Capability]) -> DesiredFilter {
+    let mut spec = FilterSpec::new(name);
+    spec.config = config.to_string().into_bytes();
+    spec.capabilities = caps.to_vec();
+    spec.random_seed = Some(7);
+    DesiredFilter {
+        spec,
+        module: guest(module),
+        sha256: None,
+        canary: None,
+    }
+}
+
+async fn chain(key: &Key) -> FilterManager {
+    let jwt = json!({"requestAuthentications": [{"namespace": "shop", "name": "jwt",
+        "jwtRules": [{"issuer": ISS, "jwks": key.jwks()}]}]});
+    let authz = json!({"policies": [
+        {"namespace": "shop", "name": "buyers", "action": "ALLOW", "rules": [{
+            "from": [{"source": {"requestPrincipals": [format!("{ISS}/*")]}}],
+            "to": [{"operation": {"paths": ["/api/*"]}}],
+            "when": [{"key": "request.auth.claims[groups]", "values": ["buyers"]}]}]},
+        {"namespace": "shop", "name": "no-admin", "action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin*"]}}]}]}
+    ]});
+    let routing = json!({"services": [{"host": SVC, "virtualServices": [{"namespace": "shop", "name": "orders", "http": [
+        {"match": [{"uri": {"prefix": "/api/v2"}}], "rewrite": {"uri": "/v2"},
+         "route": [{"destination": {"host": SVC, "subset": "v2"}}],
+         "headers": {"response": {"set": {"x-route": "v2"}}}},
+        {"match": [{"uri": {"exact": "/api/fault"}}], "route": [{"destination": {"host": SVC, "subset": "v1"}}]},
+        {"match": [{"uri": {"exact": "/api/old"}}], "redirect": {"uri": "/api/new"}}
+    ]}]}]});
+    let fault = json!({"routes": {"vs:shop/orders#1": {"abort": {"httpStatus": 503, "percentage": {"value": 100}}}}});
+    let retry = json!({"routes": {"vs:shop/orders#0": {"timeout": "2s", "retries": {"attempts": 2, "retryOn": "5xx", "perTryTimeout": "500ms"}}}});
+    let m = FilterManager::new(runtime());
+    let report = m
+        .apply(vec![
+            filter(
+                "jwt",
+                "jwt",
+                jwt,
+                &[Capability::Clock, Capability::Crypto, Capability::Authn],
+            ),
+            filter("authz", "authz", authz, &[]),
+            filter("routing", "routing", routing, &[Capability::Random]),
+            filter("fault", "fault", fault, &[Capability::Random]),
+            filter("retry", "retry", retry, &[Capability::Random]),
+        ])
+        .await;
+    assert!(report.is_ok(), "load failed: {:?}", report.refused);
+    m
+}
+
+fn with_token(path: &str, token: &str) -> http::request::Parts {
+    let mut p = get(path);
+    p.headers
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    p
+}
+
+#[tokio::test]
+async fn authenticated_request_is_authorized_routed_and_timed() {
+    let key = Key::new();
+    let m = chain(&key).await;
+    let mut rf = RequestFilters::new(&m.current(), conn());
+    let mut req = with_token("/api/v2/items?x=1", &key.token("alice"));
+    assert!(matches!(
+        rf.on_request_headers(&mut req).await,
+        Verdict::Continue
+    ));
+    assert_eq!(rf.request_principal(), Some("https://login.example/alice"));
+    assert!(
+        req.headers.get("authorization").is_none(),
+        "token removed after verification"
+    );
+    assert_eq!(rf.metadata("mesh.authz.policy"), Some("shop/buyers"));
+    assert_eq!(rf.metadata("mesh.route"), Some("vs:shop/orders#0"));
+    let route = rf.plan().route.clone().expect("route chosen");
+    assert_eq!(
+        (route.service.as_str(), route.subset.as_deref()),
+        (SVC, Some("v2"))
+    );
+    assert_eq!(req.uri.path(), "/v2/items");
+    assert_eq!(req.uri.query(), Some("x=1"));
+    assert_eq!(rf.plan().timeout, Some(Duration::from_secs(2)));
+    assert_eq!(rf.plan().per_try_timeout, Some(Duration::from_millis(500)));
+    let retry = rf
+        .on_attempt(&AttemptInfo {
+            number: 1,
+            outcome: AttemptOutcome::Response(http::StatusCode::SERVICE_UNAVAILABLE),
+            grpc_status: None,
+            elapsed: Duration::from_millis(10),
+        })
+        .await;
+    assert!(
+        matches!(retry, RetryDecision::Retry { backoff, .. } if backoff < Duration::from_millis(25)),
+        "{retry:?}"
+    );
+    let give_up = rf
+        .on_attempt(&AttemptInfo {
+            number: 3,
+            outcome: AttemptOutcome::Response(http::StatusCode::SERVICE_UNAVAILABLE),
+            grpc_status: None,
+            elapsed: Duration::from_millis(50),
+        })
+        .await;
+    assert_eq!(give_up, RetryDecision::GiveUp);
+    let mut resp = response(200);
+    assert!(matches!(
+        rf.on_response_headers(&mut resp).await,
+        Verdict::Continue
+    ));
+    assert_eq!(resp.headers["x-route"], "v2");
+}
+
+#[tokio::test]
+async fn denials_faults_redirects_and_missing_routes() {
+    let key = Key::new();
+    let m = chain(&key).await;
+    let token = key.token("bob");
+
+    let status_body = |v: Verdict| match v {
+        Verdict::Respond(r) => (
+            r.status().as_u16(),
+            String::from_utf8_lossy(r.body()).into_owned(),
+            r.headers().clone(),
+        ),
+        Verdict::Continue => panic!("expected a local response"),
+    };
+    // No token: JWT passes, the ALLOW policy requires a request principal.
+    let mut rf = RequestFilters::new(&m.current(), conn());
+    let (status, body, _) = status_body(rf.on_request_headers(&mut get("/api/v2")).await);
+    assert_eq!((status, body.as_str()), (403, "RBAC: access denied"));
+    assert!(
+        rf.response_flags().contains(&"RBAC"),
+        "{:?}",
+        rf.response_flags()
+    );
+    // Invalid token: 401 with www-authenticate.
+    let mut rf = RequestFilters::new(&m.current(), conn());
+    let (status, _, headers) = status_body(
+        rf.on_request_headers(&mut with_token("/api/v2", "a.b.c"))
+            .await,
+    );
+    assert_eq!(status, 401);
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("error=\"invalid_token\"")
+    );
+    // Dot segments are resolved before the DENY policy sees the path.
+    let mut rf = RequestFilters::new(&m.current(), conn());
+    let (status, _, _) = status_body(
+        rf.on_request_headers(&mut with_token("/api/../admin", &token))
+            .await,
+    );
+    assert_eq!(status, 403);
+    assert_eq!(rf.metadata("mesh.authz.policy"), Some("shop/no-admin"));
+    // Fault abort on its route.
+    let mut rf = RequestFilters::new(&m.current(), conn());
+    let (status, body, _) = status_body(
+        rf.on_request_headers(&mut with_token("/api/fault", &token))
+            .await,
+    );
+    assert_eq!((status, body.as_str()), (503, "fault filter abort"));
+    assert!(
+        rf.response_flags().contains(&"FI"),
+        "{:?}",
+        rf.response_flags()
+    );
+    // Redirect and no route.
+    let mut rf = RequestFilters::new(&m.current(), conn());
+    let (status, _, headers) = status_body(
+        rf.on_request_headers(&mut with_token("/api/old", &token))
+            .await,
+    );
+    assert_eq!(status, 301);
+    assert!(
+        headers["location"].to_str().unwrap().ends_with("/api/new"),
+        "{headers:?}"
+    );
+    let mut rf = RequestFilters::new(&m.current(), conn());
+    let (status, _, _) = status_body(
+        rf.on_request_headers(&mut with_token("/api/none", &token))
+            .await,
+    );
+    assert_eq!(status, 404);
+    assert!(
+        rf.response_flags().contains(&"NR"),
+        "{:?}",
+        rf.response_flags()
+    );
+}
+
+/// Rough per-request cost of the first-party filters inside WASM (reused
+/// instances, the default). Debug build of the host: run with
+/// `cargo test -p waypoint --test first_party_filters -- --ignored --nocapture`
+/// and compare with the native benches of filters/authz and filters/jwt.
+#[tokio::test]
+#[ignore = "timing report, not a check"]
+async fn timing_report() {
+    async fn per_request(
+        m: &FilterManager,
+        make: impl Fn() -> http::request::Parts,
+        n: u32,
+    ) -> f64 {
+        let start = std::time::Instant::now();
+        for _ in 0..n {
+            let mut rf = RequestFilters::new(&m.current(), conn());
+            let mut req = make();
+            let _ = rf.on_request_headers(&mut req).await;
+            let mut resp = response(200);
+            let _ = rf.on_response_headers(&mut resp).await;
+        }
+        start.elapsed().as_secs_f64() * 1e6 / f64::from(n)
+    }
+    let key = Key::new();
+    let token = key.token("alice");
+    let full = chain(&key).await;
+    per_request(&full, || with_token("/api/v2/x", &token), 200).await;
+    let us = per_request(&full, || with_token("/api/v2/x", &token), 2000).await;
+    println!("5-filter chain, ES256 token (cached), allowed and routed: {us:.1} µs/request");
+
+    let jwt_nocache = json!({"tokenCacheEntries": 0, "requestAuthentications": [{"namespace": "shop", "name": "jwt",
+        "jwtRules": [{"issuer": ISS, "jwks": key.jwks()}]}]});
+    let m = FilterManager::new(runtime());
+    assert!(
+        m.apply(vec![filter(
+            "jwt",
+            "jwt",
+            jwt_nocache,
+            &[Capability::Clock, Capability::Crypto, Capability::Authn]
+        )])
+        .await
+        .is_ok()
+    );
+    per_request(&m, || with_token("/", &token), 100).await;
+    let us = per_request(&m, || with_token("/", &token), 1000).await;
+    println!("jwt alone, ES256 verified by the host every request: {us:.1} µs/request");
+
+    let mut policies = Vec::new();
+    for i in 0..49 {
+        policies.push(json!({"namespace": "bench", "name": format!("p-{i:02}"), "action": if i % 5 == 0 { "DENY" } else { "ALLOW" }, "rules": [{
+            "from": [{"source": {"principals": [format!("cluster.local/ns/team-{i}/sa/*")]}}],
+            "to": [{"operation": {"methods": ["GET", "HEAD"], "paths": [format!("/api/v{i}/*"), "*.json"]}}],
+            "when": [{"key": "request.headers[x-team]", "values": [format!("team-{i}")]}]}]}));
+    }
+    policies.push(json!({"namespace": "bench", "name": "zz-web", "action": "ALLOW", "rules": [{
+        "from": [{"source": {"principals": ["cluster.local/ns/shop/sa/web"]}}], "to": [{"operation": {"paths": ["/products/{*}"]}}]}]}));
+    let m = FilterManager::new(runtime());
+    assert!(
+        m.apply(vec![filter(
+            "authz",
+            "authz",
+            json!({"policies": policies}),
+            &[]
+        )])
+        .await
+        .is_ok()
+    );
+    per_request(&m, || get("/products/42"), 200).await;
+    let us = per_request(&m, || get("/products/42"), 2000).await;
+    println!("authz alone, 50 policies (last one allows): {us:.1} µs/request");
+
+    let trivial = FilterManager::new(runtime());
+    assert!(
+        trivial
+            .apply(vec![filter("version", "test-version-v1", json!({}), &[])])
+            .await
+            .is_ok()
+    );
+    per_request(&trivial, || get("/"), 200).await;
+    let us = per_request(&trivial, || get("/"), 2000).await;
+    println!("one trivial filter (test-version-v1), for the per-call overhead: {us:.1} µs/request");
+
+    let empty = FilterManager::new(runtime());
+    let us = per_request(&empty, || get("/"), 2000).await;
+    println!("empty chain: {us:.1} µs/request");
+}

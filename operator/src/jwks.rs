@@ -1,0 +1,219 @@
+//! JWKS fetched by the operator and inlined into the JWT filter's
+//! configuration (Istio's default `PILOT_JWT_ENABLE_REMOTE_JWKS=false`, §2.3).
+//!
+//! Per source (`jwksUri`, or `issuer:<iss>` resolved through
+//! `<iss>/.well-known/openid-configuration`): refreshed every
+//! [`REFRESH_INTERVAL`]; after a failed refresh the next attempt comes after
+//! [`FAILURE_INTERVAL`], doubling per consecutive failure up to
+//! [`MAX_FAILURE_INTERVAL`], reset on success; a refresh retries
+//! [`REFRESH_RETRIES`] times one second apart; the first fetch (config
+//! push path) does not retry; entries unused or not refreshed for
+//! [`EVICT_AFTER`] are dropped. Keys that cannot be fetched are replaced by
+//! an empty key set, so tokens of that issuer fail (fail closed, 401).
+
+use crate::controller::Controller;
+use crate::fetch;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// `PILOT_JWT_PUB_KEY_REFRESH_INTERVAL`.
+pub const REFRESH_INTERVAL: Duration = Duration::from_secs(20 * 60);
+/// First retry interval after a failure.
+pub const FAILURE_INTERVAL: Duration = Duration::from_secs(60);
+/// Cap of the failure interval.
+pub const MAX_FAILURE_INTERVAL: Duration = Duration::from_secs(60 * 60);
+/// Retries of one refresh.
+pub const REFRESH_RETRIES: u32 = 7;
+/// Eviction of unused entries.
+pub const EVICT_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Fetch timeout (rule `timeout` default).
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Timing knobs (tests shorten them).
+#[derive(Debug, Clone, Copy)]
+pub struct JwksTiming {
+    /// Refresh interval.
+    pub refresh: Duration,
+    /// First failure interval.
+    pub failure: Duration,
+    /// Failure interval cap.
+    pub max_failure: Duration,
+    /// Retries per refresh.
+    pub retries: u32,
+    /// Spacing of retries.
+    pub retry_spacing: Duration,
+    /// Eviction.
+    pub evict_after: Duration,
+}
+
+impl Default for JwksTiming {
+    fn default() -> Self {
+        JwksTiming {
+            refresh: REFRESH_INTERVAL,
+            failure: FAILURE_INTERVAL,
+            max_failure: MAX_FAILURE_INTERVAL,
+            retries: REFRESH_RETRIES,
+            retry_spacing: Duration::from_secs(1),
+            evict_after: EVICT_AFTER,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    jwks: Option<String>,
+    next_refresh: Instant,
+    failures: u32,
+    last_used: Instant,
+    last_success: Option<Instant>,
+}
+
+/// Next interval after `failures` consecutive failures.
+pub fn failure_backoff(t: &JwksTiming, failures: u32) -> Duration {
+    let exp = failures.saturating_sub(1).min(16);
+    (t.failure * 2u32.pow(exp)).min(t.max_failure)
+}
+
+async fn fetch_jwks(key: &str, tls: &Arc<rustls::ClientConfig>) -> Result<String, String> {
+    let uri = match key.strip_prefix("issuer:") {
+        Some(iss) => {
+            let disc = format!(
+                "{}/.well-known/openid-configuration",
+                iss.trim_end_matches('/')
+            );
+            let body = fetch::get(&disc, tls, FETCH_TIMEOUT, Some("application/json"))
+                .await
+                .map_err(|e| e.to_string())?;
+            let v: serde_json::Value =
+                serde_json::from_slice(&body).map_err(|e| format!("{disc}: {e}"))?;
+            v.get("jwks_uri")
+                .and_then(|u| u.as_str())
+                .ok_or_else(|| format!("{disc}: no jwks_uri"))?
+                .to_string()
+        }
+        None => key.to_string(),
+    };
+    let body = fetch::get(&uri, tls, FETCH_TIMEOUT, Some("application/json"))
+        .await
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8(body.to_vec()).map_err(|e| format!("{uri}: {e}"))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{uri}: not JSON: {e}"))?;
+    if !v.get("keys").is_some_and(|k| k.is_array()) {
+        return Err(format!("{uri}: not a JWKS (no \"keys\" array)"));
+    }
+    Ok(text)
+}
+
+/// Run the JWKS resolver until cancelled: watch which sources the
+/// translation needs, fetch and refresh them, and hand the keys to the
+/// controller.
+pub async fn run(
+    controller: Arc<Controller>,
+    tls: Arc<rustls::ClientConfig>,
+    timing: JwksTiming,
+    shutdown: CancellationToken,
+) {
+    let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
+    let mut generation = controller.watch();
+    loop {
+        let wanted: BTreeSet<String> = controller
+            .translation()
+            .map(|t| t.wanted_jwks.clone())
+            .unwrap_or_default();
+        let now = Instant::now();
+        let mut changed = false;
+        for k in &wanted {
+            let e = entries.entry(k.clone()).or_insert_with(|| Entry {
+                jwks: None,
+                next_refresh: now,
+                failures: 0,
+                last_used: now,
+                last_success: None,
+            });
+            e.last_used = now;
+        }
+        let due: Vec<String> = entries
+            .iter()
+            .filter(|(_, e)| e.next_refresh <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in due {
+            let first = entries
+                .get(&k)
+                .is_some_and(|e| e.last_success.is_none() && e.failures == 0);
+            let attempts = if first { 1 } else { timing.retries.max(1) };
+            let mut result = Err(String::new());
+            for i in 0..attempts {
+                if i > 0 {
+                    tokio::time::sleep(timing.retry_spacing).await;
+                }
+                result = fetch_jwks(&k, &tls).await;
+                if result.is_ok() {
+                    break;
+                }
+            }
+            let Some(e) = entries.get_mut(&k) else {
+                continue;
+            };
+            match result {
+                Ok(j) => {
+                    changed |= e.jwks.as_deref() != Some(j.as_str());
+                    e.jwks = Some(j);
+                    e.failures = 0;
+                    e.last_success = Some(Instant::now());
+                    e.next_refresh = Instant::now() + timing.refresh;
+                }
+                Err(err) => {
+                    e.failures += 1;
+                    e.next_refresh = Instant::now() + failure_backoff(&timing, e.failures);
+                    tracing::warn!(source = %k, retry_in = ?failure_backoff(&timing, e.failures), "JWKS fetch failed: {err}");
+                    // Keep serving the last keys fetched (Istio keeps the cached entry).
+                }
+            }
+        }
+        let before = entries.len();
+        let now = Instant::now();
+        entries.retain(|k, e| {
+            wanted.contains(k)
+                || (now.duration_since(e.last_used) < timing.evict_after
+                    && e.last_success
+                        .is_none_or(|s| now.duration_since(s) < timing.evict_after))
+        });
+        changed |= entries.len() != before;
+        if changed {
+            let map: BTreeMap<String, String> = entries
+                .iter()
+                .filter_map(|(k, e)| e.jwks.clone().map(|j| (k.clone(), j)))
+                .collect();
+            if let Err(e) = controller.update_context(|c| c.jwks = map) {
+                tracing::error!("publishing JWKS: {e}");
+            }
+        }
+        let next = entries.values().map(|e| e.next_refresh).min();
+        let sleep = next
+            .map(|n| n.saturating_duration_since(Instant::now()))
+            .unwrap_or(Duration::from_secs(3600));
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(sleep) => {}
+            r = generation.changed() => if r.is_err() { return },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_backoff_doubles_to_the_cap() {
+        let t = JwksTiming::default();
+        let mins: Vec<u64> = (1..=8)
+            .map(|f| failure_backoff(&t, f).as_secs() / 60)
+            .collect();
+        assert_eq!(mins, vec![1, 2, 4, 8, 16, 32, 60, 60]);
+    }
+}

@@ -1,0 +1,182 @@
+//! Waypoint lifecycle: a Gateway of class `istio-waypoint` gets a running
+//! waypoint — a process started by a [`WaypointLauncher`] (file mode) or a
+//! Deployment/Service/ServiceAccount (Kubernetes, see
+//! [`crate::source::kube`]) — and its `Programmed` condition turns `True`
+//! once the waypoint has an address and has acknowledged its configuration
+//! over the push stream.
+
+use crate::controller::Controller;
+use crate::translate::status::{Condition, StatusTarget};
+use futures::future::BoxFuture;
+use mesh_common::model::{ResourceType, TrafficType};
+use mesh_common::xds::server::XdsServer;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// What a launcher needs to start a waypoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaypointSpec {
+    /// Gateway name.
+    pub name: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Service account (identity) it runs as.
+    pub service_account: String,
+    /// SPIFFE ID.
+    pub identity: String,
+    /// Traffic it takes.
+    pub traffic_type: TrafficType,
+}
+
+impl WaypointSpec {
+    /// `namespace/name` (the push resource name the waypoint subscribes to).
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Starts and stops waypoint instances (file mode; the CLI provides one that
+/// spawns `waypoint` processes).
+pub trait WaypointLauncher: Send + Sync + 'static {
+    /// Make sure a waypoint serves `spec`; return the address it listens on.
+    fn ensure(&self, spec: &WaypointSpec) -> BoxFuture<'_, Result<Vec<IpAddr>, String>>;
+    /// Stop the waypoint `namespace/name`.
+    fn remove(&self, key: &str) -> BoxFuture<'_, Result<(), String>>;
+}
+
+fn gw_target(key: &str) -> StatusTarget {
+    let (ns, name) = key.split_once('/').unwrap_or(("", key));
+    StatusTarget::new("Gateway", ns, name)
+}
+
+/// Is the waypoint `key` connected and synced?
+pub fn waypoint_synced(xds: &XdsServer, key: &str) -> bool {
+    xds.clients().iter().any(|c| {
+        c.resource_names.iter().any(|n| n == key)
+            && c.acked.contains_key(&ResourceType::WaypointConfig)
+            && c.last_nack.is_none()
+    })
+}
+
+/// Keep `Accepted`/`Programmed` of every waypoint Gateway up to date, and
+/// (with a launcher) start/stop waypoint processes. Runs until cancelled.
+pub async fn run(
+    controller: Arc<Controller>,
+    xds: Arc<XdsServer>,
+    launcher: Option<Arc<dyn WaypointLauncher>>,
+    shutdown: CancellationToken,
+) {
+    let mut generation = controller.watch();
+    let mut clients = xds.watch_clients();
+    let mut launched: BTreeSet<String> = BTreeSet::new();
+    let mut failed: BTreeMap<String, String> = BTreeMap::new();
+    loop {
+        let cs = controller.config().unwrap_or_default();
+        let wps = crate::translate::waypoints::discover(&cs);
+        let td = cs.mesh.trust_domain.clone();
+        if let Some(l) = &launcher {
+            for (key, wp) in &wps {
+                if launched.contains(key) || failed.contains_key(key) {
+                    continue;
+                }
+                if cs.waypoint_addresses.contains_key(key)
+                    && !wp.addresses.is_empty()
+                    && !launched.contains(key)
+                {
+                    // Assigned in the inventory: an externally managed process.
+                    continue;
+                }
+                let spec = WaypointSpec {
+                    name: wp.name.clone(),
+                    namespace: wp.namespace.clone(),
+                    service_account: wp.service_account.clone(),
+                    identity: wp.identity(&td),
+                    traffic_type: wp.traffic_type,
+                };
+                match l.ensure(&spec).await {
+                    Ok(addrs) => {
+                        tracing::info!(waypoint = %key, ?addrs, "waypoint started");
+                        launched.insert(key.clone());
+                        let _ = controller.set_waypoint_address(key, Some(addrs));
+                    }
+                    Err(e) => {
+                        tracing::error!(waypoint = %key, "cannot start waypoint: {e}");
+                        failed.insert(key.clone(), e);
+                    }
+                }
+            }
+            let gone: Vec<String> = launched
+                .iter()
+                .filter(|k| !wps.contains_key(*k))
+                .cloned()
+                .collect();
+            for k in gone {
+                if let Err(e) = l.remove(&k).await {
+                    tracing::warn!(waypoint = %k, "stopping waypoint: {e}");
+                }
+                launched.remove(&k);
+                let _ = controller.set_waypoint_address(&k, None);
+            }
+            failed.retain(|k, _| wps.contains_key(k));
+        }
+        for (key, wp) in &wps {
+            let t = gw_target(key);
+            controller.set_status(
+                t.clone(),
+                Condition::new("Accepted", true, "Accepted", "Resource accepted"),
+            );
+            let addrs = wp
+                .addresses
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let programmed = if let Some(e) = failed.get(key) {
+                Condition::new(
+                    "Programmed",
+                    false,
+                    "Invalid",
+                    format!("Failed to start the waypoint: {e}"),
+                )
+            } else if wp.addresses.is_empty() {
+                Condition::new(
+                    "Programmed",
+                    false,
+                    "AddressNotAssigned",
+                    "Failed to assign to any requested addresses: waiting for the waypoint to be scheduled",
+                )
+            } else if !waypoint_synced(&xds, key) {
+                Condition::new(
+                    "Programmed",
+                    false,
+                    "Pending",
+                    format!(
+                        "Assigned to {addrs}; waiting for the waypoint to acknowledge its configuration"
+                    ),
+                )
+            } else {
+                Condition::new(
+                    "Programmed",
+                    true,
+                    "Programmed",
+                    format!("Resource programmed, assigned to service(s) {addrs}"),
+                )
+            };
+            controller.set_status(t, programmed);
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                if let Some(l) = &launcher {
+                    for k in &launched {
+                        let _ = l.remove(k).await;
+                    }
+                }
+                return;
+            }
+            r = generation.changed() => if r.is_err() { return },
+            r = clients.changed() => if r.is_err() { return },
+        }
+    }
+}

@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# Benchmarks the waypoint against nginx, same client, same upstream, same run:
+#   (a) waypoint, empty filter chain (default route to the addressed service)
+#   (b) waypoint, full first-party chain jwt -> authz -> routing -> fault -> retry
+#       (RequestAuthentication with a real EC key, an ALLOW policy, a
+#       VirtualService with a header match and a 90/10 split over two subsets,
+#       no fault, Istio's default retry policy)
+#   (c) nginx as a routing reverse proxy doing the same routing (header map,
+#       90/10 split_clients, method allow-list), keepalive to the upstream
+# The upstream is nginx returning a fixed body. Client: wrk (requests/s and
+# p50/p99 latency). Then the waypoint with the full chain at a fixed
+# ~1,000 requests/s of 1 KiB POST bodies (wrk pacing itself with a Lua
+# delay): CPU (utime+stime from /proc) and RSS.
+#
+# Usage: scripts/bench-waypoint.sh [-d SECONDS] [-c CONNECTIONS] [-t THREADS] [-w WORKERS] [-s]
+#   -w  waypoint worker threads = nginx proxy worker processes (default 2)
+#   -s  set everything up, print the ports and pids, and wait (for profiling)
+# Needs: release build of the waypoint (built here), guests (built here),
+# nginx-light, wrk, openssl, python3 (scripts/setup.sh).
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+. "$ROOT/scripts/env.sh"
+DURATION=10 CONNS=32 THREADS=2 WORKERS=2 SERVE=0
+while getopts "d:c:t:w:s" o; do
+  case $o in
+    d) DURATION=$OPTARG ;; c) CONNS=$OPTARG ;; t) THREADS=$OPTARG ;; w) WORKERS=$OPTARG ;; s) SERVE=1 ;; *) exit 2 ;;
+  esac
+done
+SVC=echo.bench.svc.cluster.local
+say() { printf '[bench] %s\n' "$*" >&2; }
+
+say "building the waypoint (release)"
+(cd "$ROOT" && nice -n 10 cargo build --release -q -p waypoint --bin waypoint)
+WAYPOINT="$CARGO_TARGET_DIR/release/waypoint"
+OUT="$MESH_GUEST_CACHE/out"
+missing=()
+for g in jwt authz routing fault retry; do [ -f "$OUT/$g.wasm" ] || missing+=("$g"); done
+if ((${#missing[@]})); then
+  say "building guests: ${missing[*]}"
+  "$ROOT/scripts/build-guests.sh" "${missing[@]}" >&2
+fi
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+UP=$(free_port) PA=$(free_port) PB=$(free_port) PN=$(free_port)
+
+# --- upstream: nginx returning a fixed body on 127.0.0.1 and 127.0.0.2 -----
+mkdir -p "$WORK/up" "$WORK/px"
+cat >"$WORK/up/nginx.conf" <<EOF
+daemon off; worker_processes 1; pid $WORK/up/nginx.pid; error_log stderr error;
+events { worker_connections 8192; }
+http {
+  access_log off; keepalive_requests 1000000;
+  client_body_temp_path $WORK/up; proxy_temp_path $WORK/up; fastcgi_temp_path $WORK/up;
+  uwsgi_temp_path $WORK/up; scgi_temp_path $WORK/up;
+  server { listen 127.0.0.1:$UP; listen 127.0.0.2:$UP;
+           location / { return 200 "hello from the upstream\n"; } }
+}
+EOF
+nginx -c "$WORK/up/nginx.conf" -p "$WORK/up" & PIDS+=($!)
+
+# --- (c) nginx routing reverse proxy ---------------------------------------
+cat >"$WORK/px/nginx.conf" <<EOF
+daemon off; worker_processes $WORKERS; pid $WORK/px/nginx.pid; error_log stderr error;
+events { worker_connections 8192; }
+http {
+  access_log off; keepalive_requests 1000000;
+  client_body_temp_path $WORK/px; proxy_temp_path $WORK/px; fastcgi_temp_path $WORK/px;
+  uwsgi_temp_path $WORK/px; scgi_temp_path $WORK/px;
+  upstream v1 { server 127.0.0.1:$UP; keepalive 64; }
+  upstream v2 { server 127.0.0.2:$UP; keepalive 64; }
+  split_clients "\${request_id}" \$split { 10% v2; * v1; }
+  map \$http_x_canary \$pool { default \$split; "true" v2; }
+  server {
+    listen 127.0.0.1:$PN;
+    location / {
+      limit_except GET POST { deny all; }
+      proxy_pass http://\$pool; proxy_http_version 1.1;
+      proxy_set_header Connection ""; proxy_set_header Host \$host;
+    }
+  }
+}
+EOF
+nginx -c "$WORK/px/nginx.conf" -p "$WORK/px" & PIDS+=($!)
+
+# --- waypoint configs --------------------------------------------------------
+openssl ecparam -name prime256v1 -genkey -noout -out "$WORK/jwt.key" 2>/dev/null
+JWKS=$(openssl ec -in "$WORK/jwt.key" -pubout -outform DER 2>/dev/null | python3 -c '
+import sys, base64, json
+der = sys.stdin.buffer.read(); pt = der[-64:]
+b = lambda x: base64.urlsafe_b64encode(x).rstrip(b"=").decode()
+print(json.dumps({"keys": [{"kty": "EC", "crv": "P-256", "kid": "bench", "alg": "ES256", "x": b(pt[:32]), "y": b(pt[32:])}]}))')
+
+write_config() { # file filters-json
+  python3 - "$1" "$2" "$UP" "$SVC" <<'EOF'
+import json, sys
+path, filters, port, svc = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+def ep(name, ip, version):
+    return {"workloadUid": f"Kubernetes//Pod/bench/{name}", "name": name, "namespace": "bench",
+            "workloadName": f"echo-{version}", "address": ip, "ports": {"80": port},
+            "labels": {"app": "echo", "version": version}, "canonicalName": "echo", "canonicalRevision": version}
+cfg = {"name": "waypoint", "namespace": "bench", "identity": "spiffe://cluster.local/ns/bench/sa/waypoint",
+       "services": [{"hostname": svc, "name": "echo", "namespace": "bench", "vips": ["10.96.0.10"],
+                     "ports": [{"port": 80, "name": "http"}],
+                     "endpoints": [ep("echo-v1", "127.0.0.1", "v1"), ep("echo-v2", "127.0.0.2", "v2")],
+                     "subsets": [{"name": "v1", "labels": {"version": "v1"}}, {"name": "v2", "labels": {"version": "v2"}}]}],
+       "filters": filters,
+       "telemetry": {"accessLog": {"enabled": False}, "tracing": {"samplingPercentage": 1.0}}}
+json.dump(cfg, open(path, "w"), indent=1)
+EOF
+}
+module() { printf '{"sha256": "", "url": "%s/%s.wasm"}' "$OUT" "$1"; }
+FULL=$(cat <<EOF
+[
+ {"name": "jwt", "module": $(module jwt), "capabilities": ["clock", "crypto", "authn"],
+  "config": {"requestAuthentications": [{"namespace": "bench", "name": "jwt", "targetServices": ["$SVC"],
+             "jwtRules": [{"issuer": "https://issuer.bench", "jwks": $(printf '%s' "$JWKS" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read().strip()))')}]}]}},
+ {"name": "authz", "module": $(module authz), "capabilities": [],
+  "config": {"trustDomain": "cluster.local", "policies": [{"namespace": "bench", "name": "allow-get-post",
+             "targetServices": ["$SVC"], "action": "ALLOW",
+             "rules": [{"to": [{"operation": {"methods": ["GET", "POST"], "paths": ["/*"]}}]}]}]}},
+ {"name": "routing", "module": $(module routing), "capabilities": ["random"],
+  "config": {"waypointNamespace": "bench", "services": [{"host": "$SVC", "virtualServices": [{"namespace": "bench", "name": "echo", "http": [
+     {"match": [{"headers": {"x-canary": {"exact": "true"}}}], "route": [{"destination": {"host": "$SVC", "subset": "v2"}}]},
+     {"route": [{"destination": {"host": "$SVC", "subset": "v1"}, "weight": 90}, {"destination": {"host": "$SVC", "subset": "v2"}, "weight": 10}]}]}]}]}},
+ {"name": "fault", "module": $(module fault), "capabilities": ["random"], "config": {"routes": {}}},
+ {"name": "retry", "module": $(module retry), "capabilities": ["random"], "config": {"routes": {}}}
+]
+EOF
+)
+write_config "$WORK/a.json" '[]'
+write_config "$WORK/b.json" "$FULL"
+start_waypoint() { # port config admin-port; sets LAST_PID
+  "$WAYPOINT" --config "$2" --hbone-addr off --http-addr "127.0.0.1:$1" --admin-addr "127.0.0.1:$3" \
+    --metrics-addr off --ready-addr off --access-log /dev/null --worker-threads "$WORKERS" --log-level warn &
+  LAST_PID=$!
+  PIDS+=("$LAST_PID")
+}
+AA=$(free_port) AB=$(free_port)
+start_waypoint "$PA" "$WORK/a.json" "$AA"; WA=$LAST_PID
+start_waypoint "$PB" "$WORK/b.json" "$AB"; WB=$LAST_PID
+for port in "$AA" "$AB"; do
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break; sleep 0.2; done
+done
+chain=$(curl -s "http://127.0.0.1:$AB/filters" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(",".join(f["name"] for c in d["chains"] for f in c["filters"]))')
+say "full chain loaded: $chain"
+[ "$chain" = "jwt,authz,routing,fault,retry" ] || { curl -s "http://127.0.0.1:$AB/config_dump" >&2; echo "full chain not loaded" >&2; exit 1; }
+for p in "$PA" "$PB" "$PN"; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $SVC" "http://127.0.0.1:$p/")
+  [ "$code" = 200 ] || { echo "target on port $p answered $code" >&2; exit 1; }
+done
+
+if ((SERVE)); then
+  echo "upstream 127.0.0.1:$UP  (a) 127.0.0.1:$PA pid $WA admin $AA  (b) 127.0.0.1:$PB pid $WB admin $AB  (c) 127.0.0.1:$PN"
+  echo "Host: $SVC; Ctrl-C to stop"
+  wait
+fi
+
+# --- throughput and latency --------------------------------------------------
+bench() { # name port
+  wrk -t"$THREADS" -c"$CONNS" -d2s -H "Host: $SVC" "http://127.0.0.1:$2/" >/dev/null 2>&1  # warm-up
+  local out; out=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -H "Host: $SVC" "http://127.0.0.1:$2/")
+  local rps p50 p99 errs
+  rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
+  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+  errs=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
+  printf '%-34s %12s %10s %10s  %s\n' "$1" "$rps" "$p50" "$p99" "$errs"
+}
+echo
+echo "wrk -t$THREADS -c$CONNS -d${DURATION}s, HTTP/1.1 keep-alive, GET / (24-byte body); $(nproc) shared vCPUs;"
+echo "waypoint --worker-threads $WORKERS, nginx worker_processes $WORKERS; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-34s %12s %10s %10s\n' target requests/s p50 p99
+bench "(a) waypoint, empty chain" "$PA"
+bench "(b) waypoint, full first-party chain" "$PB"
+bench "(c) nginx routing reverse proxy" "$PN"
+
+# --- fixed rate: ~1,000 requests/s, 1 KiB bodies ------------------------------
+cat >"$WORK/pace.lua" <<'EOF'
+wrk.method = "POST"
+wrk.body = string.rep("x", 1024)
+wrk.headers["Content-Type"] = "application/octet-stream"
+function delay() return 20 end   -- 20 connections x 50 req/s each
+EOF
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+fixed() { # name pid port
+  local hz t0 c0 out c1 t1 rps cpu rss hwm
+  hz=$(getconf CLK_TCK)
+  t0=$(date +%s.%N); c0=$(cpu_ticks "$2")
+  out=$(wrk -t2 -c20 -d20s --latency -s "$WORK/pace.lua" -H "Host: $SVC" "http://127.0.0.1:$3/")
+  c1=$(cpu_ticks "$2"); t1=$(date +%s.%N)
+  rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+  cpu=$(python3 -c "print(f'{($c1 - $c0) / $hz / ($t1 - $t0):.3f}')")
+  rss=$(awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$2/status")
+  hwm=$(awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$2/status")
+  printf '%-34s %10s %8s vCPU %8s MB RSS (peak %s MB)  p50 %s p99 %s\n' "$1" "$rps" "$cpu" "$rss" "$hwm" \
+    "$(awk '$1 == "50%" {print $2}' <<<"$out")" "$(awk '$1 == "99%" {print $2}' <<<"$out")"
+}
+echo
+echo "fixed rate, 1 KiB POST bodies, 20 s (wrk paced: 20 connections x 50 requests/s)"
+fixed "(b) waypoint, full chain" "$WB" "$PB"
+fixed "(a) waypoint, empty chain" "$WA" "$PA"
