@@ -15,6 +15,7 @@ scripts/setup.sh
 
 step "format check"
 cargo fmt --all -- --check
+cargo fmt --manifest-path filters/Cargo.toml --all -- --check
 
 step "guest components (filters/, cached by content)"
 scripts/build-guests.sh
@@ -26,7 +27,7 @@ step "build (workspace, tests)"
 cargo build --workspace --all-targets --quiet
 
 step "tests (unit, in-process, network namespaces, end-to-end)"
-cargo test --workspace --quiet -- --test-threads=2
+cargo test --workspace --no-fail-fast --quiet -- --test-threads=2
 
 echo
 echo "all tests passed in $(( $(date +%s) - t0 ))s"

@@ -185,23 +185,8 @@ async fn push(rd: &RunDir, a: &FilterPush) -> anyhow::Result<i32> {
 }
 
 /// The name a waypoint's filter runtime gives a chain entry
-/// (`shop/lang-tag` → `shop-lang-tag`; mirrors the host's `runtime_name`).
-pub fn runtime_name(name: &str) -> String {
-    let mut s: String = name
-        .chars()
-        .map(|c| c.to_ascii_lowercase())
-        .map(|c| {
-            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    s = s.trim_start_matches('-').to_string();
-    s.truncate(63);
-    if s.is_empty() { "filter".into() } else { s }
-}
+/// (`shop/lang-tag` → `shop.lang-tag`).
+pub use mesh_common::model::runtime_filter_name as runtime_name;
 
 /// What one waypoint runs for each filter: name → (digest, canary digest, canary percent).
 pub async fn running(mesh: &Mesh) -> Vec<(String, String, String, Option<(String, f64)>)> {

@@ -126,7 +126,7 @@ pub async fn run(controller: Arc<Controller>, interval: Duration, shutdown: Canc
                     match fetch::get(&url, &tls, Duration::from_secs(3), None).await {
                         Ok(body) => {
                             let text = String::from_utf8_lossy(&body);
-                            let filter = key.replace('/', ".");
+                            let filter = mesh_common::model::runtime_filter_name(key);
                             let version = new.sha256.get(..12).unwrap_or(&new.sha256);
                             let l = [("filter", filter.as_str()), ("version", version)];
                             req += sum_metric(&text, REQUESTS_METRIC, &l);

@@ -277,6 +277,17 @@ fn seed_walkthrough_sections_3_to_10_and_verify() {
         m.curl(NS, "deploy/web", "http://orders/admin", &[]).0,
         "403"
     );
+    // The seed's third call: POST outside /api/ is denied.
+    assert_eq!(
+        m.curl(
+            NS,
+            "deploy/web",
+            "http://orders/admin/orders",
+            &["-X", "POST", "-d", "{}"]
+        )
+        .0,
+        "403"
+    );
     let token = m
         .ok(&["jwt", "mint", "--sub", "alice"])
         .stdout

@@ -110,3 +110,38 @@ impl FilterConfig {
         self.services.is_empty() || self.services.iter().any(|s| s == hostname)
     }
 }
+
+/// The name the waypoint's filter runtime gives a chain entry, and under
+/// which its `wasm_filter_*` metrics are labelled: `[a-z0-9.-]`, so a user
+/// filter `<ns>/<WasmPlugin>` becomes `<ns>.<WasmPlugin>` (a namespace has
+/// no dots, so the mapping is one-to-one). Shared by the waypoint, the
+/// operator's rollback and the CLI so they cannot disagree.
+pub fn runtime_filter_name(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            match c {
+                '/' => '.',
+                c if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.' => c,
+                _ => '-',
+            }
+        })
+        .collect();
+    let mut s = s.trim_matches(|c| c == '-' || c == '.').to_string();
+    s.truncate(253);
+    if s.is_empty() { "filter".into() } else { s }
+}
+
+#[cfg(test)]
+mod runtime_name_tests {
+    use super::runtime_filter_name;
+
+    #[test]
+    fn maps_plugin_keys_one_to_one() {
+        assert_eq!(runtime_filter_name("shop/lang-tag"), "shop.lang-tag");
+        assert_eq!(runtime_filter_name("routing"), "routing");
+        assert_eq!(runtime_filter_name("Shop/My_Filter"), "shop.my-filter");
+        assert_eq!(runtime_filter_name("/"), "filter");
+    }
+}

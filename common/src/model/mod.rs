@@ -39,7 +39,7 @@ pub mod telemetry;
 pub mod waypoint;
 pub mod workload;
 
-pub use filter::{Canary, FailPolicy, FilterConfig, FilterLimits, ModuleRef};
+pub use filter::{Canary, FailPolicy, FilterConfig, FilterLimits, ModuleRef, runtime_filter_name};
 pub use policy::{
     Authorization, Connection, RbacAction, RbacMatch, RbacScope, ServiceAccountMatch, StringMatch,
 };

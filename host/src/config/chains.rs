@@ -55,27 +55,8 @@ impl ChainMap {
     }
 }
 
-/// The filter name the runtime accepts (`[a-z0-9.-]`): user filters are
-/// `<ns>/<WasmPlugin>` in the model and become `<ns>.<WasmPlugin>` (a
-/// namespace has no dots, so the mapping is one-to-one). The operator's
-/// rollback reads metrics under this name.
-pub fn runtime_name(name: &str) -> String {
-    let s: String = name
-        .chars()
-        .map(|c| {
-            let c = c.to_ascii_lowercase();
-            match c {
-                '/' => '.',
-                c if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.' => c,
-                _ => '-',
-            }
-        })
-        .collect();
-    let s = s.trim_matches(|c| c == '-' || c == '.');
-    let mut s = s.to_string();
-    s.truncate(253);
-    if s.is_empty() { "filter".into() } else { s }
-}
+/// The filter name the runtime accepts (see `runtime_filter_name`).
+pub use mesh_common::model::runtime_filter_name as runtime_name;
 
 fn spec(fc: &FilterConfig, config: Vec<u8>, seed: Option<u64>) -> Result<FilterSpec, ConfigError> {
     let mut s = FilterSpec::new(runtime_name(&fc.name));

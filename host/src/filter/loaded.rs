@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::Component;
 use wasmtime::{Store, UpdateDeadline};
@@ -51,6 +53,8 @@ pub struct LoadedFilter {
     response_headers: Option<Vec<http::HeaderName>>,
     idle: Mutex<Vec<Instance>>,
     permits: Arc<Semaphore>,
+    /// Per hook: invocation counter and latency histogram of this version.
+    hook_stats: Vec<(&'static str, Counter, Histogram)>,
     cpu_ticks: u64,
     init_ticks: u64,
 }
@@ -75,6 +79,15 @@ fn selection(sel: &types::HeaderSelection) -> Result<Option<Vec<http::HeaderName
             .map(Some),
     }
 }
+
+/// The hooks metrics are kept for.
+const HOOKS: [&str; 5] = [
+    "request_headers",
+    "request_body",
+    "response_headers",
+    "response_body",
+    "attempt",
+];
 
 fn ticks(d: Duration) -> u64 {
     let t = limits::EPOCH_TICK.as_nanos().max(1);
@@ -108,6 +121,22 @@ impl LoadedFilter {
         let cpu_ticks = ticks(spec.limits.cpu_deadline);
         let init_ticks = ticks(spec.limits.cpu_deadline.max(limits::INIT_CPU_DEADLINE));
         let permits = Arc::new(Semaphore::new(spec.limits.max_instances as usize));
+        let hook_stats = HOOKS
+            .iter()
+            .map(|&hook| {
+                let labels = HookLabels {
+                    filter: name.clone(),
+                    version: version.clone(),
+                    hook,
+                };
+                let m = runtime.metrics();
+                (
+                    hook,
+                    m.invocations.get_or_create(&labels).clone(),
+                    m.latency.get_or_create(&labels).clone(),
+                )
+            })
+            .collect();
         let shared = Arc::new(FilterShared::new(spec, version, runtime.metrics().clone()));
         let mut filter = LoadedFilter {
             runtime,
@@ -123,6 +152,7 @@ impl LoadedFilter {
             },
             request_headers: None,
             response_headers: None,
+            hook_stats,
             idle: Mutex::new(Vec::new()),
             permits,
             cpu_ticks,
@@ -403,18 +433,13 @@ impl LoadedFilter {
         }
     }
 
+    /// Counts one call of `hook` and records its latency. The metric
+    /// handles were resolved once at load: no label allocation per call.
     fn record(&self, hook: &'static str, start: Instant) {
-        let labels = HookLabels {
-            filter: self.name().to_string(),
-            version: self.shared.version.clone(),
-            hook,
-        };
-        self.shared.metrics.invocations.get_or_create(&labels).inc();
-        self.shared
-            .metrics
-            .latency
-            .get_or_create(&labels)
-            .observe(start.elapsed().as_secs_f64());
+        if let Some((_, calls, latency)) = self.hook_stats.iter().find(|(h, _, _)| *h == hook) {
+            calls.inc();
+            latency.observe(start.elapsed().as_secs_f64());
+        }
     }
 }
 
