@@ -7,8 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 
-step() { printf '\n==> %s\n' "$*"; }
 t0=$(date +%s)
+step() { printf '\n==> [%4ss] %s\n' "$(( $(date +%s) - t0 ))" "$*"; }
 
 step "setup (apt, guest toolchains, tools)"
 scripts/setup.sh

@@ -22,9 +22,14 @@ const EXAMPLES: [&str; 4] = ["example-rust", "example-js", "example-python", "ex
 fn check_examples_are_current() {
     static CHECKED: OnceLock<()> = OnceLock::new();
     CHECKED.get_or_init(|| {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/build-guests.sh");
+        let script = std::path::PathBuf::from(
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+        )
+        .join("../scripts/build-guests.sh");
         let out = std::process::Command::new("bash")
-            .args([script, "--list"])
+            .arg(&script)
+            .arg("--list")
             .output()
             .expect("cannot run scripts/build-guests.sh --list");
         let list = String::from_utf8_lossy(&out.stdout);

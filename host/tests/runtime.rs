@@ -332,3 +332,40 @@ async fn hot_swap_under_200_in_flight_requests_drops_nothing() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_instance_cap_bounds_concurrent_calls() {
+    let mut s = spec("one-at-a-time");
+    s.limits.max_instances = 1;
+    s.limits.cpu_deadline = Duration::from_millis(400);
+    s.fail_policy = FailPolicy::FailClosed;
+    let m = Arc::new(manager_with(s, "test-loop").await);
+    // The only instance spins for its whole 400 ms deadline...
+    let busy = {
+        let m = m.clone();
+        tokio::spawn(async move {
+            let mut rf = RequestFilters::new(&m.current(), conn());
+            let v = rf.on_request_headers(&mut get("/spin")).await;
+            (
+                matches!(v, Verdict::Respond(_)),
+                rf.failures()[0].kind.clone(),
+            )
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // ...so a second call cannot get one within the 100 ms wait.
+    let mut rf = RequestFilters::new(&m.current(), conn());
+    let v = rf.on_request_headers(&mut get("/fast")).await;
+    assert!(matches!(v, Verdict::Respond(_)));
+    assert_eq!(rf.failures()[0].kind, FailureKind::InstanceLimit);
+    assert_eq!(busy.await.unwrap(), (true, FailureKind::Timeout));
+    // Once the instance is free again (a new one replaces the timed-out
+    // one), calls succeed.
+    let mut rf = RequestFilters::new(&m.current(), conn());
+    let mut req = get("/fast");
+    assert!(matches!(
+        rf.on_request_headers(&mut req).await,
+        Verdict::Continue
+    ));
+    assert_eq!(req.headers["x-test"], "fast");
+}

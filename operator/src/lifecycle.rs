@@ -51,12 +51,27 @@ fn gw_target(key: &str) -> StatusTarget {
     StatusTarget::new("Gateway", ns, name)
 }
 
-/// Is the waypoint `key` connected and synced?
-pub fn waypoint_synced(xds: &XdsServer, key: &str) -> bool {
+/// Is the waypoint `key` connected and running the current version of its
+/// configuration? With `once_is_enough`, any acknowledged version counts
+/// (used to keep `Programmed` steady while a later change is in flight).
+pub fn waypoint_synced(xds: &XdsServer, key: &str, once_is_enough: bool) -> bool {
+    // Not just "acknowledged something": the waypoint may have subscribed
+    // before its services were bound to it and acknowledged that older
+    // snapshot. Programmed means it runs the current one.
+    let current = if once_is_enough {
+        0
+    } else {
+        xds.store()
+            .revision_of(ResourceType::WaypointConfig, key)
+            .unwrap_or(0)
+    };
     xds.clients().iter().any(|c| {
         c.resource_names.iter().any(|n| n == key)
-            && c.acked.contains_key(&ResourceType::WaypointConfig)
             && c.last_nack.is_none()
+            && c.acked
+                .get(&ResourceType::WaypointConfig)
+                .and_then(|v| v.parse::<u64>().ok())
+                .is_some_and(|v| v >= current)
     })
 }
 
@@ -72,6 +87,8 @@ pub async fn run(
     let mut clients = xds.watch_clients();
     let mut launched: BTreeSet<String> = BTreeSet::new();
     let mut failed: BTreeMap<String, String> = BTreeMap::new();
+    // Waypoints that have once run their current configuration.
+    let mut ever_programmed: BTreeSet<String> = BTreeSet::new();
     loop {
         let cs = controller.config().unwrap_or_default();
         let wps = crate::translate::waypoints::discover(&cs);
@@ -147,7 +164,8 @@ pub async fn run(
                     "AddressNotAssigned",
                     "Failed to assign to any requested addresses: waiting for the waypoint to be scheduled",
                 )
-            } else if !waypoint_synced(&xds, key) {
+            } else if !waypoint_synced(&xds, key, ever_programmed.contains(key)) {
+                ever_programmed.remove(key);
                 Condition::new(
                     "Programmed",
                     false,
@@ -157,6 +175,7 @@ pub async fn run(
                     ),
                 )
             } else {
+                ever_programmed.insert(key.clone());
                 Condition::new(
                     "Programmed",
                     true,

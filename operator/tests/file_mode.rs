@@ -93,7 +93,11 @@ async fn file_mode_end_to_end() {
     let dir: PathBuf = tmp.path().join("config");
     let state = tmp.path().join("state");
     copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/seed"),
+        &std::path::PathBuf::from(
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+        )
+        .join("tests/data/seed"),
         &dir,
     );
     // A RequestAuthentication whose JWKS a local server serves, and a user filter from a file.

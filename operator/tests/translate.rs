@@ -9,10 +9,12 @@ use operator::controller::Controller;
 use operator::translate::status::StatusTarget;
 use operator::translate::{TranslateContext, translate};
 use std::collections::BTreeMap;
-use std::path::Path;
 
 fn data() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("tests/data")
 }
 
 fn seed() -> (

@@ -12,10 +12,12 @@ use std::time::{Duration, Instant};
 
 /// The repository root (for `examples/`).
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .parent()
+    .map(Path::to_path_buf)
+    .unwrap_or_default()
 }
 
 /// Directory holding the built binaries: `$MESH_BIN_DIR`, else the cargo

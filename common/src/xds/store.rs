@@ -223,6 +223,14 @@ impl ConfigStore {
         serde_json::from_str(&e.json).ok()
     }
 
+    /// The revision at which the resource `key` of type `ty` last changed
+    /// (`None`: no such resource). A proxy that acknowledged a version at
+    /// or above it runs this resource's current content.
+    pub fn revision_of(&self, ty: ResourceType, key: &str) -> Option<u64> {
+        let inner = self.inner.read();
+        inner.types.get(&ty)?.key_rev.get(key).copied()
+    }
+
     /// Keys of a type, sorted.
     pub fn keys(&self, ty: ResourceType) -> Vec<String> {
         let inner = self.inner.read();

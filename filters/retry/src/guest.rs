@@ -19,9 +19,16 @@ struct RetryFilter {
 impl Filter for RetryFilter {
     fn configure(&mut self, config: &[u8]) -> Result<FilterInfo, String> {
         self.policies = RetryPolicies::from_json(config).map_err(|e| e.to_string())?;
+        // Without a configured route or per-try timeout the request hook
+        // has nothing to add (the host itself enforces a gRPC request's
+        // `grpc-timeout`): skip the call on every request.
+        let hooks = if self.policies.sets_timeouts() {
+            Hooks::REQUEST_HEADERS | Hooks::ATTEMPT
+        } else {
+            Hooks::ATTEMPT
+        };
         // Only these are read: gRPC detection and its deadline.
-        Ok(FilterInfo::new(Hooks::REQUEST_HEADERS | Hooks::ATTEMPT)
-            .with_request_headers(&["content-type", "grpc-timeout"]))
+        Ok(FilterInfo::new(hooks).with_request_headers(&["content-type", "grpc-timeout"]))
     }
 
     fn on_request_headers(&self, ctx: &Context, req: &Request) -> Vec<Action> {

@@ -315,6 +315,20 @@ impl RetryPolicies {
         }
     }
 
+    /// Can [`RetryPolicies::timeouts`] ever return a timeout the host does
+    /// not apply by itself? Only a configured route timeout or per-try
+    /// timeout can (a gRPC request's own `grpc-timeout` is enforced by the
+    /// host without the filter); when neither exists the filter needs no
+    /// request-headers hook.
+    pub fn sets_timeouts(&self) -> bool {
+        let per_try = |p: Option<&RoutePolicy>| p.is_some_and(|p| p.per_try_timeout_ms.is_some());
+        per_try(self.default.as_ref())
+            || self
+                .routes
+                .values()
+                .any(|r| r.timeout_ms != 0 || per_try(r.retry.as_ref()))
+    }
+
     /// The policy in force for a route (`None`: no retries).
     pub fn policy(&self, route: Option<&str>) -> Option<&RoutePolicy> {
         self.lookup(route).1

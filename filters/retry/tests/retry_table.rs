@@ -414,6 +414,36 @@ fn timeouts() {
 }
 
 #[test]
+fn the_request_hook_is_needed_only_with_a_configured_timeout() {
+    let sets = |cfg: Value| {
+        RetryPolicies::from_json(cfg.to_string().as_bytes())
+            .unwrap()
+            .sets_timeouts()
+    };
+    // Defaults, retries without perTryTimeout, an explicit 0s timeout: the
+    // hook would never emit anything.
+    assert!(!sets(json!({})));
+    assert!(!sets(json!({"routes": {"n": {}, "z": {"timeout": "0s"}}})));
+    assert!(!sets(
+        json!({"routes": {"r": {"retries": {"attempts": 3, "retryOn": "5xx"}}}})
+    ));
+    // A route timeout, a per-try timeout on a route or in the mesh default.
+    assert!(sets(json!({"routes": {"n": {}, "t": {"timeout": "2s"}}})));
+    assert!(sets(
+        json!({"routes": {"r": {"retries": {"attempts": 2, "perTryTimeout": "100ms"}}}})
+    ));
+    assert!(sets(
+        json!({"defaultPolicy": {"attempts": 2, "perTryTimeout": "1s"}})
+    ));
+    // Every timeout the hook can emit comes from such a policy: without
+    // one, `timeouts` is empty for any route and non-gRPC request.
+    let p = RetryPolicies::from_json(br#"{"routes": {"n": {}}}"#).unwrap();
+    for route in [None, Some("n"), Some("other")] {
+        assert_eq!(p.timeouts(route, false, None), Timeouts::default());
+    }
+}
+
+#[test]
 fn validation() {
     let err = |retries: Value| {
         RetryPolicies::from_json(

@@ -57,7 +57,7 @@ impl log::Host for StoreState {
                 cut -= 1;
             }
             message.truncate(cut);
-            message.push_str("…");
+            message.push('…');
         }
         let filter = self.shared.name();
         match level {

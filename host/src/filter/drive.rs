@@ -258,6 +258,9 @@ impl RequestFilters {
         resp
     }
 
+    /// The error side carries the response that ends the request (boxing
+    /// it would add an allocation to every fail-closed answer).
+    #[allow(clippy::result_large_err)]
     fn absorb<T>(
         &mut self,
         f: &LoadedFilter,
@@ -484,7 +487,7 @@ impl RequestFilters {
             .cloned()
             .collect();
         for f in filters {
-            let r = f.on_attempt(&self.ctx, attempt.clone()).await;
+            let r = f.on_attempt(&self.ctx, attempt).await;
             match r {
                 Ok((types::RetryDecision::Retry(p), _)) => {
                     return RetryDecision::Retry {

@@ -80,6 +80,11 @@ fn engine_config(rc: &RuntimeConfig) -> wasmtime::Result<Config> {
         cfg.memory_reservation(limits::MAX_MEMORY_LIMIT)
             .memory_guard_size(64 << 10);
     }
+    // Diagnostics: MESH_WASM_PROFILER=perfmap writes /tmp/perf-<pid>.map so
+    // `perf report` names guest functions instead of raw JIT addresses.
+    if std::env::var("MESH_WASM_PROFILER").is_ok_and(|v| v == "perfmap") {
+        cfg.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     if let Some(dir) = &rc.cache_dir {
         let mut cc = wasmtime::CacheConfig::new();
         cc.with_directory(dir);

@@ -21,6 +21,20 @@ pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those the
 /// `Connection` header names. `te: trailers` survives (gRPC needs it).
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    // Runs twice per request; most messages carry none of these, and one
+    // pass over the names is cheaper than the eight hashed removals below.
+    let hop = |k: &HeaderName| {
+        *k == CONNECTION
+            || *k == TE
+            || *k == TRANSFER_ENCODING
+            || *k == UPGRADE
+            || *k == KEEP_ALIVE
+            || *k == PROXY_CONNECTION
+            || *k == HTTP2_SETTINGS
+    };
+    if !h.keys().any(hop) {
+        return;
+    }
     let named: Vec<HeaderName> = h
         .get_all(CONNECTION)
         .iter()
@@ -105,16 +119,20 @@ pub fn ensure_request_id(h: &mut HeaderMap) {
     let b: [u8; 16] = rand::rng().random();
     let x = u128::from_be_bytes(b);
     let x = (x & !(0xf000 << 64) & !(0xc000 << 48)) | (0x4000 << 64) | (0x8000 << 48);
-    let s = format!("{:032x}", x);
-    let id = format!(
-        "{}-{}-{}-{}-{}",
-        &s[..8],
-        &s[8..12],
-        &s[12..16],
-        &s[16..20],
-        &s[20..]
-    );
-    if let Ok(v) = HeaderValue::from_str(&id) {
+    // 8-4-4-4-12 lower-case hex digits, written directly (this runs for
+    // every request without an id; `format!` cost more than the rest of
+    // the header handling together).
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = [b'-'; 36];
+    let mut nibble = 32;
+    for (i, c) in id.iter_mut().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            continue;
+        }
+        nibble -= 1;
+        *c = HEX[((x >> (nibble * 4)) & 0xf) as usize];
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&id) {
         h.insert(X_REQUEST_ID, v);
     }
 }
@@ -146,10 +164,13 @@ pub fn upstream_request(
                     .map_err(|_| format!("invalid authority {authority:?}"))?;
                 headers.insert(HOST, v);
             }
-            (
-                pq.parse::<Uri>().map_err(|e| e.to_string())?,
-                Version::HTTP_11,
-            )
+            // Origin form: the received path and query as they are (a
+            // cheap clone; no re-parse).
+            let uri = match parts.uri.path_and_query() {
+                Some(p) => Uri::from(p.clone()),
+                None => Uri::from(http::uri::PathAndQuery::from_static("/")),
+            };
+            (uri, Version::HTTP_11)
         }
         Protocol::Http2 => {
             headers.remove(HOST);
@@ -215,6 +236,17 @@ mod tests {
         assert_eq!(id.len(), 36);
         assert_eq!(&id[14..15], "4");
         assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"), "{id}");
+        for (i, c) in id.chars().enumerate() {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                assert_eq!(c, '-', "{id}");
+            } else {
+                assert!(c.is_ascii_hexdigit() && !c.is_ascii_uppercase(), "{id}");
+            }
+        }
+        // Random: two ids differ.
+        let mut h2 = HeaderMap::new();
+        ensure_request_id(&mut h2);
+        assert_ne!(h2.get(X_REQUEST_ID).unwrap().to_str().unwrap(), id);
         ensure_request_id(&mut h);
         assert_eq!(h.get(X_REQUEST_ID).unwrap().to_str().unwrap(), id);
     }

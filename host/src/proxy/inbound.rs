@@ -179,7 +179,11 @@ pub(crate) async fn handle(
             _ => "HTTP/1.1",
         },
         grpc: is_grpc(&parts.headers),
-        headers: parts.headers.clone(),
+        headers: if proxy.telemetry.needs_request_headers(&span) {
+            parts.headers.clone()
+        } else {
+            http::HeaderMap::new()
+        },
         source: down.source.clone(),
         source_address: down.remote,
         local_address: down.target.unwrap_or(down.local),
@@ -234,20 +238,24 @@ impl Exchange {
     ) -> Response<ResponseBody> {
         if parts.headers.get_all(http::header::HOST).iter().count() > 1 {
             return self
-                .error(ProxyError::BadRequest("more than one Host header".into()))
+                .error_boxed(ProxyError::BadRequest("more than one Host header".into()))
                 .await;
         }
         if let Verdict::Respond(r) = self.rf.on_request_headers(&mut parts).await {
             self.rec.details = Some("filter_local_reply".into());
             return self.finalize_local(r);
         }
-        let (mut this, body) = match self.request_body(&mut parts, body).await {
-            Ok(x) => x,
-            Err(r) => return r,
+        let (mut this, body) = if self.rf.request_body_limit().is_some() {
+            match Box::pin(self.buffer_request_body(&mut parts, body)).await {
+                Ok(x) => x,
+                Err(r) => return r,
+            }
+        } else {
+            self.stream_request_body(body)
         };
         let target = match this.route(&dest) {
             Ok(t) => t,
-            Err(e) => return this.error(e).await,
+            Err(e) => return this.error_boxed(e).await,
         };
         let proto = target
             .cluster
@@ -284,12 +292,23 @@ impl Exchange {
             .await
         {
             Forwarded::Response(r) => this.respond(r, timer.deadline()).await,
-            Forwarded::Error(e) => this.error(e).await,
+            Forwarded::Error(e) => this.error_boxed(e).await,
         }
     }
 
-    /// Buffers the body when a filter wants it; otherwise streams it.
-    async fn request_body(
+    /// Streams the body (no filter wants it buffered).
+    fn stream_request_body(mut self, body: Incoming) -> (Self, ReqBody) {
+        if http_body::Body::is_end_stream(&body) {
+            return (self, ReqBody::Empty);
+        }
+        let r = Replay::new(body);
+        self.rec.request_body = BodyBytes::Streamed(r.clone());
+        (self, ReqBody::Replay(r))
+    }
+
+    /// Buffers the body for the filters that want it and runs their body
+    /// hooks. (Kept out of the common path's future: the caller boxes it.)
+    async fn buffer_request_body(
         mut self,
         parts: &mut http::request::Parts,
         body: Incoming,
@@ -308,7 +327,7 @@ impl Exchange {
                     Some(Err(e)) => {
                         self.rec.flags.push(flags::DOWNSTREAM_DISCONNECT.into());
                         let e = ProxyError::BadRequest(format!("reading the request body: {e}"));
-                        return Err(self.error(e).await);
+                        return Err(self.error_boxed(e).await);
                     }
                 }
             }
@@ -321,12 +340,7 @@ impl Exchange {
             self.rec.request_body = BodyBytes::Known(bytes.len() as u64);
             return Ok((self, ReqBody::Full(bytes)));
         }
-        if http_body::Body::is_end_stream(&body) {
-            return Ok((self, ReqBody::Empty));
-        }
-        let r = Replay::new(body);
-        self.rec.request_body = BodyBytes::Streamed(r.clone());
-        Ok((self, ReqBody::Replay(r)))
+        Ok(self.stream_request_body(body))
     }
 
     /// The cluster: the filters' route, else the addressed service.
@@ -648,48 +662,70 @@ impl Exchange {
         }
         let sleep = deadline.map(|d| Box::pin(tokio::time::sleep_until(d)));
         if let Some(limit) = self.rf.response_body_limit() {
-            let mut buf = BytesMut::new();
-            let mut body = body;
-            let collect = async {
-                while buf.len() <= limit {
-                    match body.frame().await {
-                        None => return Ok(()),
-                        Some(Ok(f)) => {
-                            if let Ok(d) = f.into_data() {
-                                buf.extend_from_slice(&d);
-                            }
-                        }
-                        Some(Err(e)) => return Err(e.to_string()),
-                    }
-                }
-                Ok(())
-            };
-            let collected = match sleep {
-                Some(s) => {
-                    tokio::select! { r = collect => r, () = s => Err("route timeout".into()) }
-                }
-                None => collect.await,
-            };
-            if let Err(reason) = collected {
-                let e = ProxyError::Reset {
-                    endpoint: self
-                        .rec
-                        .upstream_address
-                        .map(|a| a.to_string())
-                        .unwrap_or_default(),
-                    reason,
-                    refused: false,
-                };
-                return self.error(e).await;
-            }
-            let mut bytes = buf.freeze();
-            if let Verdict::Respond(r) = self.rf.on_response_body(&mut parts, &mut bytes).await {
-                self.rec.details = Some("filter_local_reply".into());
-                return self.finalize_local(r);
-            }
-            return self.finalize(parts, ResponseBody::full(bytes));
+            return Box::pin(self.buffer_response_body(parts, body, limit, sleep)).await;
         }
         self.finalize(parts, ResponseBody::stream(body, sleep))
+    }
+
+    /// Buffers the response body for the filters that want it and runs
+    /// their body hooks (boxed by the caller: off the common path).
+    async fn buffer_response_body(
+        mut self,
+        mut parts: http::response::Parts,
+        body: Incoming,
+        limit: usize,
+        sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    ) -> Response<ResponseBody> {
+        let mut buf = BytesMut::new();
+        let mut body = body;
+        let collect = async {
+            while buf.len() <= limit {
+                match body.frame().await {
+                    None => return Ok(()),
+                    Some(Ok(f)) => {
+                        if let Ok(d) = f.into_data() {
+                            buf.extend_from_slice(&d);
+                        }
+                    }
+                    Some(Err(e)) => return Err(e.to_string()),
+                }
+            }
+            Ok(())
+        };
+        let collected = match sleep {
+            Some(s) => {
+                tokio::select! { r = collect => r, () = s => Err("route timeout".into()) }
+            }
+            None => collect.await,
+        };
+        if let Err(reason) = collected {
+            let e = ProxyError::Reset {
+                endpoint: self
+                    .rec
+                    .upstream_address
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
+                reason,
+                refused: false,
+            };
+            return self.error_boxed(e).await;
+        }
+        let mut bytes = buf.freeze();
+        if let Verdict::Respond(r) = self.rf.on_response_body(&mut parts, &mut bytes).await {
+            self.rec.details = Some("filter_local_reply".into());
+            return self.finalize_local(r);
+        }
+        self.finalize(parts, ResponseBody::full(bytes))
+    }
+
+    /// [`Exchange::error`] behind a box: local replies are the uncommon
+    /// path, and their future (response hooks included) would otherwise
+    /// enlarge, and be copied with, every request's future.
+    fn error_boxed(
+        self,
+        e: ProxyError,
+    ) -> Pin<Box<dyn Future<Output = Response<ResponseBody>> + Send>> {
+        Box::pin(self.error(e))
     }
 
     /// Answers with a proxy error (after the response hooks).

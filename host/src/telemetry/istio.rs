@@ -125,6 +125,14 @@ impl Overrides {
         let p = &self.plans[i];
         p.remove.is_empty() && p.upsert.is_empty()
     }
+
+    /// Does any enabled metric compute a tag from the request (and so may
+    /// read its headers)?
+    pub fn evaluates_expressions(&self) -> bool {
+        self.plans
+            .iter()
+            .any(|p| !p.disabled && !p.upsert.is_empty())
+    }
 }
 
 #[derive(Debug)]
@@ -153,6 +161,18 @@ impl Histogram {
 enum Series {
     Counter(AtomicU64),
     Histogram(Histogram),
+}
+
+impl Series {
+    /// Counts one request (counter) or observes `v` (histogram).
+    fn add(&self, v: f64) {
+        match self {
+            Series::Counter(c) => {
+                c.fetch_add(1, Ordering::Relaxed);
+            }
+            Series::Histogram(h) => h.observe(v),
+        }
+    }
 }
 
 /// A word-at-a-time multiplicative hash (FxHash's mixing): series keys are
@@ -189,10 +209,17 @@ impl std::hash::Hasher for FxHasher {
 
 type SeriesMap = HashMap<Arc<str>, Arc<Series>, std::hash::BuildHasherDefault<FxHasher>>;
 
+/// The four series of one label set (the same `Arc`s the per-metric maps
+/// hold), looked up with one hash of the label string instead of four.
+type SeriesSets = HashMap<Arc<str>, Arc<[Arc<Series>; 4]>, std::hash::BuildHasherDefault<FxHasher>>;
+
 /// The store.
 #[derive(Debug)]
 pub struct IstioMetrics {
     series: [RwLock<SeriesMap>; 4],
+    /// Shortcut for requests whose four metrics all use the standard labels
+    /// (no override disables a metric or edits its tags): the usual case.
+    plain: RwLock<SeriesSets>,
     dropped: AtomicU64,
 }
 
@@ -200,6 +227,7 @@ impl Default for IstioMetrics {
     fn default() -> Self {
         IstioMetrics {
             series: Default::default(),
+            plain: RwLock::default(),
             dropped: AtomicU64::new(0),
         }
     }
@@ -207,7 +235,7 @@ impl Default for IstioMetrics {
 
 /// Escapes a label value for the text format.
 pub fn escape(v: &str, out: &mut String) {
-    if !v.contains(['\\', '"', '\n']) {
+    if !v.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
         out.push_str(v);
         return;
     }
@@ -271,6 +299,14 @@ impl IstioMetrics {
             (rec.request_header_bytes + rec.request_body.get()) as f64,
             (rec.response_header_bytes + rec.response_body_bytes) as f64,
         ];
+        let all_plain = (0..4).all(|i| !ov.plans[i].disabled && ov.is_plain(i));
+        if all_plain && let Some(set) = self.plain.read().get(base.as_str()) {
+            for (series, v) in set.iter().zip(values) {
+                series.add(v);
+            }
+            return;
+        }
+        let mut resolved: [Option<Arc<Series>>; 4] = Default::default();
         for (i, v) in values.into_iter().enumerate() {
             let plan = &ov.plans[i];
             if plan.disabled {
@@ -296,12 +332,15 @@ impl IstioMetrics {
             let Some(series) = self.get(i, key.as_deref().unwrap_or(&base)) else {
                 continue;
             };
-            match &*series {
-                Series::Counter(c) => {
-                    c.fetch_add(1, Ordering::Relaxed);
-                }
-                Series::Histogram(h) => h.observe(v),
-            }
+            series.add(v);
+            resolved[i] = Some(series);
+        }
+        // Remember the four series of a plain label set for the next
+        // request with the same labels.
+        if all_plain && let [Some(a), Some(b), Some(c), Some(d)] = resolved {
+            self.plain
+                .write()
+                .insert(Arc::from(base.as_str()), Arc::new([a, b, c, d]));
         }
     }
 

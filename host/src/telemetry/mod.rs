@@ -155,6 +155,16 @@ impl Telemetry {
         SpanContext::start(headers.get("traceparent"), self.settings.load().sampling)
     }
 
+    /// Must a request's record keep a copy of its request headers? Only the
+    /// access log (and its filter), metric tag expressions and exported
+    /// spans read them; otherwise the per-request copy is skipped.
+    pub fn needs_request_headers(&self, span: &SpanContext) -> bool {
+        let s = self.settings.load();
+        s.access_log
+            || s.overrides.evaluates_expressions()
+            || (span.sampled && self.exporter.enabled())
+    }
+
     /// Istio's label set for a finished request (values borrowed from the
     /// record where possible: this runs for every request).
     pub fn labels<'a>(&'a self, r: &'a RequestRecord) -> Vec<(&'static str, Cow<'a, str>)> {

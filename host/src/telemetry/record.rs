@@ -139,7 +139,9 @@ pub struct RequestRecord {
     pub protocol: &'static str,
     /// gRPC request (content-type `application/grpc*`).
     pub grpc: bool,
-    /// Request headers of interest (user-agent, x-request-id, ...).
+    /// Request headers as received, for the access log, tag expressions and
+    /// spans; empty when none of them is enabled for the request
+    /// ([`super::Telemetry::needs_request_headers`]).
     pub headers: HeaderMap,
     /// Downstream peer.
     pub source: Arc<PeerInfo>,

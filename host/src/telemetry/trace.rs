@@ -10,7 +10,6 @@
 //! 3. Sampled spans are exported in batches unless span reporting is
 //!    disabled or no endpoint is configured.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -55,11 +54,20 @@ fn hex_to<const N: usize>(s: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Lower-case hex of `b` appended to `out` (per request: no formatter).
+fn push_hex(b: &[u8], out: &mut String) {
+    out.reserve(b.len() * 2);
+    for x in b {
+        out.push(char::from(HEX[usize::from(x >> 4)]));
+        out.push(char::from(HEX[usize::from(x & 0xf)]));
+    }
+}
+
 fn hex<const N: usize>(b: &[u8; N]) -> String {
     let mut s = String::with_capacity(N * 2);
-    for x in b {
-        let _ = write!(s, "{x:02x}");
-    }
+    push_hex(b, &mut s);
     s
 }
 
@@ -125,12 +133,13 @@ impl SpanContext {
 
     /// The `traceparent` to send upstream (this span as parent).
     pub fn traceparent(&self) -> String {
-        format!(
-            "00-{}-{}-{}",
-            hex(&self.trace_id),
-            hex(&self.span_id),
-            if self.sampled { "01" } else { "00" }
-        )
+        let mut s = String::with_capacity(55);
+        s.push_str("00-");
+        push_hex(&self.trace_id, &mut s);
+        s.push('-');
+        push_hex(&self.span_id, &mut s);
+        s.push_str(if self.sampled { "-01" } else { "-00" });
+        s
     }
 
     /// Trace id as hex.

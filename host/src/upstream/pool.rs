@@ -233,7 +233,10 @@ async fn acquire(
                     return Ok(Lease::H1(send, conn));
                 }
                 if let Some(p) = pool.connection_permit(cluster) {
-                    return open(host, cluster, connector, proto, p).await;
+                    // Boxed: dialing (TCP or HBONE + TLS) is rare and its
+                    // future is kilobytes; inline it would be copied with
+                    // every request's future.
+                    return Box::pin(open(host, cluster, connector, proto, p)).await;
                 }
                 if pending.is_none() {
                     pending = Some(cluster.breakers.pending()?);
@@ -263,7 +266,7 @@ async fn acquire(
                 // closing or used up: the new one replaces it.
                 None => cluster.breakers.connection_over_limit(),
             };
-            open(host, cluster, connector, proto, permit).await
+            Box::pin(open(host, cluster, connector, proto, permit)).await
         }
     }
 }

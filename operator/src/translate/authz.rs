@@ -525,12 +525,25 @@ pub fn convert_peer_authentication(
 /// policy (when any PeerAuthentication exists) and converted port-level
 /// PeerAuthentications.
 pub fn all_policies(cs: &ConfigSet, statuses: &mut Statuses) -> Vec<Authorization> {
-    let mut out: Vec<Authorization> = cs
-        .resources
+    let mut out = ap_policies(cs, statuses);
+    out.extend(mesh_policies(cs));
+    out
+}
+
+/// The converted AuthorizationPolicies, in the order of
+/// `cs.resources.authorization_policies`.
+pub fn ap_policies(cs: &ConfigSet, statuses: &mut Statuses) -> Vec<Authorization> {
+    cs.resources
         .authorization_policies
         .iter()
         .filter_map(|ap| convert_policy(ap, cs, statuses))
-        .collect();
+        .collect()
+}
+
+/// The static strict policy (when any PeerAuthentication exists) and the
+/// converted port-level PeerAuthentications.
+pub fn mesh_policies(cs: &ConfigSet) -> Vec<Authorization> {
+    let mut out = Vec::new();
     if !cs.resources.peer_authentications.is_empty() {
         out.push(Authorization::static_strict(&cs.mesh.root_namespace));
         out.extend(

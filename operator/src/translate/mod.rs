@@ -12,6 +12,7 @@ pub mod attach;
 pub mod authz;
 pub mod destination;
 pub mod filters;
+pub mod incremental;
 pub mod routing;
 pub mod status;
 pub mod telemetry;
@@ -66,8 +67,14 @@ pub struct Translation {
     pub workloads: Arc<Vec<Workload>>,
     /// Services (ztunnel).
     pub services: Arc<Vec<Service>>,
-    /// L4 policies (ztunnel).
+    /// L4 policies (ztunnel): first those converted from
+    /// AuthorizationPolicies (sorted by namespace and name, see
+    /// [`Translation::policy_count`]), then the static strict policy,
+    /// converted PeerAuthentications and implicit waypoint policies.
     pub authorizations: Vec<Authorization>,
+    /// How many leading `authorizations` were converted from
+    /// AuthorizationPolicies.
+    pub policy_count: usize,
     /// Per-waypoint snapshots.
     pub waypoints: Arc<Vec<WaypointConfig>>,
     /// Discovered waypoints (lifecycle).
@@ -112,7 +119,9 @@ fn jwt_rule(
 pub fn translate(cs: &ConfigSet, ctx: &TranslateContext) -> Translation {
     let mut statuses = Statuses::default();
     let wps = waypoints::discover(cs);
-    let authorizations = authz::all_policies(cs, &mut statuses);
+    let mut authorizations = authz::ap_policies(cs, &mut statuses);
+    let policy_count = authorizations.len();
+    authorizations.extend(authz::mesh_policies(cs));
     let workloads = workloads::workloads(cs, &wps, &mut statuses);
     let (services, bound) = workloads::services(cs, &wps, &mut statuses);
     let svc_waypoint: BTreeMap<String, String> = bound
@@ -120,7 +129,6 @@ pub fn translate(cs: &ConfigSet, ctx: &TranslateContext) -> Translation {
         .flat_map(|(wp, hosts)| hosts.iter().map(move |h| (h.clone(), wp.clone())))
         .collect();
     let http_routes = routing::http_routes_by_host(cs, &svc_waypoint, &mut statuses);
-    let mut authorizations = authorizations;
     let mut workloads = workloads;
     if cs.mesh.auto_allow_waypoint_policy {
         implicit_waypoint_policies(cs, &wps, &services, &mut workloads, &mut authorizations);
@@ -435,6 +443,7 @@ pub fn translate(cs: &ConfigSet, ctx: &TranslateContext) -> Translation {
         workloads: Arc::new(workloads),
         services: Arc::new(services),
         authorizations,
+        policy_count,
         waypoints: Arc::new(waypoint_cfgs),
         waypoint_infos: wps,
         statuses,

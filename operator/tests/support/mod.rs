@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 
 /// Where the official CRDs live.
 pub fn crds_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/crds")
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../../shared/crds")
 }
 
 /// All CRD documents in a YAML file.
@@ -264,7 +267,10 @@ pub fn yaml_docs(path: &Path) -> Vec<Value> {
 
 /// The seed and example documents.
 pub fn example_files() -> Vec<PathBuf> {
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let data = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("tests/data");
     let mut v: Vec<PathBuf> = std::fs::read_dir(data.join("seed"))
         .unwrap()
         .filter_map(Result::ok)
