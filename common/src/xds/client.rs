@@ -204,7 +204,22 @@ pub struct Update<'a> {
 pub trait Handler: Send + Sync + 'static {
     /// Apply (or refuse) an update.
     fn apply(&self, update: &Update<'_>) -> Result<(), String>;
+
+    /// Like [`Handler::apply`], for a proxy that puts a configuration in
+    /// effect asynchronously (the waypoint compiles filter modules): `Ok(Some(rx))`
+    /// defers the ACK until `rx` resolves (`Err` then NACKs), so an ACK
+    /// always means "serving this version". The client waits at most
+    /// [`DEFERRED_APPLY_TIMEOUT`]. The default applies synchronously.
+    fn apply_deferred(&self, update: &Update<'_>) -> Result<Option<Settled>, String> {
+        self.apply(update).map(|()| None)
+    }
 }
+
+/// Resolves when a deferred update is in effect (see [`Handler::apply_deferred`]).
+pub type Settled = tokio::sync::oneshot::Receiver<Result<(), String>>;
+
+/// How long the client waits for a deferred update before NACKing it.
+pub const DEFERRED_APPLY_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl<F> Handler for F
 where
@@ -393,7 +408,7 @@ async fn stream_once(
         };
         let mut proposed = (**state.load()).clone();
         let outcome = proposed.apply(&delta).and_then(|(up, rm)| {
-            handler.apply(&Update {
+            handler.apply_deferred(&Update {
                 type_: delta.type_,
                 version: &delta.version,
                 upserted: &up,
@@ -401,6 +416,22 @@ async fn stream_once(
                 state: &proposed,
             })
         });
+        let outcome = match outcome {
+            Ok(Some(settled)) => {
+                match tokio::time::timeout(DEFERRED_APPLY_TIMEOUT, settled).await {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(_)) => {
+                        Err("the proxy dropped the update before applying it".to_string())
+                    }
+                    Err(_) => Err(format!(
+                        "not in effect after {}s",
+                        DEFERRED_APPLY_TIMEOUT.as_secs()
+                    )),
+                }
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
         let reply = match outcome {
             Ok(()) => {
                 state.store(Arc::new(proposed));

@@ -6,10 +6,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use mesh_common::model::{ModuleRef, ProxyKind, ResourceType};
-use mesh_common::xds::client::{Update, XdsClient, XdsClientConfig, fetch_module};
+use mesh_common::xds::client::{
+    Handler, Settled, Update, XdsClient, XdsClientConfig, fetch_module,
+};
 use mesh_common::xds::transport::Endpoint;
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{BoxFuture, ConfigSource, ConfigUpdate, ModuleSource};
@@ -59,6 +61,42 @@ impl ModuleSource for PushModules {
     }
 }
 
+/// Hands pushed waypoint configs to the applier and ACKs each one only once
+/// it serves (filter modules fetched and compiled), so the operator's
+/// `Programmed` condition means the waypoint routes with that version.
+struct PushHandler {
+    key: String,
+    updates: mpsc::Sender<ConfigUpdate>,
+    modules: Arc<dyn ModuleSource>,
+}
+
+impl Handler for PushHandler {
+    fn apply(&self, u: &Update<'_>) -> Result<(), String> {
+        self.apply_deferred(u).map(|_| ())
+    }
+
+    fn apply_deferred(&self, u: &Update<'_>) -> Result<Option<Settled>, String> {
+        if u.type_ != ResourceType::WaypointConfig {
+            return Ok(None);
+        }
+        let Some(cfg) = u.state.waypoints.get(&self.key) else {
+            tracing::warn!(waypoint = %self.key, "the operator has no config for this waypoint; keeping the current one");
+            return Ok(None);
+        };
+        super::validate(cfg).map_err(|e| e.to_string())?;
+        let (done, settled) = oneshot::channel();
+        self.updates
+            .try_send(ConfigUpdate {
+                version: u.version.to_string(),
+                config: (**cfg).clone(),
+                modules: self.modules.clone(),
+                done: Some(done),
+            })
+            .map_err(|e| format!("waypoint busy applying earlier configs: {e}"))?;
+        Ok(Some(settled))
+    }
+}
+
 /// The push stream.
 #[derive(Debug)]
 pub struct PushSource {
@@ -91,24 +129,10 @@ impl ConfigSource for PushSource {
     ) -> BoxFuture<'static, ()> {
         Box::pin(async move {
             let modules: Arc<dyn ModuleSource> = Arc::new(PushModules::new(self.endpoint.clone()));
-            let key = self.key.clone();
-            let handler = move |u: &Update<'_>| -> Result<(), String> {
-                if u.type_ != ResourceType::WaypointConfig {
-                    return Ok(());
-                }
-                let Some(cfg) = u.state.waypoints.get(&key) else {
-                    tracing::warn!(waypoint = %key, "the operator has no config for this waypoint; keeping the current one");
-                    return Ok(());
-                };
-                super::validate(cfg).map_err(|e| e.to_string())?;
-                updates
-                    .try_send(ConfigUpdate {
-                        version: u.version.to_string(),
-                        config: (**cfg).clone(),
-                        modules: modules.clone(),
-                        done: None,
-                    })
-                    .map_err(|e| format!("waypoint busy applying earlier configs: {e}"))
+            let handler = PushHandler {
+                key: self.key.clone(),
+                updates,
+                modules,
             };
             let mut cfg = XdsClientConfig::new(
                 self.endpoint.clone(),
