@@ -80,6 +80,10 @@ pub enum Cmd {
     Logs(LogsArgs),
     /// Start a pod, optionally run a command in it and remove it (`kubectl run`).
     Run(RunArgs),
+    /// Restart a component of the local mesh (`kubectl rollout restart`):
+    /// `deployment/istiod -n istio-system` replaces the control plane process.
+    #[command(subcommand)]
+    Rollout(RolloutCmd),
     /// JSON Web Tokens for the examples (local issuer).
     #[command(subcommand)]
     Jwt(JwtCmd),
@@ -647,6 +651,26 @@ pub struct RunArgs {
     /// Command to run in the pod.
     #[arg(last = true)]
     pub command: Vec<String>,
+}
+
+/// `rollout …`.
+#[derive(Debug, Subcommand)]
+pub enum RolloutCmd {
+    /// Replace the process: `meshctl rollout restart deployment/istiod -n istio-system`.
+    Restart(RolloutRestart),
+}
+
+/// `rollout restart`.
+#[derive(Debug, Clone, Args)]
+pub struct RolloutRestart {
+    /// What to restart: `deployment/istiod` (the control plane).
+    pub target: String,
+    /// Namespace.
+    #[arg(short, long, default_value = "istio-system")]
+    pub namespace: String,
+    /// Seconds to wait for the new process to serve.
+    #[arg(long, default_value_t = 60)]
+    pub timeout: u64,
 }
 
 /// `jwt …`.

@@ -98,6 +98,22 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Exec(a) => kubectl::exec(&rd, &a),
         Cmd::Logs(a) => kubectl::logs(&rd, &a).map(|_| 0),
         Cmd::Run(a) => kubectl::run(&rd, &a).await,
+        Cmd::Rollout(cmd::RolloutCmd::Restart(a)) => {
+            let target = a.target.trim_start_matches("deployments/");
+            let target = target
+                .trim_start_matches("deployment/")
+                .trim_start_matches("deploy/");
+            if target != "istiod" || a.namespace != "istio-system" {
+                anyhow::bail!(
+                    "only the control plane can be restarted in the local mesh: `meshctl rollout restart deployment/istiod -n istio-system` (got {} in {})",
+                    a.target,
+                    a.namespace
+                );
+            }
+            mesh::up::restart_controlplane(&rd, std::time::Duration::from_secs(a.timeout))
+                .await
+                .map(|_| 0)
+        }
         Cmd::Jwt(cmd::JwtCmd::Mint(a)) => jwt::mint(&a).map(|_| 0),
         Cmd::App(a) => {
             let info = app::AppInfo {

@@ -23,6 +23,27 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:15012";
 /// Default metrics/debug address.
 pub const DEFAULT_DEBUG_LISTEN: &str = "0.0.0.0:15014";
 
+/// Bind `addr`, retrying for a few seconds while it is still in use: a
+/// restarted operator may start while the previous process is still
+/// exiting (its threads hold the listening socket until the last one is
+/// gone).
+async fn bind_retrying(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    const PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tracing::warn!(%addr, "address in use (previous operator still exiting?); retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Startup errors.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -197,7 +218,7 @@ pub(crate) async fn start_common(
         modules: modules.clone(),
         require_client_cert: common.require_client_cert,
     });
-    let listener = tokio::net::TcpListener::bind(common.listen)
+    let listener = bind_retrying(common.listen)
         .await
         .map_err(|source| RunError::Listen {
             addr: common.listen,
@@ -217,7 +238,7 @@ pub(crate) async fn start_common(
     }));
     let mut debug_addr = None;
     if let Some(d) = common.debug_listen {
-        let l = tokio::net::TcpListener::bind(d)
+        let l = bind_retrying(d)
             .await
             .map_err(|source| RunError::Listen { addr: d, source })?;
         debug_addr = l.local_addr().ok();

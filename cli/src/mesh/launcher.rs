@@ -77,13 +77,30 @@ pub struct LocalLauncher {
 
 impl LocalLauncher {
     /// A launcher for `plan`, starting `waypoint_bin`.
+    ///
+    /// Waypoint processes still running from a previous control plane (a
+    /// restart) are adopted: `ensure` hands back their address and the new
+    /// operator pushes to them over their reconnected streams.
     pub fn new(rd: RunDir, plan: NetPlan, waypoint_bin: PathBuf) -> Self {
+        let mut records = BTreeMap::new();
+        let mut next = 0u8;
+        for r in WaypointRecord::all(&rd) {
+            if !r.proc.alive() {
+                continue;
+            }
+            if let IpAddr::V4(ip) = r.ip {
+                let k = ip.octets()[3].wrapping_sub(FIRST_WAYPOINT_HOST);
+                next = next.max(k.wrapping_add(1) % 50);
+            }
+            tracing::info!(waypoint = %format!("{}/{}", r.namespace, r.name), ip = %r.ip, pid = r.proc.pid, "adopting a running waypoint");
+            records.insert(format!("{}/{}", r.namespace, r.name), r);
+        }
         LocalLauncher {
             rd,
             plan,
             waypoint_bin,
-            next: Mutex::new(0),
-            records: Mutex::new(BTreeMap::new()),
+            next: Mutex::new(next),
+            records: Mutex::new(records),
         }
     }
 

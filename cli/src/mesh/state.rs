@@ -77,6 +77,10 @@ pub struct State {
     pub node_tokens: BTreeMap<String, String>,
     /// The control plane (operator + waypoint launcher).
     pub controlplane: Option<Proc>,
+    /// How the control plane was started (`meshctl` arguments), for
+    /// `meshctl rollout restart deployment/istiod`.
+    #[serde(default)]
+    pub controlplane_args: Vec<String>,
     /// ztunnel per node.
     pub ztunnels: BTreeMap<String, Proc>,
     /// Pods by `namespace/name`.
@@ -98,6 +102,7 @@ impl State {
             plan,
             node_tokens: BTreeMap::new(),
             controlplane: None,
+            controlplane_args: Vec::new(),
             ztunnels: BTreeMap::new(),
             pods: BTreeMap::new(),
             next_link: 0,

@@ -280,6 +280,7 @@ pub async fn up(rd: &RunDir, bin_dir: Option<&Path>, a: UpArgs) -> anyhow::Resul
         let cp = spawn_in(None, &exe, &args, &rd.log_file("operator"))?;
         st = State::load(rd)?;
         st.controlplane = Some(cp.clone());
+        st.controlplane_args = args.clone();
         st.save(rd)?;
         wait_until(
             "the control plane",
@@ -489,5 +490,55 @@ pub async fn wait_waypoints(mesh: &Mesh, timeout: Duration) -> anyhow::Result<()
         .await?;
         detail(&format!("{ns}/{name} Programmed=True"));
     }
+    Ok(())
+}
+
+/// `meshctl rollout restart deployment/istiod -n istio-system`: replace the
+/// control plane process the way a restarted istiod pod is replaced. The old
+/// process is killed outright (as a crash or an evicted pod would be); the
+/// ztunnels and waypoints keep serving their last good configuration,
+/// reconnect to the new process and resynchronise; the new process adopts
+/// the running waypoints instead of starting new ones, and the CA keeps its
+/// root (persisted in the run directory).
+pub async fn restart_controlplane(rd: &RunDir, timeout: Duration) -> anyhow::Result<()> {
+    use nix::sys::signal::{Signal, kill};
+    let mut st = State::load(rd)?;
+    let Some(old) = st.controlplane.clone() else {
+        bail!(
+            "no local mesh control plane in {}: run `meshctl up` first",
+            rd.root.display()
+        );
+    };
+    if st.controlplane_args.is_empty() {
+        bail!(
+            "the mesh in {} was started by an older meshctl that did not record how: `meshctl down && meshctl up`",
+            rd.root.display()
+        );
+    }
+    if old.alive() {
+        let pid = nix::unistd::Pid::from_raw(old.pid as i32);
+        let _ = kill(pid, Signal::SIGKILL);
+        wait_until("the old control plane to exit", timeout, || async {
+            let _ = nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+            Ok(!old.alive())
+        })
+        .await?;
+    }
+    let _ = std::fs::remove_file(rd.ready_file());
+    let exe = std::env::current_exe().context("locating meshctl")?;
+    let cp = spawn_in(None, &exe, &st.controlplane_args, &rd.log_file("operator"))?;
+    st.controlplane = Some(cp.clone());
+    st.save(rd)?;
+    wait_until("the new control plane", timeout, || async {
+        if !cp.alive() {
+            return Err(format!("it exited; see {}", cp.log.display()));
+        }
+        Ok(rd.ready_file().is_file())
+    })
+    .await?;
+    println!(
+        "deployment.apps/istiod restarted (control plane pid {} -> {})",
+        old.pid, cp.pid
+    );
     Ok(())
 }
