@@ -452,6 +452,18 @@ impl Topo {
         format!("logs in {}", self.dir.path().display())
     }
 
+    /// Does the ztunnel on `node` hold workload `name` with `protocol`
+    /// (`HBONE` / `TCP`)? Config reaches the two ztunnels independently.
+    fn sees(&self, node: usize, name: &str, protocol: &str) -> bool {
+        serde_json::from_str::<serde_json::Value>(&self.admin(node, "/config_dump"))
+            .ok()
+            .and_then(|v| v["workloads"].as_array().cloned())
+            .is_some_and(|ws| {
+                ws.iter()
+                    .any(|w| w["name"] == name && w["protocol"] == protocol)
+            })
+    }
+
     fn captured(&self, pod: &str) -> bool {
         in_ns(&self.ns(pod), &["iptables", "-t", "nat", "-S"]).contains("ZTUNNEL-OUTPUT")
     }
@@ -831,6 +843,9 @@ fn enrol_and_unenrol_at_runtime_without_restarting_the_pod() {
     t.write_config(&t.snapshot(&[]));
     wait_for("b2 captured", || t.captured("b2"));
     t.wait_ready();
+    wait_for("both ztunnels see b2 as HBONE", || {
+        t.sees(1, "b2", "HBONE") && t.sees(2, "b2", "HBONE")
+    });
     let cap = Capture::start(&t, 1);
     assert_eq!(
         curl(&t.ns("a1"), "http://b2:8080/marker.txt").as_deref(),
@@ -847,6 +862,9 @@ fn enrol_and_unenrol_at_runtime_without_restarting_the_pod() {
     // Unenrol: rules removed, plain traffic works again.
     t.write_config(&t.snapshot(&["b2"]));
     wait_for("b2 released", || !t.captured("b2"));
+    wait_for("both ztunnels see b2 as TCP", || {
+        t.sees(1, "b2", "TCP") && t.sees(2, "b2", "TCP")
+    });
     assert_eq!(
         curl(&t.ns("a1"), "http://b2:8080/marker.txt").as_deref(),
         Ok("SECRET-PAYLOAD-b2\n")
