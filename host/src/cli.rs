@@ -88,7 +88,16 @@ pub struct Args {
     /// Tokio worker threads (default: one per CPU).
     #[arg(long)]
     pub worker_threads: Option<usize>,
+    /// Compile filter components inside the proxy process instead of in a
+    /// short-lived child process (the default keeps the compiler's code and
+    /// memory out of the proxy's RSS).
+    #[arg(long)]
+    pub compile_in_process: bool,
 }
+
+/// The hidden first argument that makes the binary compile one component
+/// and exit (the child side of the out-of-process compiler).
+pub const COMPILE_SUBCOMMAND: &str = "__compile-filter";
 
 fn listen(flag: &str, v: &str) -> Result<Option<SocketAddr>, String> {
     if v == "off" {
@@ -196,6 +205,22 @@ impl Args {
             random_seed: self.random_seed,
             ..Options::standard()
         };
+        let mut opts = opts;
+        if !self.compile_in_process {
+            match std::env::current_exe() {
+                Ok(program) => {
+                    opts.runtime.compiler = Some(crate::filter::OutOfProcessCompiler {
+                        program,
+                        args: vec![COMPILE_SUBCOMMAND.to_string()],
+                        work_dir: std::env::temp_dir()
+                            .join(format!("waypoint-{}-compile", std::process::id())),
+                    });
+                }
+                Err(e) => tracing::warn!(
+                    "compiling filters in-process: cannot locate this executable: {e}"
+                ),
+            }
+        }
         let source: Box<dyn ConfigSource> = match (&self.config, &self.xds_address) {
             (Some(p), None) => Box::new(FileSource::new(p)),
             (None, Some(a)) => {

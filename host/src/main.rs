@@ -13,6 +13,30 @@ use waypoint::cli::{Args, watch_cert};
 use waypoint::waypoint::Waypoint;
 
 fn main() -> anyhow::Result<()> {
+    // Child of the out-of-process filter compiler: compile and exit. Its
+    // stderr is the parent's error message, so one line, no backtrace.
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv
+        .get(1)
+        .is_some_and(|a| a == waypoint::cli::COMPILE_SUBCOMMAND)
+    {
+        let r = match &argv[..] {
+            [_, _, input, output] => waypoint::filter::compile_to_file(
+                &waypoint::filter::RuntimeConfig::default(),
+                std::path::Path::new(input),
+                std::path::Path::new(output),
+            ),
+            _ => Err(anyhow::anyhow!(
+                "usage: waypoint {} <component.wasm> <output.cwasm>",
+                waypoint::cli::COMPILE_SUBCOMMAND
+            )),
+        };
+        if let Err(e) = r {
+            eprintln!("{e:#}");
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
     let args = Args::parse();
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&args.log_level));
@@ -26,7 +50,12 @@ fn main() -> anyhow::Result<()> {
     if let Some(n) = args.worker_threads {
         rt.worker_threads(n.max(1));
     }
-    rt.build()?.block_on(run(args, reload))
+    let r = rt.build()?.block_on(run(args, reload));
+    // The out-of-process compiler's directory (empty by now).
+    let _ = std::fs::remove_dir(
+        std::env::temp_dir().join(format!("waypoint-{}-compile", std::process::id())),
+    );
+    r
 }
 
 async fn run(

@@ -64,6 +64,7 @@ fn runtime() -> Arc<FilterRuntime> {
         let rt = FilterRuntime::new(RuntimeConfig {
             pooling: true,
             cache_dir: Some(cache_dir),
+            compiler: None,
         })
         .unwrap();
         (rt, dir)

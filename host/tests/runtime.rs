@@ -369,3 +369,55 @@ async fn the_instance_cap_bounds_concurrent_calls() {
     ));
     assert_eq!(req.headers["x-test"], "fast");
 }
+
+/// The waypoint binary compiles filters in a child process by default
+/// (`--compile-in-process` turns it off): the component it maps must behave
+/// exactly like one compiled in-process, and a module the child cannot
+/// compile is refused with the compiler's message while the old version
+/// keeps serving.
+#[tokio::test]
+async fn components_compiled_in_a_child_process_load_and_bad_ones_are_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let rc = waypoint::filter::RuntimeConfig {
+        compiler: Some(waypoint::filter::OutOfProcessCompiler {
+            program: env!("CARGO_BIN_EXE_waypoint").into(),
+            args: vec![waypoint::cli::COMPILE_SUBCOMMAND.to_string()],
+            work_dir: work.path().join("compile"),
+        }),
+        ..Default::default()
+    };
+    let m = FilterManager::new(waypoint::filter::FilterRuntime::new(rc).unwrap());
+    let load = |module: Arc<[u8]>| DesiredFilter {
+        spec: spec("svc"),
+        module,
+        sha256: None,
+        canary: None,
+    };
+    let report = m.apply(vec![load(guest("test-version-v1"))]).await;
+    assert!(report.is_ok(), "{:?}", report.refused);
+    let mut rf = RequestFilters::new(&m.current(), conn());
+    let mut req = get("/");
+    assert!(matches!(
+        rf.on_request_headers(&mut req).await,
+        Verdict::Continue
+    ));
+    assert_eq!(req.headers["x-filter-version"], "1");
+
+    let report = m.apply(vec![load(Arc::from(&b"\0asm garbage"[..]))]).await;
+    match &report.refused[..] {
+        [LoadError::Compile { reason, .. }] => assert!(
+            reason.contains("failed to parse WebAssembly module") && !reason.contains('\n'),
+            "{reason}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    let mut rf = RequestFilters::new(&m.current(), conn());
+    let mut req = get("/");
+    rf.on_request_headers(&mut req).await;
+    assert_eq!(req.headers["x-filter-version"], "1");
+    // Nothing is left behind in the work directory.
+    let left: Vec<_> = std::fs::read_dir(work.path().join("compile"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -47,4 +47,4 @@ pub use request::{
     AttemptInfo, AttemptOutcome, ConnectionInfo, RequestFilters, RequestPlan, RetryDecision,
     RouteDecision, Verdict,
 };
-pub use runtime::{FilterRuntime, RuntimeConfig};
+pub use runtime::{FilterRuntime, OutOfProcessCompiler, RuntimeConfig, compile_to_file};
