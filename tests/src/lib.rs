@@ -261,6 +261,46 @@ impl LocalMesh {
         self.run(&refs).stdout.lines().map(str::to_string).collect()
     }
 
+    /// Keeps `from` calling `url` (batches of `batch` requests, `parallel`
+    /// at a time, one `curl` per batch) from `lead` before `during` runs
+    /// until `settle` after it returns. Returns every status code seen and
+    /// what `during` returned.
+    pub fn traffic_around<R>(
+        self: &std::sync::Arc<Self>,
+        (ns, from, url): (&str, &str, &str),
+        batch: usize,
+        parallel: usize,
+        lead: Duration,
+        settle: Duration,
+        during: impl FnOnce() -> R,
+    ) -> (Vec<String>, R) {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let traffic = {
+            let (m, stop) = (self.clone(), stop.clone());
+            let (ns, from, url) = (ns.to_string(), from.to_string(), url.to_string());
+            let parallel = parallel.to_string();
+            std::thread::spawn(move || {
+                let mut codes = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    codes.extend(m.curl_many(
+                        &ns,
+                        &from,
+                        &url,
+                        batch,
+                        &["--parallel", "--parallel-max", &parallel],
+                    ));
+                }
+                codes
+            })
+        };
+        std::thread::sleep(lead);
+        let r = during();
+        std::thread::sleep(settle);
+        stop.store(true, Ordering::Relaxed);
+        (traffic.join().expect("traffic thread"), r)
+    }
+
     /// Prometheus text of every waypoint in `ns` named `name`.
     pub fn waypoint_metrics(&self, ns: &str, name: &str) -> String {
         let target = format!("deploy/{name}");

@@ -4,7 +4,6 @@
 
 use mesh_e2e::{LocalMesh, guest_dir, skip_unless_root};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 const NS: &str = "shop";
@@ -51,28 +50,16 @@ fn js_and_python_filters_hot_swap_under_traffic() {
     );
 
     // Hot swap JS → Python while web keeps calling orders.
-    let stop = Arc::new(AtomicBool::new(false));
-    let traffic = {
-        let (m, stop) = (m.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut codes = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                codes.extend(m.curl_many(
-                    NS,
-                    "deploy/web",
-                    URL,
-                    100,
-                    &["--parallel", "--parallel-max", "10"],
-                ));
-            }
-            codes
-        })
-    };
-    std::thread::sleep(Duration::from_secs(2));
-    push("example-python", &[]);
-    std::thread::sleep(Duration::from_secs(2));
-    stop.store(true, Ordering::Relaxed);
-    let codes = traffic.join().unwrap();
+    let (codes, ()) = m.traffic_around(
+        (NS, "deploy/web", URL),
+        100,
+        10,
+        Duration::from_secs(2),
+        Duration::from_secs(2),
+        || {
+            push("example-python", &[]);
+        },
+    );
     let failed: Vec<&String> = codes.iter().filter(|c| *c != "200").collect();
     assert!(
         codes.len() >= 200,

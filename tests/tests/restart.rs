@@ -8,7 +8,6 @@
 
 use mesh_e2e::{LocalMesh, guest_dir, skip_unless_root};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 const NS: &str = "shop";
@@ -63,31 +62,23 @@ fn operator_restart_under_traffic_drops_nothing_and_resyncs() {
         "expected ztunnels and a waypoint with pids: {before:?}"
     );
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let traffic = {
-        let (m, stop) = (m.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut codes = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                codes.extend(m.curl_many(
-                    NS,
-                    "deploy/web",
-                    URL,
-                    50,
-                    &["--parallel", "--parallel-max", "5"],
-                ));
-            }
-            codes
-        })
-    };
-    std::thread::sleep(Duration::from_secs(2));
-    let r = m.ok(&[
-        "rollout",
-        "restart",
-        "deployment/istiod",
-        "-n",
-        "istio-system",
-    ]);
+    // Keep the traffic going while the proxies reconnect and resync.
+    let (codes, r) = m.traffic_around(
+        (NS, "deploy/web", URL),
+        50,
+        5,
+        Duration::from_secs(2),
+        Duration::from_secs(3),
+        || {
+            m.ok(&[
+                "rollout",
+                "restart",
+                "deployment/istiod",
+                "-n",
+                "istio-system",
+            ])
+        },
+    );
     // "deployment.apps/istiod restarted (control plane pid A -> B)"
     let pids: Vec<&str> = r
         .stdout
@@ -103,10 +94,6 @@ fn operator_restart_under_traffic_drops_nothing_and_resyncs() {
         "{}",
         r.stdout
     );
-    // Keep the traffic going while the proxies reconnect and resync.
-    std::thread::sleep(Duration::from_secs(3));
-    stop.store(true, Ordering::Relaxed);
-    let codes = traffic.join().unwrap();
     let failed: Vec<&String> = codes.iter().filter(|c| *c != "200").collect();
     assert!(
         codes.len() >= 100,
