@@ -440,6 +440,14 @@ async fn operator_main() {
         rss / 1024,
         hwm / 1024
     );
+    // The server trims the heap once large initial pushes are ACKed
+    // (`mesh_common::mem::trim_soon`, after a quiet period).
+    tokio::time::sleep(mesh_common::mem::SETTLE * 4).await;
+    let (rss, _) = rss_kb();
+    println!(
+        "operator RSS with {clients_n} proxies connected, after the initial pushes settled: {} MiB",
+        rss / 1024
+    );
 
     let (mut stored, mut hand_first, mut hand_all, mut prx_first, mut prx_all) =
         (vec![], vec![], vec![], vec![], vec![]);

@@ -275,8 +275,28 @@ impl LocalMesh {
         during: impl FnOnce() -> R,
     ) -> (Vec<String>, R) {
         use std::sync::atomic::{AtomicBool, Ordering};
+        /// Stops and joins the traffic thread, also when `during` panics:
+        /// the thread holds a clone of the mesh, whose drop tears it down.
+        struct Traffic {
+            stop: std::sync::Arc<AtomicBool>,
+            thread: Option<std::thread::JoinHandle<Vec<String>>>,
+        }
+        impl Traffic {
+            fn finish(&mut self) -> Vec<String> {
+                self.stop.store(true, Ordering::Relaxed);
+                self.thread
+                    .take()
+                    .map(|t| t.join().unwrap_or_default())
+                    .unwrap_or_default()
+            }
+        }
+        impl Drop for Traffic {
+            fn drop(&mut self) {
+                self.finish();
+            }
+        }
         let stop = std::sync::Arc::new(AtomicBool::new(false));
-        let traffic = {
+        let thread = {
             let (m, stop) = (self.clone(), stop.clone());
             let (ns, from, url) = (ns.to_string(), from.to_string(), url.to_string());
             let parallel = parallel.to_string();
@@ -294,11 +314,14 @@ impl LocalMesh {
                 codes
             })
         };
+        let mut traffic = Traffic {
+            stop,
+            thread: Some(thread),
+        };
         std::thread::sleep(lead);
         let r = during();
         std::thread::sleep(settle);
-        stop.store(true, Ordering::Relaxed);
-        (traffic.join().expect("traffic thread"), r)
+        (traffic.finish(), r)
     }
 
     /// Prometheus text of every waypoint in `ns` named `name`.

@@ -91,7 +91,13 @@ enum Base {
 struct Inflight {
     nonce: String,
     revision: u64,
+    /// Size of the frame sent (large ones are trimmed from the heap once
+    /// acknowledged, see [`crate::mem::trim_soon`]).
+    bytes: usize,
 }
+
+/// A delta at least this large asks for a heap trim once acknowledged.
+const TRIM_AFTER_BYTES: usize = 1 << 20;
 
 struct TypeState {
     ty: ResourceType,
@@ -248,6 +254,10 @@ impl XdsServer {
                         tracing::debug!(stream = id, %ty, %nonce, "stale ACK/NACK ignored");
                         continue;
                     };
+                    if infl.bytes >= TRIM_AFTER_BYTES {
+                        // The frame's buffer is gone by now (sent and read).
+                        crate::mem::trim_soon();
+                    }
                     match nack {
                         None => {
                             st.base = Base::Rev(infl.revision);
@@ -307,6 +317,7 @@ impl XdsServer {
         st.inflight = Some(Inflight {
             nonce,
             revision: diff.revision,
+            bytes: bytes.len(),
         });
         tx.send(Ok(Frame::data(bytes)))
             .await
