@@ -128,7 +128,7 @@ pub struct UpArgs {
 /// `down`.
 #[derive(Debug, Clone, Args)]
 pub struct DownArgs {
-    /// Also remove leftovers of a mesh whose state file is gone (by network id).
+    /// Also clean up a mesh whose state file is gone (by network id): stop the processes in its network namespaces and delete them.
     #[arg(long)]
     pub force: bool,
     /// Network id for --force.

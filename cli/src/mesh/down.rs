@@ -17,18 +17,30 @@ pub fn down(rd: &RunDir, a: DownArgs) -> anyhow::Result<()> {
         if a.force {
             let prefix = format!("mesh{}", a.net_id);
             let left = net::list_netns(&prefix);
+            // Processes still running inside them (control plane, ztunnels,
+            // waypoints, apps): stop them before their namespaces go.
+            let pids = net::pids_in_netns(&left);
+            for pid in &pids {
+                let p = super::state::Proc {
+                    pid: *pid,
+                    netns: None,
+                    log: Default::default(),
+                };
+                stop(&p, Duration::from_secs(3));
+            }
             for ns in &left {
                 net::del_netns(ns)?;
             }
             let _ = std::fs::remove_dir_all(&rd.root);
             println!(
-                "removed {} leftover network namespaces ({prefix}-*)",
-                left.len()
+                "removed {} leftover network namespaces ({prefix}-*) and stopped {} processes in them",
+                left.len(),
+                pids.len()
             );
             return Ok(());
         }
         anyhow::bail!(
-            "no local mesh in {} (nothing to do; `meshctl down --force` removes leftovers by network id)",
+            "no local mesh in {} (nothing to do; `meshctl down --force` stops the processes and removes the network namespaces left by network id)",
             rd.root.display()
         );
     }

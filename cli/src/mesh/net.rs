@@ -175,6 +175,31 @@ pub fn del_netns(name: &str) -> Result<(), NetError> {
     Ok(())
 }
 
+/// Pids of the processes living in the named network namespaces (their
+/// `/proc/<pid>/ns/net` is the namespace file's inode).
+pub fn pids_in_netns(names: &[String]) -> Vec<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let inodes: Vec<u64> = names
+        .iter()
+        .filter_map(|n| std::fs::metadata(format!("/var/run/netns/{n}")).ok())
+        .map(|m| m.ino())
+        .collect();
+    if inodes.is_empty() {
+        return Vec::new();
+    }
+    let Ok(proc_dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    proc_dir
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::metadata(format!("/proc/{pid}/ns/net"))
+                .is_ok_and(|m| inodes.contains(&m.ino()))
+        })
+        .collect()
+}
+
 /// Network namespaces whose name starts with `prefix-`.
 pub fn list_netns(prefix: &str) -> Vec<String> {
     let Ok(rd) = std::fs::read_dir("/var/run/netns") else {
