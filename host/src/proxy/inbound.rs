@@ -241,6 +241,16 @@ impl Exchange {
                 .error_boxed(ProxyError::BadRequest("more than one Host header".into()))
                 .await;
         }
+        // RFC 9112 §3.2: an HTTP/1.1 request without Host (and not in
+        // absolute form) is answered 400, as Envoy does.
+        if parts.version == http::Version::HTTP_11
+            && parts.uri.authority().is_none()
+            && !parts.headers.contains_key(http::header::HOST)
+        {
+            return self
+                .error_boxed(ProxyError::BadRequest("missing Host header".into()))
+                .await;
+        }
         if let Verdict::Respond(r) = self.rf.on_request_headers(&mut parts).await {
             self.rec.details = Some("filter_local_reply".into());
             return self.finalize_local(r);

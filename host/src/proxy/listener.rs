@@ -31,6 +31,8 @@ use super::{Downstream, Proxy, inbound};
 
 /// Streams per downstream HTTP/2 connection.
 pub const MAX_CONCURRENT_STREAMS: u32 = 1024;
+/// Largest request head (request line and headers) accepted.
+pub const MAX_REQUEST_HEAD_BYTES: usize = 64 * 1024;
 
 /// Shared drain state of all listeners.
 #[derive(Debug, Clone)]
@@ -71,11 +73,15 @@ pub async fn serve_connection<IO>(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(60))
+        // Envoy's default `max_request_headers_kb` (60 KiB) plus the
+        // request line: a larger head is answered 431.
+        .max_buf_size(MAX_REQUEST_HEAD_BYTES)
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(MAX_REQUEST_HEAD_BYTES as u32)
         .initial_stream_window_size(1 << 20)
         .initial_connection_window_size(4 << 20)
         .keep_alive_interval(Some(Duration::from_secs(30)));

@@ -172,3 +172,70 @@ async fn a_client_that_leaves_before_the_response_is_counted_dc() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// Hostile heads: a request head over 64 KiB is answered 431 (HTTP/1.1 and
+/// h2c) and an HTTP/1.1 request without Host is answered 400, as Envoy
+/// does; none reaches the upstream and the proxy keeps serving.
+#[tokio::test]
+async fn oversized_heads_get_431_and_a_missing_host_400() {
+    let up = Upstream::start("a", "127.0.0.1").await;
+    let wp = TestWaypoint::start(&config(vec![up.endpoint(&[])], json!({}))).await;
+    let host = format!("Host: {SVC}");
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big-header.txt");
+    std::fs::write(&big, format!("x-big: {}\r\n", "a".repeat(100 * 1024))).unwrap();
+    let big = format!("@{}", big.display());
+    let code = |extra: &[&str]| {
+        let mut a = vec!["-s", "-o", "/dev/null", "-w", "%{http_code}"];
+        a.extend_from_slice(extra);
+        a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let url = wp.url("/");
+    let args = code(&["-H", &host, "-H", &big, &url]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert_eq!(curl(&refs).await, "431");
+    // (curl exits non-zero when the connection is refused: no `curl()`.)
+    let h2 = tokio::process::Command::new("curl")
+        .args(code(&[
+            "--http2-prior-knowledge",
+            "-H",
+            &host,
+            "-H",
+            &big,
+            &url,
+        ]))
+        .output()
+        .await
+        .expect("curl");
+    let h2 = String::from_utf8_lossy(&h2.stdout).into_owned();
+    // h2: the stream is refused with 431, or the connection with
+    // PROTOCOL_ERROR / ENHANCE_YOUR_CALM before a response (curl: 000).
+    assert!(
+        h2 == "431" || h2 == "000",
+        "h2c oversized head answered {h2}"
+    );
+    // Just under the limit still works.
+    let ok = dir.path().join("ok-header.txt");
+    std::fs::write(&ok, format!("x-big: {}\r\n", "a".repeat(50 * 1024))).unwrap();
+    let ok = format!("@{}", ok.display());
+    let args = code(&["-H", &host, "-H", &ok, &url]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert_eq!(curl(&refs).await, "200");
+    assert_eq!(up.count(), 1);
+
+    // HTTP/1.1 without Host, on a raw socket (curl always sends one).
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    assert_eq!(up.count(), 1);
+}
