@@ -88,32 +88,8 @@ struct CompiledFault {
     abort: Option<(AbortKind, Fraction)>,
 }
 
-/// gRPC status names Istio accepts.
-pub fn grpc_code(name: &str) -> Option<u32> {
-    const NAMES: [&str; 17] = [
-        "OK",
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    ];
-    NAMES
-        .iter()
-        .position(|n| *n == name)
-        .and_then(|i| u32::try_from(i).ok())
-}
+/// gRPC status names Istio accepts (shared with the operator's validation).
+pub use filter_model::fault::grpc_status_code as grpc_code;
 
 /// Envoy `Grpc::Utility::httpToGrpcStatus`: the grpc-status of a local
 /// reply with this HTTP status sent to a gRPC client.

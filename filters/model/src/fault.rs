@@ -4,6 +4,36 @@ use crate::Duration;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// gRPC status names as Istio accepts them in `abort.grpcStatus`, indexed
+/// by their numeric code.
+pub const GRPC_STATUS_NAMES: [&str; 17] = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+
+/// The numeric code of a gRPC status name (`None`: not a name Istio accepts).
+pub fn grpc_status_code(name: &str) -> Option<u32> {
+    GRPC_STATUS_NAMES
+        .iter()
+        .position(|n| *n == name)
+        .and_then(|i| u32::try_from(i).ok())
+}
+
 /// The fault filter's configuration: route id → VirtualService `fault`.
 /// Routes absent here get no fault.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
