@@ -289,11 +289,7 @@ pub async fn check(rd: &RunDir, a: &AuthzCheck) -> anyhow::Result<i32> {
     } else {
         let w = find_source(&snap, &a.from, ns).with_context(|| format!("no workload {:?} in namespace {ns} (use a pod name, deploy/<name>, or a principal td/ns/<ns>/sa/<sa>)", a.from))?;
         let id = (w.protocol == TunnelProtocol::Hbone).then(|| w.identity());
-        let ip = w
-            .addresses
-            .first()
-            .copied()
-            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let ip = first_ip(&w.addresses);
         (
             id.clone(),
             ip,
@@ -369,17 +365,9 @@ pub async fn check(rd: &RunDir, a: &AuthzCheck) -> anyhow::Result<i32> {
                     SocketAddr::new(vip, port),
                     Some(&s.hostname),
                 )?);
-                let wp_ip = b
-                    .addresses
-                    .first()
-                    .copied()
-                    .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+                let wp_ip = first_ip(&b.addresses);
                 for (w, tp) in endpoints {
-                    let ip = w
-                        .addresses
-                        .first()
-                        .copied()
-                        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+                    let ip = first_ip(&w.addresses);
                     hops.push(l4_hop(
                         &snap,
                         w,
@@ -391,11 +379,7 @@ pub async fn check(rd: &RunDir, a: &AuthzCheck) -> anyhow::Result<i32> {
             }
             None => {
                 for (w, tp) in endpoints {
-                    let ip = w
-                        .addresses
-                        .first()
-                        .copied()
-                        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+                    let ip = first_ip(&w.addresses);
                     hops.push(l4_hop(
                         &snap,
                         w,
@@ -413,11 +397,7 @@ pub async fn check(rd: &RunDir, a: &AuthzCheck) -> anyhow::Result<i32> {
             .iter()
             .find(|w| w.addresses.iter().any(|ip| ip.to_string() == host) || (w.name == short && (host == short || host.contains(&format!(".{}", w.namespace)) || w.namespace == ns)))
             .with_context(|| format!("no service or pod {host:?} (namespace {ns}): use a service name, its FQDN or VIP, or a pod name or IP"))?;
-        let ip = w
-            .addresses
-            .first()
-            .copied()
-            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let ip = first_ip(&w.addresses);
         destination = format!("pod {}/{} {ip}:{port}", w.namespace, w.name);
         match &w.waypoint {
             Some(b) => {
@@ -430,11 +410,7 @@ pub async fn check(rd: &RunDir, a: &AuthzCheck) -> anyhow::Result<i32> {
                     SocketAddr::new(ip, port),
                     None,
                 )?);
-                let wp_ip = b
-                    .addresses
-                    .first()
-                    .copied()
-                    .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+                let wp_ip = first_ip(&b.addresses);
                 hops.push(l4_hop(
                     &snap,
                     w,
@@ -488,4 +464,12 @@ fn print_report(r: &Report) {
         println!("     {}", h.decision);
     }
     println!("{}", if r.allowed { "ALLOWED" } else { "DENIED" });
+}
+
+/// The first address, or 0.0.0.0 for a resource without one.
+fn first_ip(addrs: &[IpAddr]) -> IpAddr {
+    addrs
+        .first()
+        .copied()
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
 }

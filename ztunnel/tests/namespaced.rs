@@ -428,22 +428,7 @@ impl Topo {
             let ns = self.ns(&format!("n{node}"));
             wait_for(
                 &format!("ztunnel on n{node} ready ({})", self.log_hint()),
-                || {
-                    Command::new("ip")
-                        .args([
-                            "netns",
-                            "exec",
-                            &ns,
-                            "curl",
-                            "-s",
-                            "-f",
-                            "-m",
-                            "1",
-                            "http://127.0.0.1:15021/healthz/ready",
-                        ])
-                        .output()
-                        .is_ok_and(|o| o.status.success())
-                },
+                || ready_in(&ns),
             );
         }
     }
@@ -480,6 +465,24 @@ impl Topo {
             ],
         )
     }
+}
+
+/// Does the proxy in network namespace `ns` answer its readiness probe?
+fn ready_in(ns: &str) -> bool {
+    Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "curl",
+            "-s",
+            "-f",
+            "-m",
+            "1",
+            "http://127.0.0.1:15021/healthz/ready",
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
@@ -992,20 +995,7 @@ fn service_bound_to_the_real_waypoint() {
         .unwrap();
     t.children.push(child);
     wait_for(&format!("waypoint ready ({})", t.log_hint()), || {
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &t.ns("wp"),
-                "curl",
-                "-s",
-                "-f",
-                "-m",
-                "1",
-                "http://127.0.0.1:15021/healthz/ready",
-            ])
-            .output()
-            .is_ok_and(|o| o.status.success())
+        ready_in(&t.ns("wp"))
     });
 
     let mut snap = t.snapshot(&[]);

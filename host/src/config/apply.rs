@@ -22,21 +22,6 @@ use super::{ConfigError, ConfigUpdate};
 use crate::cluster::ClusterSet;
 use crate::proxy::{Proxy, Snapshot};
 
-/// Hands heap memory freed after compiling filters back to the OS.
-///
-/// Compiling WebAssembly (Cranelift) allocates tens of megabytes for a
-/// moment, in the blocking threads' glibc arenas; glibc keeps freed memory
-/// resident, which would double the waypoint's RSS with a full chain.
-#[allow(unsafe_code)]
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: `malloc_trim` takes no pointers; it only walks glibc's own
-    // arenas (under their locks) and returns free pages to the kernel.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// What the admin page shows about configuration.
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -177,7 +162,9 @@ impl Applier {
             }
             let r = self.apply(&u).await;
             self.record(&u.version, &r);
-            let _ = tokio::task::spawn_blocking(release_freed_memory).await;
+            // Applying (and, with `--compile-in-process`, compiling) frees
+            // large buffers that glibc would keep resident.
+            let _ = tokio::task::spawn_blocking(mesh_common::mem::trim_now).await;
             if r.is_ok() {
                 self.ready.send_replace(true);
             }
