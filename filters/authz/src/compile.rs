@@ -75,6 +75,25 @@ pub(crate) enum Attr {
     Never,
 }
 
+impl Attr {
+    /// Attributes only an HTTP request has. On a TCP filter chain Istio
+    /// drops them: a rule of an ALLOW policy that uses one is skipped, a
+    /// DENY or AUDIT rule is kept without it.
+    pub(crate) fn is_http(&self) -> bool {
+        matches!(
+            self,
+            Attr::RequestPrincipal(_)
+                | Attr::Audiences(_)
+                | Attr::Presenter(_)
+                | Attr::Claim(..)
+                | Attr::Header(..)
+                | Attr::Host(_)
+                | Attr::Method(_)
+                | Attr::Path(_)
+        )
+    }
+}
+
 /// A condition, possibly negated (`notX`, `notValues`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Check {
@@ -88,6 +107,18 @@ pub(crate) struct CompiledRule {
     pub from: Vec<Vec<Check>>,
     pub to: Vec<Vec<Check>>,
     pub when: Vec<Check>,
+}
+
+impl CompiledRule {
+    /// Does any condition of the rule need an HTTP request?
+    pub(crate) fn uses_http(&self) -> bool {
+        self.from
+            .iter()
+            .chain(&self.to)
+            .flatten()
+            .chain(&self.when)
+            .any(|c| c.attr.is_http())
+    }
 }
 
 /// A compiled policy.

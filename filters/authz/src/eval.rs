@@ -7,6 +7,7 @@ use crate::compile::{
     TrustDomainMatch,
 };
 use crate::pattern::Pattern;
+use filter_model::authz::Action;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::cell::OnceCell;
@@ -18,6 +19,8 @@ pub(crate) struct EvalCtx<'i> {
     /// Normalized path.
     pub path: &'i str,
     pub num_trusted_proxies: u32,
+    /// A TCP connection rather than an HTTP request (see [`Attr::is_http`]).
+    pub tcp: bool,
     peer_uri: OnceCell<Option<String>>,
     source_ip: OnceCell<Option<IpAddr>>,
     remote_ip: OnceCell<Option<IpAddr>>,
@@ -31,6 +34,7 @@ impl<'i> EvalCtx<'i> {
             input,
             path,
             num_trusted_proxies,
+            tcp: false,
             peer_uri: OnceCell::new(),
             source_ip: OnceCell::new(),
             remote_ip: OnceCell::new(),
@@ -250,10 +254,19 @@ fn attr_matches(attr: &Attr, cx: &EvalCtx<'_>) -> bool {
 }
 
 fn checks_match(checks: &[Check], cx: &EvalCtx<'_>) -> bool {
-    checks.iter().all(|c| attr_matches(&c.attr, cx) != c.negate)
+    checks
+        .iter()
+        .filter(|c| !(cx.tcp && c.attr.is_http()))
+        .all(|c| attr_matches(&c.attr, cx) != c.negate)
 }
 
-fn rule_matches(r: &CompiledRule, cx: &EvalCtx<'_>) -> bool {
+fn rule_matches(r: &CompiledRule, cx: &EvalCtx<'_>, allow: bool) -> bool {
+    // On a TCP chain an ALLOW rule needing HTTP attributes is dropped (a
+    // smaller allow); DENY and AUDIT rules just ignore those attributes (a
+    // wider deny), which `checks_match` does.
+    if cx.tcp && allow && r.uses_http() {
+        return false;
+    }
     (r.from.is_empty() || r.from.iter().any(|f| checks_match(f, cx)))
         && (r.to.is_empty() || r.to.iter().any(|t| checks_match(t, cx)))
         && checks_match(&r.when, cx)
@@ -261,7 +274,8 @@ fn rule_matches(r: &CompiledRule, cx: &EvalCtx<'_>) -> bool {
 
 /// A policy matches when any of its rules does (no rules: never).
 pub(crate) fn policy_matches(p: &CompiledPolicy, cx: &EvalCtx<'_>) -> bool {
-    p.rules.iter().any(|r| rule_matches(r, cx))
+    let allow = p.action == Action::Allow;
+    p.rules.iter().any(|r| rule_matches(r, cx, allow))
 }
 
 #[cfg(test)]

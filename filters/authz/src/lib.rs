@@ -110,6 +110,22 @@ impl Default for Input<'_> {
     }
 }
 
+/// What a policy can see of a TCP connection: a waypoint serving a service
+/// port whose protocol is not HTTP (Istio's TCP filter chain).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConnectionInput<'a> {
+    /// Peer SPIFFE id without `spiffe://` (none for plaintext).
+    pub source_principal: Option<&'a str>,
+    /// Peer IP.
+    pub source_address: &'a str,
+    /// Address the client addressed.
+    pub destination_address: &'a str,
+    /// Port the client addressed.
+    pub destination_port: u16,
+    /// FQDN of the addressed service.
+    pub destination_service: Option<&'a str>,
+}
+
 /// The local (RBAC) decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision<'a> {
@@ -322,6 +338,41 @@ impl Authorizer {
         })
     }
 
+    /// Evaluates one TCP connection the way Istio's policies apply to a TCP
+    /// filter chain (reference §1.8): HTTP-only attributes (methods, paths,
+    /// hosts, headers, request principals, JWT claims) cannot be known, so
+    /// an ALLOW rule that uses one is skipped (the allow gets smaller) and a
+    /// DENY or AUDIT rule is evaluated without them (the deny gets wider).
+    /// CUSTOM policies are HTTP ext-authz checks and do not apply; dry-run
+    /// results are not reported.
+    pub fn evaluate_connection<'a>(&'a self, conn: &ConnectionInput<'_>) -> Decision<'a> {
+        let input = Input {
+            method: "",
+            authority: "",
+            path: "",
+            headers: &[],
+            source_principal: conn.source_principal,
+            source_address: conn.source_address,
+            destination_address: conn.destination_address,
+            destination_port: conn.destination_port,
+            destination_service: conn.destination_service,
+            request_auth: None,
+        };
+        let target = self.target(&input);
+        if target.policies.is_empty() {
+            return Decision::NoPolicies;
+        }
+        let mut cx = EvalCtx::new(&input, "", self.num_trusted_proxies);
+        cx.tcp = true;
+        let mut out = Outcome {
+            custom: Vec::new(),
+            decision: Decision::NoPolicies,
+            audit: None,
+            shadow: None,
+        };
+        self.decide(target, &cx, &mut out)
+    }
+
     fn decide<'a>(
         &'a self,
         target: &Target,
@@ -335,6 +386,9 @@ impl Authorizer {
         let (mut shadow_deny, mut shadow_allow_present, mut shadow_allow) = (None, false, None);
         for &i in &target.policies {
             let p = &self.policies[i];
+            if cx.tcp && p.action == Action::Custom {
+                continue;
+            }
             match (p.action, p.dry_run) {
                 (Action::Allow, false) => allow_present = true,
                 (Action::Allow, true) => shadow_allow_present = true,

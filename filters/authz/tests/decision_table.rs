@@ -325,7 +325,8 @@ fn decision_table() {
             ("no JWT", req(), deny()),
         ],
     );
-    // A6–A9, A16, A17 are ztunnel/TCP quirks; at a waypoint the HTTP fields are enforced.
+    // A6–A9 and A17 are ztunnel quirks; A16 (a TCP port of the waypoint) is in
+    // tcp_chain.rs. On an HTTP chain the HTTP fields are enforced.
     rows += section(
         "A6 at waypoint: principal + method",
         &authz(

@@ -5,6 +5,8 @@
 //!   HTTP/1.1 or HTTP/2 (prior knowledge), the peer identity is the client
 //!   certificate's SPIFFE ID and the CONNECT authority is the address the
 //!   client dialled (service VIP or workload IP).
+//!   CONNECTs to a service port declared as TCP (`tcp-*`, `appProtocol:
+//!   tcp`, ...) are forwarded as bytes instead ([`super::tcp`]).
 //! - **plain HTTP** (15080): HTTP/1.1 or h2c for local use; the service is
 //!   taken from the authority.
 //!
@@ -27,7 +29,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Downstream, Proxy, inbound};
+use super::{Downstream, Proxy, inbound, tcp};
 
 /// Streams per downstream HTTP/2 connection.
 pub const MAX_CONCURRENT_STREAMS: u32 = 1024;
@@ -169,6 +171,23 @@ async fn on_connect(proxy: Arc<Proxy>, req: InboundRequest, d: Drain) {
         .get("baggage")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let down = Downstream {
+        source: proxy.peer_info(peer.as_ref(), remote, baggage.as_deref()),
+        peer,
+        remote,
+        local,
+        target: Some(target),
+        mtls: true,
+    };
+    // A service port declared as TCP: forward the bytes (L4 policy only).
+    let dest = proxy.snapshot().destination(Some(target), "");
+    if let Some(svc) = dest.service.clone()
+        && tcp::is_tcp_port(&svc, dest.port)
+    {
+        let conn = tcp::serve(proxy, req, down, dest, svc, d.drain.clone());
+        d.tracker.track_future(conn).await;
+        return;
+    }
     let stream = match req.accept() {
         Ok(s) => s,
         Err(e) => {
@@ -176,14 +195,7 @@ async fn on_connect(proxy: Arc<Proxy>, req: InboundRequest, d: Drain) {
             return;
         }
     };
-    let down = Arc::new(Downstream {
-        source: proxy.peer_info(peer.as_ref(), remote, baggage.as_deref()),
-        peer,
-        remote,
-        local,
-        target: Some(target),
-        mtls: true,
-    });
+    let down = Arc::new(down);
     d.tracker
         .track_future(serve_connection(proxy, down, stream, d.drain.clone()))
         .await;

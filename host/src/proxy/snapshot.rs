@@ -12,6 +12,8 @@ use mesh_common::model::{WaypointConfig, WaypointEndpoint, WaypointService};
 use crate::cluster::ClusterSet;
 use crate::config::chains::ChainMap;
 
+use super::tcp::{TcpAuthz, is_tcp_port};
+
 /// Everything a request needs from the config, swapped atomically.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -25,6 +27,8 @@ pub struct Snapshot {
     pub chains: ChainMap,
     /// When it was applied.
     pub applied_at: SystemTime,
+    /// The `authz` filter's policies for connections to TCP ports.
+    pub tcp_authz: Option<Arc<TcpAuthz>>,
     by_vip: HashMap<IpAddr, Arc<WaypointService>>,
     by_name: HashMap<String, Arc<WaypointService>>,
     endpoints: HashMap<IpAddr, (Arc<WaypointEndpoint>, Option<Arc<WaypointService>>)>,
@@ -93,12 +97,19 @@ impl Snapshot {
                 .entry(w.address)
                 .or_insert_with(|| (Arc::new(w.clone()), None));
         }
+        let tcp_authz = config
+            .services
+            .iter()
+            .any(|s| s.ports.iter().any(|p| is_tcp_port(s, p.port)))
+            .then(|| TcpAuthz::from_filters(&config.filters))
+            .flatten();
         Snapshot {
             version,
             config,
             clusters,
             chains,
             applied_at: SystemTime::now(),
+            tcp_authz,
             by_vip,
             by_name,
             endpoints,

@@ -17,6 +17,7 @@ pub mod expr;
 pub mod istio;
 pub mod prom;
 pub mod record;
+pub mod tcp;
 pub mod trace;
 
 use std::borrow::Cow;
@@ -26,10 +27,11 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use http::HeaderMap;
-use mesh_common::model::WaypointConfig;
+use mesh_common::model::{WaypointConfig, WaypointEndpoint, WaypointService};
 
 pub use accesslog::AccessLogSink;
 pub use record::{BodyBytes, PeerInfo, RequestRecord};
+pub use tcp::{TcpConnection, TcpMetrics};
 pub use trace::SpanContext;
 
 use expr::{Expr, ExprError};
@@ -74,11 +76,22 @@ pub struct Prepared {
     target: Option<ExportTarget>,
 }
 
+/// `connection_security_policy`: `mutual_tls` for an authenticated HBONE
+/// peer, `none` for plaintext.
+pub fn security_policy(mtls: bool, src: &PeerInfo) -> &'static str {
+    match (mtls, src.principal.is_some()) {
+        (true, true) => "mutual_tls",
+        (true, false) => "unknown",
+        (false, _) => "none",
+    }
+}
+
 /// Metrics, logs and traces of the waypoint.
 #[derive(Debug)]
 pub struct Telemetry {
     settings: ArcSwap<Settings>,
     istio: IstioMetrics,
+    tcp: TcpMetrics,
     sink: AccessLogSink,
     exporter: SpanExporter,
     cluster_id: String,
@@ -93,6 +106,7 @@ impl Telemetry {
                 ..Settings::default()
             }),
             istio: IstioMetrics::default(),
+            tcp: TcpMetrics::default(),
             sink,
             exporter: SpanExporter::start(),
             cluster_id: cluster_id.into(),
@@ -168,6 +182,36 @@ impl Telemetry {
     /// Istio's label set for a finished request (values borrowed from the
     /// record where possible: this runs for every request).
     pub fn labels<'a>(&'a self, r: &'a RequestRecord) -> Vec<(&'static str, Cow<'a, str>)> {
+        let grpc = if r.grpc {
+            r.grpc_status.as_deref().unwrap_or("")
+        } else {
+            ""
+        };
+        let mut l = self.peer_labels(&r.source, r.upstream.as_deref(), r.service.as_deref());
+        l.extend([
+            (
+                "request_protocol",
+                Cow::Borrowed(if r.grpc { "grpc" } else { "http" }),
+            ),
+            ("response_code", Cow::Owned(r.response_code.to_string())),
+            ("grpc_response_status", Cow::Borrowed(grpc)),
+            ("response_flags", Cow::Owned(r.flags_label())),
+            (
+                "connection_security_policy",
+                Cow::Borrowed(security_policy(r.mtls, &r.source)),
+            ),
+        ]);
+        l
+    }
+
+    /// The source and destination labels every standard metric carries,
+    /// from `reporter` to `destination_cluster`.
+    pub fn peer_labels<'a>(
+        &'a self,
+        src: &'a PeerInfo,
+        dst: Option<&'a WaypointEndpoint>,
+        svc: Option<&'a WaypointService>,
+    ) -> Vec<(&'static str, Cow<'a, str>)> {
         fn val<'a>(v: Option<&'a str>, default: &'a str) -> Cow<'a, str> {
             match v {
                 Some(s) if !s.is_empty() => Cow::Borrowed(s),
@@ -175,9 +219,6 @@ impl Telemetry {
             }
         }
         let ne = |s: &'a str| (!s.is_empty()).then_some(s);
-        let src = &*r.source;
-        let dst = r.upstream.as_deref();
-        let svc = r.service.as_deref();
         let dl = |k: &str| dst.and_then(|d| d.labels.get(k)).map(String::as_str);
         let dst_canonical = dst
             .and_then(|d| ne(&d.canonical_name))
@@ -185,16 +226,6 @@ impl Telemetry {
         let dst_revision = dst
             .and_then(|d| ne(&d.canonical_revision))
             .or_else(|| dl("version"));
-        let grpc = if r.grpc {
-            r.grpc_status.as_deref().unwrap_or("")
-        } else {
-            ""
-        };
-        let security = match (r.mtls, src.principal.is_some()) {
-            (true, true) => "mutual_tls",
-            (true, false) => "unknown",
-            (false, _) => "none",
-        };
         let u = "unknown";
         vec![
             ("reporter", Cow::Borrowed("waypoint")),
@@ -263,15 +294,12 @@ impl Telemetry {
                 "destination_cluster",
                 Cow::Borrowed(self.cluster_id.as_str()),
             ),
-            (
-                "request_protocol",
-                Cow::Borrowed(if r.grpc { "grpc" } else { "http" }),
-            ),
-            ("response_code", Cow::Owned(r.response_code.to_string())),
-            ("grpc_response_status", Cow::Borrowed(grpc)),
-            ("response_flags", Cow::Owned(r.flags_label())),
-            ("connection_security_policy", Cow::Borrowed(security)),
         ]
+    }
+
+    /// The TCP metrics (`istio_tcp_*`) of connections to TCP service ports.
+    pub fn tcp(&self) -> &TcpMetrics {
+        &self.tcp
     }
 
     /// Records a finished request: metrics, access log, span.
@@ -351,5 +379,6 @@ impl Telemetry {
     /// Writes the standard metrics (Prometheus text).
     pub fn encode(&self, out: &mut String) {
         self.istio.encode(out);
+        self.tcp.encode(out);
     }
 }

@@ -14,4 +14,5 @@ mod resilience;
 mod retries;
 mod routing;
 mod support;
+mod tcp;
 mod telemetry;

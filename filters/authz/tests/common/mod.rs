@@ -1,7 +1,7 @@
 //! Request builder and expectations for the authorization tables.
 #![allow(dead_code)]
 
-use filter_authz::{Authorizer, Decision, Input, Rejection, RequestAuth};
+use filter_authz::{Authorizer, ConnectionInput, Decision, Input, Rejection, RequestAuth};
 use serde_json::{Value, json};
 
 pub const SVC: &str = "httpbin.foo.svc.cluster.local";
@@ -135,6 +135,25 @@ impl R {
                     Decision::Deny { policy } => Outcome::Deny(policy.map(str::to_owned)),
                 }
             }
+        }
+    }
+}
+
+impl R {
+    /// Evaluates the connection this request arrived on, as a waypoint
+    /// serving a TCP port does (only the L4 fields are used).
+    pub fn eval_tcp(&self, a: &Authorizer) -> Outcome {
+        let conn = ConnectionInput {
+            source_principal: self.peer.as_deref(),
+            source_address: &self.source,
+            destination_address: &self.dest_ip,
+            destination_port: self.port,
+            destination_service: self.service.as_deref(),
+        };
+        match a.evaluate_connection(&conn) {
+            Decision::NoPolicies => Outcome::Allow(None, Vec::new()),
+            Decision::Allow { policy } => Outcome::Allow(policy.map(str::to_owned), Vec::new()),
+            Decision::Deny { policy } => Outcome::Deny(policy.map(str::to_owned)),
         }
     }
 }

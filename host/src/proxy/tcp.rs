@@ -1,0 +1,245 @@
+//! Service ports whose protocol is not HTTP (`tcp`, `tls`, `mongo`,
+//! `mysql`, `redis`, ... by `appProtocol` or Istio's port-name prefixes):
+//! Istio's TCP filter chain. The waypoint does not parse the stream: it
+//! authorizes the connection with the L4 part of the AuthorizationPolicies
+//! attached to it (reference §1.8: an ALLOW rule that needs an HTTP
+//! attribute is skipped, a DENY rule ignores those attributes), picks an
+//! endpoint with the service's load balancer and forwards the bytes, over
+//! HBONE when the endpoint is in the mesh.
+//!
+//! A denied connection is refused at the CONNECT (`403`); the source node
+//! proxy then closes the client's connection, which is what the client of
+//! an Envoy waypoint sees when its RBAC network filter denies.
+
+use std::borrow::Cow;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use filter_authz::{Authorizer, ConnectionInput, Decision};
+use mesh_common::hbone::InboundRequest;
+use mesh_common::model::{FilterConfig, WaypointEndpoint, WaypointService};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_util::sync::CancellationToken;
+
+use super::{Destination, Downstream, Proxy};
+use crate::respond::flags;
+use crate::telemetry::{TcpConnection, security_policy};
+
+/// Application protocols Istio treats as opaque TCP (port-name prefixes and
+/// `appProtocol` values). Anything else (including no protocol at all) is
+/// served as HTTP.
+const TCP_PROTOCOLS: [&str; 6] = ["tcp", "tls", "https", "mongo", "mysql", "redis"];
+
+/// Is `port` of `svc` declared as a non-HTTP protocol?
+pub fn is_tcp_port(svc: &WaypointService, port: u16) -> bool {
+    let Some(p) = svc.ports.iter().find(|p| p.port == port) else {
+        return false;
+    };
+    let proto = p
+        .app_protocol
+        .as_deref()
+        .unwrap_or_else(|| p.name.split('-').next().unwrap_or_default())
+        .to_ascii_lowercase();
+    TCP_PROTOCOLS.contains(&proto.as_str())
+}
+
+/// The L4 view of the first-party `authz` filter's policies, compiled
+/// natively for connections that never reach an HTTP hook.
+#[derive(Debug)]
+pub struct TcpAuthz {
+    /// The filter's service scope (empty: every service).
+    scope: FilterConfig,
+    /// The compiled policies, or why they did not compile (then every TCP
+    /// connection in scope is refused: fail closed).
+    authorizer: Result<Authorizer, String>,
+}
+
+impl TcpAuthz {
+    /// From the chain of a waypoint config: the filter named `authz`.
+    pub fn from_filters(filters: &[FilterConfig]) -> Option<Arc<Self>> {
+        let fc = filters.iter().find(|f| f.name == "authz")?;
+        let authorizer = Authorizer::from_json(&fc.config_bytes()).map_err(|e| e.to_string());
+        if let Err(e) = &authorizer {
+            tracing::warn!(error = %e, "authz policies do not compile for TCP ports; TCP connections will be refused");
+        }
+        Some(Arc::new(TcpAuthz {
+            scope: fc.clone(),
+            authorizer,
+        }))
+    }
+
+    /// `Ok(deciding policy)` to let the connection through, `Err(reason)`
+    /// to refuse it.
+    fn check(&self, down: &Downstream, dest: &Destination, service: &str) -> Result<(), String> {
+        if !self.scope.applies_to(service) {
+            return Ok(());
+        }
+        let a = self
+            .authorizer
+            .as_ref()
+            .map_err(|e| format!("policies unusable: {e}"))?;
+        let principal = down.peer.as_ref().map(|p| p.principal());
+        let source = down.remote.ip().to_string();
+        let target = down.target.map(|t| t.ip().to_string()).unwrap_or_default();
+        let input = ConnectionInput {
+            source_principal: principal.as_deref(),
+            source_address: &source,
+            destination_address: &target,
+            destination_port: dest.port,
+            destination_service: Some(service),
+        };
+        match a.evaluate_connection(&input) {
+            Decision::NoPolicies | Decision::Allow { .. } => Ok(()),
+            Decision::Deny { policy } => Err(match policy {
+                Some(p) => format!("denied by {p}"),
+                None => "no ALLOW policy matched".into(),
+            }),
+        }
+    }
+}
+
+/// Istio's TCP label set for a connection (`request_protocol="tcp"`).
+fn labels<'a>(
+    proxy: &'a Proxy,
+    down: &'a Downstream,
+    svc: &'a WaypointService,
+    upstream: Option<&'a WaypointEndpoint>,
+    flags: &'static str,
+) -> Vec<(&'static str, Cow<'a, str>)> {
+    let t = &proxy.telemetry;
+    let mut l = t.peer_labels(&down.source, upstream, Some(svc));
+    l.extend([
+        ("request_protocol", Cow::Borrowed("tcp")),
+        ("response_flags", Cow::Borrowed(flags)),
+        (
+            "connection_security_policy",
+            Cow::Borrowed(security_policy(down.mtls, &down.source)),
+        ),
+    ]);
+    l
+}
+
+/// Serves one HBONE CONNECT to a TCP port of `svc`.
+pub(crate) async fn serve(
+    proxy: Arc<Proxy>,
+    req: InboundRequest,
+    down: Downstream,
+    dest: Destination,
+    svc: Arc<WaypointService>,
+    drain: CancellationToken,
+) {
+    let snap = proxy.snapshot();
+    let refuse = |req: InboundRequest, status, flags, why: &dyn std::fmt::Display| {
+        tracing::debug!(service = %svc.hostname, port = dest.port, peer = ?down.peer, reason = %why, "TCP connection refused");
+        proxy
+            .telemetry
+            .tcp()
+            .refused(&labels(&proxy, &down, &svc, None, flags));
+        req.reject(status);
+    };
+    if let Some(authz) = &snap.tcp_authz
+        && let Err(reason) = authz.check(&down, &dest, &svc.hostname)
+    {
+        // Envoy's RBAC network filter leaves no response flag.
+        return refuse(req, http::StatusCode::FORBIDDEN, "-", &reason);
+    }
+    let Some(cluster) = snap.clusters.get(&svc.hostname, dest.port, None).cloned() else {
+        return refuse(
+            req,
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            flags::NO_CLUSTER,
+            &"no cluster",
+        );
+    };
+    drop(snap);
+    let host = match cluster.choose(None, &[]) {
+        Ok(h) => h,
+        Err(e) => {
+            return refuse(
+                req,
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                flags::NO_HEALTHY_UPSTREAM,
+                &e,
+            );
+        }
+    };
+    let mut upstream = match proxy.connector.dial(&host, cluster.connect_timeout).await {
+        Ok(io) => io,
+        Err(e) => {
+            return refuse(
+                req,
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                flags::UPSTREAM_CONNECT_FAILURE,
+                &e,
+            );
+        }
+    };
+    let downstream = match req.accept() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(error = %e, "HBONE accept failed");
+            return;
+        }
+    };
+    let conn =
+        proxy
+            .telemetry
+            .tcp()
+            .opened(&labels(&proxy, &down, &svc, Some(&host.endpoint), "-"));
+    let _active = host.start_request();
+    let mut downstream = Counted {
+        inner: downstream,
+        conn: &conn,
+    };
+    tokio::select! {
+        r = tokio::io::copy_bidirectional(&mut downstream, &mut upstream) => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "TCP connection ended with an error");
+            }
+        }
+        () = drain.cancelled() => {}
+    }
+}
+
+/// The downstream side of a forwarded connection, counting bytes into the
+/// connection's metrics as they pass.
+struct Counted<'a, S> {
+    inner: S,
+    conn: &'a TcpConnection,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<'_, S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        self.conn.received((buf.filled().len() - before) as u64);
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<'_, S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &r {
+            self.conn.sent(*n as u64);
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

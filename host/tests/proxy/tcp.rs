@@ -1,0 +1,222 @@
+//! TCP service ports through the waypoint (Istio's TCP filter chain): the
+//! bytes of an HBONE CONNECT to a `tcp-*` port are forwarded unparsed to
+//! an endpoint, after the L4 part of the AuthorizationPolicies decided
+//! (istio-semantics.md §1.8, A16), with Istio's `istio_tcp_*` metrics.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mesh_common::ca::CertificateAuthority;
+use mesh_common::hbone::{HboneClient, HboneConfig};
+use mesh_common::identity::SpiffeId;
+use mesh_common::tls::RotatingCert;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::*;
+
+const DB_PORT: u16 = 5432;
+
+fn cert(ca: &CertificateAuthority, ns: &str, sa: &str) -> Arc<RotatingCert> {
+    let b = ca
+        .issue_workload(
+            &SpiffeId::new("cluster.local", ns, sa),
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+    RotatingCert::from_bundle(&b).unwrap()
+}
+
+/// A raw TCP echo server (not HTTP: anything the waypoint parsed would
+/// break the exchange).
+async fn echo_server() -> std::net::SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    addr
+}
+
+/// A waypoint serving one service with a `tcp-db` port backed by an echo
+/// server, with the authz filter carrying `policies`.
+async fn waypoint(ca: &CertificateAuthority, policies: Value) -> TestWaypoint {
+    let echo = echo_server().await;
+    let endpoint = json!({
+        "workloadUid": "Kubernetes//Pod/test/db-0",
+        "name": "db-0",
+        "namespace": "test",
+        "workloadName": "db",
+        "address": echo.ip().to_string(),
+        "ports": { DB_PORT.to_string(): echo.port() },
+        "labels": {"app": "db", "version": "v1"},
+        "identity": "spiffe://cluster.local/ns/test/sa/db",
+        "canonicalName": "db",
+        "canonicalRevision": "v1",
+    });
+    let mut cfg = config(
+        vec![endpoint],
+        json!({"ports": [{"port": DB_PORT, "targetPort": 0, "name": "tcp-db"}]}),
+    );
+    cfg["filters"] = json!([{
+        "name": "authz",
+        "module": { "sha256": "", "url": guest("authz").display().to_string() },
+        "config": {"trustDomain": "cluster.local", "policies": policies},
+        "capabilities": [],
+    }]);
+    let waypoint_cert = cert(ca, "test", "waypoint");
+    TestWaypoint::start_with(&cfg, |o| {
+        o.hbone_addr = Some("127.0.0.1:0".parse().unwrap());
+        o.cert = Some(waypoint_cert.clone());
+    })
+    .await
+}
+
+/// Opens a tunnel as `sa` in `shop` to the service's TCP port and echoes
+/// `payload`; Err when the waypoint refused the CONNECT.
+async fn exchange(
+    ca: &CertificateAuthority,
+    wp: &TestWaypoint,
+    sa: &str,
+    payload: &[u8],
+) -> Result<Vec<u8>, String> {
+    let client = HboneClient::new(HboneConfig::default());
+    let id = cert(ca, "shop", sa);
+    let waypoint_id = SpiffeId::new("cluster.local", "test", "waypoint");
+    let mut stream = client
+        .connect(
+            &id,
+            wp.w().bound().hbone.unwrap(),
+            Some(&waypoint_id),
+            &format!("10.96.0.10:{DB_PORT}"),
+            http::HeaderMap::new(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    stream.write_all(payload).await.map_err(|e| e.to_string())?;
+    let mut got = vec![0; payload.len()];
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut got))
+        .await
+        .map_err(|_| "echo timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    stream.shutdown().await.map_err(|e| e.to_string())?;
+    Ok(got)
+}
+
+fn policy(name: &str, action: &str, rules: Value) -> Value {
+    json!({"namespace": "test", "name": name, "action": action, "rules": rules})
+}
+
+#[tokio::test]
+async fn tcp_port_is_forwarded_with_l4_policy_and_metrics() {
+    let ca = CertificateAuthority::new_root("cluster.local", Duration::from_secs(86400)).unwrap();
+    let wp = waypoint(
+        &ca,
+        json!([
+            // Pure L4: applies on the TCP port.
+            policy("allow-web", "ALLOW", json!([{"from": [{"source": {"principals": ["cluster.local/ns/shop/sa/web"]}}]}])),
+            // Needs a method: skipped on a TCP chain, so `reader` has no allow.
+            policy("allow-reader-get", "ALLOW", json!([{"from": [{"source": {"principals": ["cluster.local/ns/shop/sa/reader"]}}],
+                                                        "to": [{"operation": {"methods": ["GET"]}}]}])),
+        ]),
+    )
+    .await;
+
+    // Not HTTP at all: a PostgreSQL-like startup message with binary bytes.
+    let payload: Vec<u8> = (0u8..=255).cycle().take(64 * 1024).collect();
+    let got = exchange(&ca, &wp, "web", &payload)
+        .await
+        .expect("web is allowed");
+    assert_eq!(got, payload, "bytes came back unchanged");
+
+    let refused = exchange(&ca, &wp, "reader", b"hello").await;
+    assert!(
+        refused.is_err(),
+        "reader's only allow needs HTTP: {refused:?}"
+    );
+
+    // Metrics: one connection each, bytes counted for the forwarded one.
+    let m = wp.metrics().await;
+    let web = [
+        ("reporter", "waypoint"),
+        ("source_principal", "spiffe://cluster.local/ns/shop/sa/web"),
+        ("destination_service", SVC),
+        ("destination_workload", "db"),
+        ("request_protocol", "tcp"),
+        ("connection_security_policy", "mutual_tls"),
+    ];
+    // The close is counted when the copy ends: give it a moment.
+    let mut closed = None;
+    for _ in 0..50 {
+        let m = wp.metrics().await;
+        closed = metric(&m, "istio_tcp_connections_closed_total", &web);
+        if closed == Some(1.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(closed, Some(1.0), "{m}");
+    assert_eq!(
+        metric(&m, "istio_tcp_connections_opened_total", &web),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "istio_tcp_received_bytes_total", &web),
+        Some(payload.len() as f64),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "istio_tcp_sent_bytes_total", &web),
+        Some(payload.len() as f64),
+        "{m}"
+    );
+    let reader = [
+        (
+            "source_principal",
+            "spiffe://cluster.local/ns/shop/sa/reader",
+        ),
+        ("request_protocol", "tcp"),
+    ];
+    assert_eq!(
+        metric(&m, "istio_tcp_connections_opened_total", &reader),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "istio_tcp_received_bytes_total", &reader),
+        Some(0.0),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn a16_http_only_deny_refuses_every_tcp_connection() {
+    let ca = CertificateAuthority::new_root("cluster.local", Duration::from_secs(86400)).unwrap();
+    let wp = waypoint(
+        &ca,
+        json!([policy(
+            "deny-post",
+            "DENY",
+            json!([{"to": [{"operation": {"methods": ["POST"]}}]}])
+        )]),
+    )
+    .await;
+    let r = exchange(&ca, &wp, "web", b"ping").await;
+    assert!(
+        r.is_err(),
+        "the method is ignored on TCP, so the DENY matches: {r:?}"
+    );
+
+    // Without the policy the same connection goes through.
+    let open = waypoint(&ca, json!([])).await;
+    assert_eq!(exchange(&ca, &open, "web", b"ping").await.unwrap(), b"ping");
+}
