@@ -29,7 +29,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Downstream, Proxy, inbound, tcp};
+use super::{Downstream, Proxy, inbound, sniff, tcp};
+use crate::cluster::port_protocol;
 
 /// Streams per downstream HTTP/2 connection.
 pub const MAX_CONCURRENT_STREAMS: u32 = 1024;
@@ -179,12 +180,21 @@ async fn on_connect(proxy: Arc<Proxy>, req: InboundRequest, d: Drain) {
         target: Some(target),
         mtls: true,
     };
-    // A service port declared as TCP: forward the bytes (L4 policy only).
+    // A service port declared as TCP: forward the bytes (L4 policy only);
+    // declared HTTP: serve HTTP; neither: detect from the first bytes.
     let dest = proxy.snapshot().destination(Some(target), "");
-    if let Some(svc) = dest.service.clone()
-        && tcp::is_tcp_port(&svc, dest.port)
+    let svc = dest.service.clone();
+    if let Some(svc) = &svc
+        && tcp::is_tcp_port(svc, dest.port)
     {
-        let conn = tcp::serve(proxy, req, down, dest, svc, d.drain.clone());
+        let conn = tcp::serve(
+            proxy,
+            tcp::Inbound::Pending(req),
+            down,
+            dest,
+            svc.clone(),
+            d.drain.clone(),
+        );
         d.tracker.track_future(conn).await;
         return;
     }
@@ -194,6 +204,34 @@ async fn on_connect(proxy: Arc<Proxy>, req: InboundRequest, d: Drain) {
             tracing::debug!(error = %e, "HBONE accept failed");
             return;
         }
+    };
+    let stream = match &svc {
+        Some(svc) if port_protocol(svc, dest.port).is_none() => {
+            let detected = tokio::select! {
+                r = sniff::detect(stream) => r,
+                () = d.drain.cancelled() => return,
+            };
+            match detected {
+                Ok((sniff::Detected::Http, s)) => s,
+                Ok((sniff::Detected::Tcp, s)) => {
+                    let conn = tcp::serve(
+                        proxy,
+                        tcp::Inbound::Detected(s),
+                        down,
+                        dest,
+                        svc.clone(),
+                        d.drain.clone(),
+                    );
+                    d.tracker.track_future(conn).await;
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "stream ended during protocol detection");
+                    return;
+                }
+            }
+        }
+        _ => sniff::Rewind::new(stream),
     };
     let down = Arc::new(down);
     d.tracker

@@ -18,6 +18,7 @@ mod headers;
 mod inbound;
 pub mod listener;
 pub mod snapshot;
+mod sniff;
 pub mod tcp;
 
 use std::net::SocketAddr;

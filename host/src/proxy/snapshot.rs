@@ -12,7 +12,7 @@ use mesh_common::model::{WaypointConfig, WaypointEndpoint, WaypointService};
 use crate::cluster::ClusterSet;
 use crate::config::chains::ChainMap;
 
-use super::tcp::{TcpAuthz, is_tcp_port};
+use super::tcp::TcpAuthz;
 
 /// Everything a request needs from the config, swapped atomically.
 #[derive(Debug)]
@@ -97,12 +97,9 @@ impl Snapshot {
                 .entry(w.address)
                 .or_insert_with(|| (Arc::new(w.clone()), None));
         }
-        let tcp_authz = config
-            .services
-            .iter()
-            .any(|s| s.ports.iter().any(|p| is_tcp_port(s, p.port)))
-            .then(|| TcpAuthz::from_filters(&config.filters))
-            .flatten();
+        // Any port may carry TCP (declared, or detected on a port without a
+        // protocol), so the policies are always ready.
+        let tcp_authz = TcpAuthz::from_filters(&config.filters);
         Snapshot {
             version,
             config,

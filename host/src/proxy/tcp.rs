@@ -7,9 +7,13 @@
 //! endpoint with the service's load balancer and forwards the bytes, over
 //! HBONE when the endpoint is in the mesh.
 //!
-//! A denied connection is refused at the CONNECT (`403`); the source node
-//! proxy then closes the client's connection, which is what the client of
-//! an Envoy waypoint sees when its RBAC network filter denies.
+//! Ports that declare no protocol are detected (`super::sniff`): HTTP when
+//! the client's first bytes are an HTTP request, this TCP path otherwise.
+//!
+//! A denied connection is refused at the CONNECT (`403`) when the port is
+//! declared TCP, or closed once detection accepted it; either way the
+//! source node proxy closes the client's connection, which is what the
+//! client of an Envoy waypoint sees when its RBAC network filter denies.
 
 use std::borrow::Cow;
 use std::pin::Pin;
@@ -17,11 +21,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use filter_authz::{Authorizer, ConnectionInput, Decision};
-use mesh_common::hbone::InboundRequest;
+use mesh_common::hbone::{H2Stream, InboundRequest};
 use mesh_common::model::{FilterConfig, WaypointEndpoint, WaypointService};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::sync::CancellationToken;
 
+use super::sniff::Rewind;
 use super::{Destination, Downstream, Proxy};
 use crate::respond::flags;
 use crate::telemetry::{TcpConnection, security_policy};
@@ -120,17 +125,42 @@ fn labels<'a>(
     l
 }
 
+/// A CONNECT to a TCP port: not answered yet (a declared TCP port), or
+/// already accepted because protocol detection had to read from it.
+pub(crate) enum Inbound {
+    /// Declared TCP: refusals answer the CONNECT.
+    Pending(InboundRequest),
+    /// Detected as not HTTP: refusals close the stream.
+    Detected(Rewind<H2Stream>),
+}
+
+impl Inbound {
+    fn reject(self, status: http::StatusCode) {
+        match self {
+            Inbound::Pending(req) => req.reject(status),
+            Inbound::Detected(stream) => drop(stream),
+        }
+    }
+
+    fn accept(self) -> Result<Rewind<H2Stream>, String> {
+        match self {
+            Inbound::Pending(req) => req.accept().map(Rewind::new).map_err(|e| e.to_string()),
+            Inbound::Detected(s) => Ok(s),
+        }
+    }
+}
+
 /// Serves one HBONE CONNECT to a TCP port of `svc`.
 pub(crate) async fn serve(
     proxy: Arc<Proxy>,
-    req: InboundRequest,
+    req: Inbound,
     down: Downstream,
     dest: Destination,
     svc: Arc<WaypointService>,
     drain: CancellationToken,
 ) {
     let snap = proxy.snapshot();
-    let refuse = |req: InboundRequest, status, flags, why: &dyn std::fmt::Display| {
+    let refuse = |req: Inbound, status, flags, why: &dyn std::fmt::Display| {
         tracing::debug!(service = %svc.hostname, port = dest.port, peer = ?down.peer, reason = %why, "TCP connection refused");
         proxy
             .telemetry

@@ -49,6 +49,14 @@ async fn echo_server() -> std::net::SocketAddr {
 /// A waypoint serving one service with a `tcp-db` port backed by an echo
 /// server, with the authz filter carrying `policies`.
 async fn waypoint(ca: &CertificateAuthority, policies: Value) -> TestWaypoint {
+    waypoint_with_port(ca, policies, "tcp-db").await
+}
+
+async fn waypoint_with_port(
+    ca: &CertificateAuthority,
+    policies: Value,
+    port_name: &str,
+) -> TestWaypoint {
     let echo = echo_server().await;
     let endpoint = json!({
         "workloadUid": "Kubernetes//Pod/test/db-0",
@@ -64,7 +72,7 @@ async fn waypoint(ca: &CertificateAuthority, policies: Value) -> TestWaypoint {
     });
     let mut cfg = config(
         vec![endpoint],
-        json!({"ports": [{"port": DB_PORT, "targetPort": 0, "name": "tcp-db"}]}),
+        json!({"ports": [{"port": DB_PORT, "targetPort": 0, "name": port_name}]}),
     );
     cfg["filters"] = json!([{
         "name": "authz",
@@ -88,19 +96,7 @@ async fn exchange(
     sa: &str,
     payload: &[u8],
 ) -> Result<Vec<u8>, String> {
-    let client = HboneClient::new(HboneConfig::default());
-    let id = cert(ca, "shop", sa);
-    let waypoint_id = SpiffeId::new("cluster.local", "test", "waypoint");
-    let mut stream = client
-        .connect(
-            &id,
-            wp.w().bound().hbone.unwrap(),
-            Some(&waypoint_id),
-            &format!("10.96.0.10:{DB_PORT}"),
-            http::HeaderMap::new(),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut stream = tunnel(ca, wp, sa, DB_PORT).await?;
     stream.write_all(payload).await.map_err(|e| e.to_string())?;
     let mut got = vec![0; payload.len()];
     tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut got))
@@ -109,6 +105,28 @@ async fn exchange(
         .map_err(|e| e.to_string())?;
     stream.shutdown().await.map_err(|e| e.to_string())?;
     Ok(got)
+}
+
+/// An HBONE tunnel as `sa` in `shop` to the service VIP's `port`.
+async fn tunnel(
+    ca: &CertificateAuthority,
+    wp: &TestWaypoint,
+    sa: &str,
+    port: u16,
+) -> Result<mesh_common::hbone::H2Stream, String> {
+    let client = HboneClient::new(HboneConfig::default());
+    let id = cert(ca, "shop", sa);
+    let waypoint_id = SpiffeId::new("cluster.local", "test", "waypoint");
+    client
+        .connect(
+            &id,
+            wp.w().bound().hbone.unwrap(),
+            Some(&waypoint_id),
+            &format!("10.96.0.10:{port}"),
+            http::HeaderMap::new(),
+        )
+        .await
+        .map_err(|e| e.to_string())
 }
 
 fn policy(name: &str, action: &str, rules: Value) -> Value {
@@ -219,4 +237,70 @@ async fn a16_http_only_deny_refuses_every_tcp_connection() {
     // Without the policy the same connection goes through.
     let open = waypoint(&ca, json!([])).await;
     assert_eq!(exchange(&ca, &open, "web", b"ping").await.unwrap(), b"ping");
+}
+
+#[tokio::test]
+async fn undeclared_port_is_detected_http_or_tcp() {
+    let ca = CertificateAuthority::new_root("cluster.local", Duration::from_secs(86400)).unwrap();
+    // Binary client bytes on a port without a protocol: forwarded as TCP,
+    // and the L4 policy applies (sleep has no ALLOW, web has).
+    let policies = json!([policy(
+        "allow-web",
+        "ALLOW",
+        json!([{"from": [{"source": {"principals": ["cluster.local/ns/shop/sa/web"]}}]}])
+    )]);
+    let wp = waypoint_with_port(&ca, policies, "").await;
+    let payload = b"\x00\x00\x00\x08\x04\xd2\x16\x2f binary".to_vec();
+    assert_eq!(exchange(&ca, &wp, "web", &payload).await.unwrap(), payload);
+    assert!(exchange(&ca, &wp, "sleep", &payload).await.is_err());
+    let m = wp.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "istio_tcp_connections_opened_total",
+            &[("source_principal", "spiffe://cluster.local/ns/shop/sa/web")]
+        ),
+        Some(1.0),
+        "{m}"
+    );
+
+    // An HTTP request on a port without a protocol is served as HTTP.
+    let up = Upstream::start("a", "127.0.0.1").await;
+    let cfg = config(
+        vec![up.endpoint(&[("app", "echo")])],
+        json!({"ports": [{"port": SVC_PORT, "targetPort": 0}]}),
+    );
+    let waypoint_cert = cert(&ca, "test", "waypoint");
+    let wp = TestWaypoint::start_with(&cfg, |o| {
+        o.hbone_addr = Some("127.0.0.1:0".parse().unwrap());
+        o.cert = Some(waypoint_cert.clone());
+    })
+    .await;
+    let mut s = tunnel(&ca, &wp, "web", SVC_PORT).await.unwrap();
+    s.write_all(
+        format!("GET /sniffed HTTP/1.1\r\nhost: {SVC}\r\nconnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut resp = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut resp))
+        .await
+        .unwrap()
+        .unwrap();
+    let resp = String::from_utf8_lossy(&resp);
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(
+        resp.to_ascii_lowercase().contains("x-upstream: a"),
+        "{resp}"
+    );
+    let m = wp.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "istio_requests_total",
+            &[("response_code", "200"), ("destination_service", SVC)]
+        ),
+        Some(1.0),
+        "{m}"
+    );
 }
