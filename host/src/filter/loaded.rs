@@ -355,6 +355,7 @@ impl LoadedFilter {
         };
         let mut store = self.new_store();
         Self::arm(&mut store, self.init_ticks);
+        let _running = self.runtime.enter();
         let bindings = match self.pre.instantiate_async(&mut store).await {
             Ok(b) => b,
             Err(e) => {
@@ -450,11 +451,13 @@ macro_rules! call_hook {
         let start = Instant::now();
         let mut inst = $self.checkout().await?;
         LoadedFilter::arm(&mut inst.store, $self.cpu_ticks);
+        let running = $self.runtime.enter();
         let result = {
             let $h = inst.bindings.mesh_filter_handler();
             let $store = &mut inst.store;
             $call.await
         };
+        drop(running);
         $self.record($hook, start);
         match result {
             Ok(r) => {

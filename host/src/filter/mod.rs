@@ -35,6 +35,7 @@ mod outbound;
 pub mod request;
 mod runtime;
 mod state;
+mod ticker;
 
 pub use chain::{
     ApplyReport, Canary, Chain, ChainEntry, DesiredCanary, DesiredFilter, FilterManager,

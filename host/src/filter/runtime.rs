@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -17,6 +17,7 @@ use super::error::LoadError;
 use super::limits;
 use super::loaded::LoadedFilter;
 use super::metrics::RuntimeMetrics;
+use super::ticker::{Active, Ticker};
 
 /// Process-wide settings of the runtime.
 #[derive(Clone, Debug)]
@@ -82,13 +83,7 @@ pub struct FilterRuntime {
     compiler: Option<OutOfProcessCompiler>,
     compiles: std::sync::atomic::AtomicU64,
     metrics: RuntimeMetrics,
-    ticker_stop: Arc<AtomicBool>,
-}
-
-impl Drop for FilterRuntime {
-    fn drop(&mut self) {
-        self.ticker_stop.store(true, Ordering::Relaxed);
-    }
+    ticker: Ticker,
 }
 
 fn engine_config(rc: &RuntimeConfig) -> wasmtime::Result<Config> {
@@ -140,26 +135,19 @@ impl FilterRuntime {
                 "cannot create the WebAssembly engine: {e} (the pooling allocator reserves address space; check `ulimit -v`)"
             )
         })?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let (e, s) = (engine.weak(), stop.clone());
-        std::thread::Builder::new()
-            .name("wasm-epoch".into())
-            .spawn(move || {
-                while !s.load(Ordering::Relaxed) {
-                    std::thread::sleep(limits::EPOCH_TICK);
-                    match e.upgrade() {
-                        Some(engine) => engine.increment_epoch(),
-                        None => break,
-                    }
-                }
-            })?;
+        let ticker = Ticker::start(&engine)?;
         Ok(Arc::new(FilterRuntime {
             engine,
             compiler: rc.compiler.clone(),
             compiles: std::sync::atomic::AtomicU64::new(0),
             metrics: RuntimeMetrics::default(),
-            ticker_stop: stop,
+            ticker,
         }))
+    }
+
+    /// Marks guest code running (the epoch ticker runs while a guard lives).
+    pub(crate) fn enter(&self) -> Active<'_> {
+        self.ticker.enter()
     }
 
     pub fn engine(&self) -> &Engine {
