@@ -31,9 +31,13 @@ use super::{Destination, Downstream, Proxy};
 use crate::respond::flags;
 use crate::telemetry::{TcpConnection, security_policy};
 
+/// Copy buffer per direction (tokio's default 8 KiB means many small
+/// HTTP/2 DATA frames on the HBONE side).
+const COPY_BUF: usize = 64 * 1024;
+
 /// Application protocols Istio treats as opaque TCP (port-name prefixes and
-/// `appProtocol` values). Anything else (including no protocol at all) is
-/// served as HTTP.
+/// `appProtocol` values). Declared HTTP protocols are served as HTTP;
+/// ports with no (or an unknown) protocol are detected (`super::sniff`).
 const TCP_PROTOCOLS: [&str; 6] = ["tcp", "tls", "https", "mongo", "mysql", "redis"];
 
 /// Is `port` of `svc` declared as a non-HTTP protocol?
@@ -223,7 +227,7 @@ pub(crate) async fn serve(
         conn: &conn,
     };
     tokio::select! {
-        r = tokio::io::copy_bidirectional(&mut downstream, &mut upstream) => {
+        r = tokio::io::copy_bidirectional_with_sizes(&mut downstream, &mut upstream, COPY_BUF, COPY_BUF) => {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "TCP connection ended with an error");
             }
