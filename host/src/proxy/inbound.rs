@@ -1,5 +1,7 @@
 //! One request from arrival to the end of its response.
 
+mod upgrade;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -267,6 +269,10 @@ impl Exchange {
             Ok(t) => t,
             Err(e) => return this.error_boxed(e).await,
         };
+        if let Some(up) = upgrade::requested(&parts) {
+            let hash = this.hash_key(&target.cluster, &parts);
+            return Box::pin(this.upgrade(parts, target, hash, up)).await;
+        }
         let proto = target
             .cluster
             .protocol

@@ -88,7 +88,8 @@ pub async fn serve_connection<IO>(
         .initial_stream_window_size(1 << 20)
         .initial_connection_window_size(4 << 20)
         .keep_alive_interval(Some(Duration::from_secs(30)));
-    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    // With upgrades: WebSocket requests are relayed (`inbound::upgrade`).
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => {

@@ -16,3 +16,4 @@ mod routing;
 mod support;
 mod tcp;
 mod telemetry;
+mod websocket;
