@@ -39,7 +39,9 @@ pub struct AccessLogConfig {
 pub struct TracingConfig {
     /// Sampling percentage 0–100 (Istio default 1 %).
     pub sampling_percentage: f64,
-    /// OTLP/HTTP endpoint to export spans to; `None` ⇒ spans not exported.
+    /// Where spans are exported: an OTLP/HTTP endpoint (`http://host:port`
+    /// or a full `.../v1/traces` URL, JSON encoding) or `grpc://host:port`
+    /// for OTLP/gRPC; `None` ⇒ spans not exported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub otlp_endpoint: Option<String>,
     /// Do not report spans (context still propagated).

@@ -15,6 +15,7 @@
 pub mod accesslog;
 pub mod expr;
 pub mod istio;
+pub mod otlp_grpc;
 pub mod prom;
 pub mod record;
 pub mod tcp;
@@ -132,10 +133,10 @@ impl Telemetry {
         let overrides = Overrides::new(&t.metrics).map_err(TelemetryError::TagOverride)?;
         let waypoint = format!("{}.{}", cfg.name, cfg.namespace);
         let target = match (&t.tracing.otlp_endpoint, t.tracing.disable_span_reporting) {
-            (Some(e), false) => Some(ExportTarget {
-                url: trace::traces_url(e).map_err(TelemetryError::Endpoint)?,
-                service_name: waypoint.clone(),
-            }),
+            (Some(e), false) => Some(
+                ExportTarget::for_endpoint(e, waypoint.clone())
+                    .map_err(TelemetryError::Endpoint)?,
+            ),
             _ => None,
         };
         Ok(Prepared {

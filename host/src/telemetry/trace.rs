@@ -1,5 +1,6 @@
 //! Tracing: W3C `traceparent` propagation, sampling, and span export over
-//! OTLP/HTTP (JSON encoding, `POST <endpoint>/v1/traces`).
+//! OTLP/HTTP (JSON encoding, `POST <endpoint>/v1/traces`) or OTLP/gRPC
+//! (`grpc://host:port` endpoints, [`super::otlp_grpc`]).
 //!
 //! 1. An incoming valid `traceparent` keeps its trace id and its sampling
 //!    decision (the `sampled` flag); otherwise a new trace starts, sampled
@@ -16,8 +17,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use http::HeaderValue;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rand::Rng;
 use serde_json::{Value as Json, json};
@@ -204,10 +206,38 @@ pub fn encode_otlp(service_name: &str, spans: &[FinishedSpan]) -> Json {
 /// Where and as whom spans are exported.
 #[derive(Debug, Clone)]
 pub struct ExportTarget {
-    /// `http://host:port/v1/traces`.
+    /// `http://host:port/v1/traces`, or the gRPC method URL.
     pub url: http::Uri,
     /// `service.name` resource attribute.
     pub service_name: String,
+    /// OTLP/gRPC (HTTP/2, protobuf) rather than OTLP/HTTP (JSON).
+    pub grpc: bool,
+}
+
+impl ExportTarget {
+    /// The target for a configured endpoint: `grpc://host:port` for
+    /// OTLP/gRPC, else an OTLP/HTTP endpoint ([`traces_url`]).
+    pub fn for_endpoint(endpoint: &str, service_name: String) -> Result<Self, String> {
+        if let Some(hp) = endpoint.strip_prefix("grpc://") {
+            let url = format!(
+                "http://{}{}",
+                hp.trim_end_matches('/'),
+                super::otlp_grpc::EXPORT_PATH
+            )
+            .parse()
+            .map_err(|e| format!("OTLP endpoint {endpoint:?} is not host:port: {e}"))?;
+            return Ok(ExportTarget {
+                url,
+                service_name,
+                grpc: true,
+            });
+        }
+        Ok(ExportTarget {
+            url: traces_url(endpoint)?,
+            service_name,
+            grpc: false,
+        })
+    }
 }
 
 /// The URL spans go to for a configured OTLP endpoint.
@@ -268,8 +298,19 @@ impl SpanExporter {
     }
 }
 
+/// The export clients: HTTP/1.1 for OTLP/HTTP, HTTP/2 for OTLP/gRPC.
+struct Clients {
+    http: Client<HttpConnector, Full<Bytes>>,
+    grpc: Client<HttpConnector, Full<Bytes>>,
+}
+
 async fn run(mut rx: mpsc::Receiver<FinishedSpan>, target: Arc<ArcSwapOption<ExportTarget>>) {
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let client = Clients {
+        http: Client::builder(TokioExecutor::new()).build_http(),
+        grpc: Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .build_http(),
+    };
     let mut batch = Vec::new();
     loop {
         let deadline = tokio::time::sleep(FLUSH_INTERVAL);
@@ -294,7 +335,7 @@ async fn run(mut rx: mpsc::Receiver<FinishedSpan>, target: Arc<ArcSwapOption<Exp
 }
 
 async fn flush(
-    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    client: &Clients,
     target: &ArcSwapOption<ExportTarget>,
     batch: &mut Vec<FinishedSpan>,
 ) {
@@ -303,19 +344,38 @@ async fn flush(
     }
     let spans = std::mem::take(batch);
     let Some(t) = target.load_full() else { return };
-    let body = encode_otlp(&t.service_name, &spans).to_string();
-    let req = http::Request::post(t.url.clone())
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body)));
+    let req = if t.grpc {
+        let body = super::otlp_grpc::frame(&super::otlp_grpc::request(&t.service_name, &spans));
+        http::Request::post(t.url.clone())
+            .header(http::header::CONTENT_TYPE, "application/grpc")
+            .header(http::header::TE, "trailers")
+            .body(Full::new(body))
+    } else {
+        let body = encode_otlp(&t.service_name, &spans).to_string();
+        http::Request::post(t.url.clone())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+    };
     let Ok(req) = req else { return };
-    match tokio::time::timeout(Duration::from_secs(5), client.request(req)).await {
-        Ok(Ok(resp)) if resp.status().is_success() => {}
-        Ok(Ok(resp)) => {
-            tracing::warn!(status = %resp.status(), url = %t.url, "OTLP collector refused spans")
+    let c = if t.grpc { &client.grpc } else { &client.http };
+    let call = async {
+        let resp = c.request(req).await.map_err(|e| {
+            format!("could not export spans ({e}); is the OTLP collector reachable?")
+        })?;
+        if !resp.status().is_success() {
+            return Err(format!("OTLP collector answered {}", resp.status()));
         }
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, url = %t.url, "could not export spans; is the OTLP collector reachable?")
+        let (parts, body) = resp.into_parts();
+        let collected = body.collect().await.map_err(|e| e.to_string())?;
+        if t.grpc {
+            super::otlp_grpc::outcome(&parts.headers, collected.trailers())
+                .map_err(|e| format!("OTLP collector refused spans: {e}"))?;
         }
+        Ok(())
+    };
+    match tokio::time::timeout(Duration::from_secs(5), call).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(url = %t.url, "{e}"),
         Err(_) => tracing::warn!(url = %t.url, "span export timed out"),
     }
 }
@@ -381,5 +441,12 @@ mod tests {
             "http://127.0.0.1:4318/v1/traces"
         );
         assert!(traces_url("https://x:4318").is_err());
+        let g =
+            ExportTarget::for_endpoint("grpc://otel.istio-system.svc:4317", "w".into()).unwrap();
+        assert!(g.grpc);
+        assert_eq!(
+            g.url.to_string(),
+            "http://otel.istio-system.svc:4317/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+        );
     }
 }

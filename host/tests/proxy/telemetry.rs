@@ -414,3 +414,119 @@ async fn access_logs_and_traces_follow_telemetry_settings() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(spans(&got).len(), before);
 }
+
+/// An OTLP/gRPC collector (HTTP/2 prior knowledge, like the OpenTelemetry
+/// Collector's 4317 receiver) keeping the decoded export requests.
+async fn otlp_grpc_receiver() -> (
+    u16,
+    Arc<Mutex<Vec<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest>>>,
+) {
+    use prost::Message;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let g = got.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = l.accept().await else {
+                continue;
+            };
+            let g = g.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let g = g.clone();
+                    async move {
+                        assert_eq!(
+                            req.uri().path(),
+                            "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+                        );
+                        assert_eq!(req.headers()["content-type"], "application/grpc");
+                        let b = req.into_body().collect().await.unwrap().to_bytes();
+                        assert_eq!(b[0], 0, "uncompressed");
+                        let len = u32::from_be_bytes([b[1], b[2], b[3], b[4]]) as usize;
+                        assert_eq!(len, b.len() - 5);
+                        let msg = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(&b[5..]).unwrap();
+                        g.lock().push(msg);
+                        // An empty ExportTraceServiceResponse, then grpc-status 0.
+                        let mut trailers = http::HeaderMap::new();
+                        trailers.insert("grpc-status", "0".parse().unwrap());
+                        let body = http_body_util::StreamBody::new(futures::stream::iter([
+                            Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(
+                                Bytes::from_static(&[0, 0, 0, 0, 0]),
+                            )),
+                            Ok(hyper::body::Frame::trailers(trailers)),
+                        ]));
+                        let resp = http::Response::builder()
+                            .header("content-type", "application/grpc")
+                            .body(body)
+                            .unwrap();
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    (port, got)
+}
+
+#[tokio::test]
+async fn spans_are_exported_over_otlp_grpc() {
+    let up = Upstream::start("a", "127.0.0.1").await;
+    let (port, got) = otlp_grpc_receiver().await;
+    let mut cfg = config(vec![up.endpoint(&[])], json!({}));
+    cfg["telemetry"] = json!({
+        "accessLog": { "enabled": false },
+        "tracing": { "samplingPercentage": 100.0, "otlpEndpoint": format!("grpc://127.0.0.1:{port}") },
+    });
+    let wp = TestWaypoint::start(&cfg).await;
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    assert_eq!(
+        get(&wp.url("/traced"), &[("traceparent", incoming)])
+            .await
+            .0,
+        200
+    );
+    assert_eq!(get(&wp.url("/fail"), &[("x-status", "503")]).await.0, 503);
+    let t = Instant::now();
+    let spans = loop {
+        let spans: Vec<_> = got
+            .lock()
+            .iter()
+            .flat_map(|r| r.resource_spans[0].scope_spans[0].spans.clone())
+            .collect();
+        if spans.len() >= 2 {
+            break spans;
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "spans not exported");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let traced = spans
+        .iter()
+        .find(|s| {
+            s.trace_id
+                == [
+                    0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e,
+                    0x0e, 0x47, 0x36,
+                ]
+        })
+        .expect("the incoming trace id is kept");
+    assert_eq!(
+        traced.parent_span_id,
+        [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]
+    );
+    assert_eq!(traced.name, format!("{SVC}:{SVC_PORT}/*"));
+    let failed = spans
+        .iter()
+        .find(|s| s.trace_id != traced.trace_id)
+        .unwrap();
+    assert_eq!(
+        failed.status.as_ref().unwrap().code,
+        2,
+        "5xx is an error span"
+    );
+    let resource = got.lock()[0].resource_spans[0].resource.clone().unwrap();
+    assert_eq!(resource.attributes[0].key, "service.name");
+}

@@ -67,14 +67,17 @@ pub fn telemetry_for(cs: &ConfigSet, wp: &WaypointInfo) -> TelemetryConfig {
             if let Some(p) = tr.providers.iter().flatten().next() {
                 out.tracing.otlp_endpoint =
                     cs.mesh.extension_providers.get(&p.name).and_then(|ep| {
-                        ep.opentelemetry.as_ref().map(|o| {
-                            let path = o
-                                .http
-                                .as_ref()
-                                .and_then(|h| h.get("path"))
-                                .and_then(|p| p.as_str())
-                                .unwrap_or("/v1/traces");
-                            format!("http://{}:{}{}", o.service, o.port, path)
+                        ep.opentelemetry.as_ref().map(|o| match &o.http {
+                            // OTLP/HTTP when the provider has an `http`
+                            // section, OTLP/gRPC (Istio's default) otherwise.
+                            Some(h) => {
+                                let path = h
+                                    .get("path")
+                                    .and_then(|p| p.as_str())
+                                    .unwrap_or("/v1/traces");
+                                format!("http://{}:{}{}", o.service, o.port, path)
+                            }
+                            None => format!("grpc://{}:{}", o.service, o.port),
                         })
                     });
             }
