@@ -909,7 +909,9 @@ fn waypoint_bin() -> Option<PathBuf> {
 /// With the real waypoint (host/): a Service bound to it is reached through
 /// it, and the destination ztunnel sees the waypoint's identity. b1 only
 /// admits the waypoint's principal, so the same request straight to the pod
-/// IP is refused, proving the VIP path went through the waypoint.
+/// IP is refused, proving the VIP path went through the waypoint. A second
+/// service port declared `tcp-raw` carries bytes that are not HTTP through
+/// the waypoint's TCP path to an echo server.
 #[test]
 fn service_bound_to_the_real_waypoint() {
     if skip() {
@@ -945,13 +947,16 @@ fn service_bound_to_the_real_waypoint() {
             "name": "svc",
             "namespace": "shop",
             "vips": [t.vip().to_string()],
-            "ports": [{"port": 80, "targetPort": 8080, "name": "http"}],
+            "ports": [
+                {"port": 80, "targetPort": 8080, "name": "http"},
+                {"port": 9000, "targetPort": 9000, "name": "tcp-raw"},
+            ],
             "endpoints": [{
                 "workloadUid": "Kubernetes//Pod/shop/b1",
                 "name": "b1",
                 "namespace": "shop",
                 "address": b1.to_string(),
-                "ports": {"80": 8080},
+                "ports": {"80": 8080, "9000": 9000},
                 "hbone": true,
                 "identity": format!("spiffe://{TD}/ns/shop/sa/server"),
             }],
@@ -998,7 +1003,27 @@ fn service_bound_to_the_real_waypoint() {
         ready_in(&t.ns("wp"))
     });
 
+    // A raw TCP echo server on b1:9000 (the service's `tcp-raw` port).
+    let echo = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &t.ns("b1"),
+            "/usr/bin/python3",
+            "-c",
+            TCP_ECHO,
+        ])
+        .spawn()
+        .unwrap();
+    t.children.push(echo);
+
     let mut snap = t.snapshot(&[]);
+    snap.services[0].ports.push(ServicePort {
+        port: 9000,
+        target_port: 9000,
+        name: "tcp-raw".into(),
+        ..Default::default()
+    });
     snap.services[0].waypoint = Some(WaypointBinding {
         name: "waypoint".into(),
         namespace: "shop".into(),
@@ -1043,6 +1068,32 @@ fn service_bound_to_the_real_waypoint() {
             && l.contains("source_principal=\"spiffe://cluster.local/ns/shop/sa/waypoint\"")),
         "{m}"
     );
+    // The TCP port: bytes that are not HTTP go through the waypoint's TCP
+    // path unchanged (and b1 still admits only the waypoint).
+    let vip = t.vip();
+    let mut echoed = String::new();
+    for _ in 0..50 {
+        echoed = in_ns(
+            &t.ns("a1"),
+            &[
+                "/usr/bin/python3",
+                "-c",
+                TCP_CLIENT,
+                &vip.to_string(),
+                "9000",
+            ],
+        );
+        if !echoed.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        echoed.trim(),
+        "00ff0d0a6e6f742d68747470",
+        "TCP echo through the waypoint ({})",
+        t.log_hint()
+    );
     let wm = in_ns(
         &t.ns("wp"),
         &["curl", "-s", "http://127.0.0.1:15020/metrics"],
@@ -1051,4 +1102,47 @@ fn service_bound_to_the_real_waypoint() {
         wm.contains("istio_requests_total"),
         "waypoint saw no request: {wm}"
     );
+    assert!(
+        wm.lines().any(|l| l
+            .starts_with("istio_tcp_connections_opened_total{reporter=\"waypoint\"")
+            && l.contains("source_principal=\"spiffe://cluster.local/ns/shop/sa/web\"")
+            && l.contains("request_protocol=\"tcp\"")),
+        "waypoint saw no TCP connection: {wm}"
+    );
 }
+
+/// A one-connection-at-a-time TCP echo server on port 9000.
+const TCP_ECHO: &str = r#"
+import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('0.0.0.0', 9000))
+s.listen(16)
+while True:
+    c, _ = s.accept()
+    while True:
+        d = c.recv(65536)
+        if not d:
+            break
+        c.sendall(d)
+    c.close()
+"#;
+
+/// Sends 12 bytes (not HTTP) to argv[1]:argv[2], prints the echo as hex
+/// (nothing on failure).
+const TCP_CLIENT: &str = r#"
+import socket, sys
+try:
+    c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+    m = bytes([0, 255, 13, 10]) + b'not-http'
+    c.sendall(m)
+    got = b''
+    while len(got) < len(m):
+        d = c.recv(100)
+        if not d:
+            break
+        got += d
+    print(got.hex())
+except OSError:
+    pass
+"#;
