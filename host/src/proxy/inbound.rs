@@ -103,6 +103,9 @@ struct Exchange {
     rf: RequestFilters,
     rec: Recorder,
     guards: Guards,
+    /// A consistent-hash cookie generated for this request (`Set-Cookie`
+    /// value added to the upstream response).
+    set_cookie: Option<http::HeaderValue>,
 }
 
 /// Holds the record until the response is built; when the downstream goes
@@ -227,6 +230,7 @@ pub(crate) async fn handle(
         down,
         rf,
         guards: vec![Box::new(inflight)],
+        set_cookie: None,
     };
     ex.run(parts, body, dest).await
 }
@@ -445,7 +449,7 @@ impl Exchange {
         Ok(Target { cluster, pinned })
     }
 
-    fn hash_key(&self, cluster: &Cluster, parts: &http::request::Parts) -> Option<u64> {
+    fn hash_key(&mut self, cluster: &Cluster, parts: &http::request::Parts) -> Option<u64> {
         let LoadBalancer::ConsistentHash(ch) = &cluster.policy.load_balancer else {
             return None;
         };
@@ -460,15 +464,36 @@ impl Exchange {
                     .find(|(k, _)| k == q)
                     .map(|(_, v)| hash64(v))
             }),
-            HashKey::HttpCookie { name, .. } => parts
-                .headers
-                .get_all(http::header::COOKIE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(';'))
-                .filter_map(|c| c.trim().split_once('='))
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| hash64(v)),
+            HashKey::HttpCookie { name, path, ttl } => {
+                let present = parts
+                    .headers
+                    .get_all(http::header::COOKIE)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .flat_map(|v| v.split(';'))
+                    .filter_map(|c| c.trim().split_once('='))
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.trim_matches('"').to_string());
+                if let Some(v) = present {
+                    return Some(hash64(v.as_str()));
+                }
+                // Absent: with a ttl, generate it (Envoy: a hash of the
+                // downstream connection's addresses, so requests racing on
+                // one connection get the same cookie) and hash this request
+                // by it, so the next one carrying it lands on the same host.
+                let ttl = (*ttl)?;
+                let value = format!("{:016x}", hash64((self.down.remote, self.down.local)));
+                let mut sc = format!("{name}=\"{value}\"");
+                if ttl.as_secs() > 0 {
+                    sc.push_str(&format!("; Max-Age={}", ttl.as_secs()));
+                }
+                if let Some(p) = path.as_deref().filter(|p| !p.is_empty()) {
+                    sc.push_str(&format!("; Path={p}"));
+                }
+                sc.push_str("; HttpOnly");
+                self.set_cookie = http::HeaderValue::from_str(&sc).ok();
+                Some(hash64(value.as_str()))
+            }
         }
     }
 
@@ -665,6 +690,9 @@ impl Exchange {
     ) -> Response<ResponseBody> {
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
+        if let Some(c) = self.set_cookie.take() {
+            parts.headers.append(http::header::SET_COOKIE, c);
+        }
         if let Some(g) = parts
             .headers
             .get("grpc-status")

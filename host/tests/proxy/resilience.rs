@@ -384,3 +384,55 @@ async fn max_retries_caps_concurrent_retries() {
         "{m}"
     );
 }
+
+/// `consistentHash.httpCookie` with a `ttl`: a request without the cookie
+/// gets one generated (`Set-Cookie`, Envoy's format) and every request
+/// carrying it goes to the same host; without `ttl` nothing is generated.
+#[tokio::test]
+async fn cookie_affinity_generates_the_cookie_and_sticks() {
+    let a = Upstream::start("a", "127.0.0.1").await;
+    let b = Upstream::start("b", "127.0.0.2").await;
+    let c = Upstream::start("c", "127.0.0.3").await;
+    let eps = vec![a.endpoint(&[]), b.endpoint(&[]), c.endpoint(&[])];
+    let lb = |key: Value| policy(json!({ "loadBalancer": { "CONSISTENT_HASH": { "key": key } } }));
+    let wp = TestWaypoint::start(&config(
+        eps.clone(),
+        lb(json!({ "httpCookie": { "name": "sticky", "path": "/", "ttl": "1h" } })),
+    ))
+    .await;
+    let (status, _, h) = get(&wp.url("/"), &[]).await;
+    assert_eq!(status, 200);
+    let set = h
+        .get("set-cookie")
+        .expect("cookie generated")
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(set.starts_with("sticky=\""), "{set}");
+    assert!(set.ends_with("; Max-Age=3600; Path=/; HttpOnly"), "{set}");
+    let first = h["x-upstream"].to_str().unwrap().to_string();
+    let cookie = set.split(';').next().unwrap().to_string();
+    // Every request with the cookie: the same host, no new cookie.
+    for _ in 0..30 {
+        let (s, _, h) = get(&wp.url("/"), &[("cookie", &format!("other=1; {cookie}"))]).await;
+        assert_eq!(s, 200);
+        assert_eq!(h["x-upstream"], first.as_str());
+        assert!(h.get("set-cookie").is_none());
+    }
+    // Different cookie values spread over the hosts.
+    let mut hosts = std::collections::BTreeSet::new();
+    for i in 0..60 {
+        let (_, _, h) = get(&wp.url("/"), &[("cookie", &format!("sticky=\"v{i}\""))]).await;
+        hosts.insert(h["x-upstream"].to_str().unwrap().to_string());
+    }
+    assert!(hosts.len() > 1, "{hosts:?}");
+
+    // No ttl: the cookie is used when present but never generated.
+    wp.reconfigure(&config(
+        eps,
+        lb(json!({ "httpCookie": { "name": "sticky" } })),
+    ))
+    .await;
+    let (_, _, h) = get(&wp.url("/"), &[]).await;
+    assert!(h.get("set-cookie").is_none());
+}
