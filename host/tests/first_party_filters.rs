@@ -254,3 +254,64 @@ async fn denials_faults_redirects_and_missing_routes() {
         rf.response_flags()
     );
 }
+
+/// ES512 (P-521, which ring lacks) through the jwt component and the host's
+/// `crypto` capability: a valid token establishes the principal, a token
+/// whose signature was altered is refused with 401.
+#[tokio::test]
+async fn es512_tokens_verify_through_the_crypto_capability() {
+    use p521::ecdsa::signature::Signer;
+    let mut secret = [9u8; 66];
+    secret[0] = 0;
+    let sk = p521::ecdsa::SigningKey::from_slice(&secret).unwrap();
+    let point = p521::ecdsa::VerifyingKey::from(&sk).to_encoded_point(false);
+    let jwks = json!({"keys": [{"kty": "EC", "crv": "P-521", "kid": "k521",
+        "x": b64(point.x().unwrap()), "y": b64(point.y().unwrap())}]})
+    .to_string();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let signed = format!(
+        "{}.{}",
+        b64(json!({"alg": "ES512", "kid": "k521"})
+            .to_string()
+            .as_bytes()),
+        b64(json!({"iss": ISS, "sub": "carol", "exp": now + 600})
+            .to_string()
+            .as_bytes())
+    );
+    let sig: p521::ecdsa::Signature = sk.sign(signed.as_bytes());
+    let token = format!("{signed}.{}", b64(&sig.to_bytes()));
+    let jwt = json!({"requestAuthentications": [{"namespace": "shop", "name": "jwt",
+        "jwtRules": [{"issuer": ISS, "jwks": jwks}]}]});
+    let m = FilterManager::new(runtime());
+    let report = m
+        .apply(vec![filter(
+            "jwt",
+            "jwt",
+            jwt,
+            &[Capability::Clock, Capability::Crypto, Capability::Authn],
+        )])
+        .await;
+    assert!(report.is_ok(), "load failed: {:?}", report.refused);
+
+    let mut rf = RequestFilters::new(&m.current(), conn());
+    let mut req = with_token("/api/x", &token);
+    assert!(matches!(
+        rf.on_request_headers(&mut req).await,
+        Verdict::Continue
+    ));
+    assert_eq!(rf.request_principal(), Some("https://login.example/carol"));
+
+    // Flip one byte of the signature.
+    let mut bad_sig = sig.to_bytes().to_vec();
+    bad_sig[10] ^= 1;
+    let bad = format!("{signed}.{}", b64(&bad_sig));
+    let mut rf = RequestFilters::new(&m.current(), conn());
+    let mut req = with_token("/api/x", &bad);
+    match rf.on_request_headers(&mut req).await {
+        Verdict::Respond(r) => assert_eq!(r.status(), 401),
+        other => panic!("tampered ES512 token accepted: {other:?}"),
+    }
+}
