@@ -1040,3 +1040,51 @@ fn tracing_provider_protocol_follows_the_extension_provider() {
         );
     }
 }
+
+/// VirtualService `tcp` routes reach the waypoint next to the `http` ones
+/// (destination hosts resolved to FQDNs), for the waypoint's TCP path.
+#[test]
+fn virtual_service_tcp_routes_are_translated() {
+    let dir = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(data().join("seed")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("08-tcp.yaml"),
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: orders-tcp, namespace: shop}\n\
+         spec:\n  hosts: [orders]\n  tcp:\n  - match: [{port: 5432}]\n    route:\n    - {destination: {host: orders, subset: v1}, weight: 80}\n    - {destination: {host: orders, subset: v2}, weight: 20}\n",
+    )
+    .unwrap();
+    let inv = dir.path().join("inventory.yaml");
+    let snap = operator::source::file::load(dir.path(), Some(&inv)).unwrap();
+    assert!(snap.parse_errors.is_empty(), "{:?}", snap.parse_errors);
+    let c = Controller::new(mesh_common::xds::store::ConfigStore::new());
+    c.apply(snap).unwrap();
+    let t = c.translation().unwrap();
+    let routing = t.waypoints[0]
+        .filters
+        .iter()
+        .find(|f| f.name == "routing")
+        .unwrap();
+    let cfg: filter_model::routing::RoutingConfig =
+        serde_json::from_value(routing.config.clone()).unwrap();
+    let orders = cfg
+        .services
+        .iter()
+        .find(|s| s.host == "orders.shop.svc.cluster.local")
+        .unwrap();
+    let vs = orders
+        .virtual_services
+        .iter()
+        .find(|v| v.name == "orders-tcp")
+        .unwrap();
+    assert_eq!(vs.tcp.len(), 1);
+    assert!(vs.tcp[0].matches(5432) && !vs.tcp[0].matches(80));
+    assert_eq!(
+        vs.tcp[0].route[0].destination.host,
+        "orders.shop.svc.cluster.local"
+    );
+    assert_eq!(vs.tcp[0].route[1].destination.subset.as_deref(), Some("v2"));
+    assert_eq!(vs.tcp[0].route[1].weight, 20);
+}

@@ -133,6 +133,7 @@ mod tests {
                             ..Default::default()
                         },
                     ],
+                    tcp: vec![],
                 }],
                 http_routes: vec![GatewayHttpRoute {
                     namespace: "ns".into(),

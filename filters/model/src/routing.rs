@@ -64,6 +64,103 @@ pub struct VirtualServiceRoutes {
     /// `spec.http`, verbatim except destination hosts resolved to FQDNs.
     #[serde(default)]
     pub http: Vec<HttpRoute>,
+    /// `spec.tcp`, destination hosts resolved to FQDNs. Not used by the
+    /// routing filter (TCP connections reach no HTTP hook): the waypoint
+    /// applies them to connections on TCP ports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tcp: Vec<TcpRoute>,
+}
+
+/// `VirtualService.spec.tcp[]` (Istio `TCPRoute`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TcpRoute {
+    /// Match conditions, ORed. Empty = every connection.
+    #[serde(default, rename = "match", skip_serializing_if = "Vec::is_empty")]
+    pub matches: Vec<L4MatchAttributes>,
+    /// Weighted destinations.
+    #[serde(default)]
+    pub route: Vec<RouteDestination>,
+}
+
+/// `L4MatchAttributes`. A waypoint knows the port; a match that also names
+/// source labels, a source namespace or destination subnets is not
+/// supported and never matches (stricter than ignoring it).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct L4MatchAttributes {
+    /// The service port the client addressed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// `gateways`: a waypoint is part of `mesh`; other gateway names never
+    /// match.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateways: Vec<String>,
+    /// `sourceLabels`, `sourceNamespace`, `destinationSubnets`: unsupported.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub source_labels: BTreeMap<String, String>,
+    /// See `source_labels`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_namespace: Option<String>,
+    /// See `source_labels`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub destination_subnets: Vec<String>,
+}
+
+impl L4MatchAttributes {
+    /// Does a connection to `port` match?
+    pub fn matches(&self, port: u16) -> bool {
+        self.port.is_none_or(|p| p == port)
+            && self.gateways.iter().all(|g| g == "mesh")
+            && self.source_labels.is_empty()
+            && self.source_namespace.is_none()
+            && self.destination_subnets.is_empty()
+    }
+}
+
+/// `RouteDestination`: a destination and its relative weight.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteDestination {
+    /// Where to send the connection.
+    pub destination: Destination,
+    /// Relative weight; a single destination takes 100% whatever its weight.
+    #[serde(default)]
+    pub weight: i32,
+}
+
+impl TcpRoute {
+    /// Does a connection to `port` take this route?
+    pub fn matches(&self, port: u16) -> bool {
+        self.matches.is_empty() || self.matches.iter().any(|m| m.matches(port))
+    }
+
+    /// The destination for a draw `r` in `[0, 1)`: relative weights, a
+    /// single destination whatever its weight, none when all weigh 0.
+    pub fn pick(&self, r: f64) -> Option<&Destination> {
+        match self.route.as_slice() {
+            [] => None,
+            [only] => Some(&only.destination),
+            many => {
+                let total: i64 = many.iter().map(|d| i64::from(d.weight.max(0))).sum();
+                if total == 0 {
+                    return None;
+                }
+                let mut x = (r * total as f64) as i64;
+                for d in many {
+                    let w = i64::from(d.weight.max(0));
+                    if x < w {
+                        return Some(&d.destination);
+                    }
+                    x -= w;
+                }
+                many.iter()
+                    .rev()
+                    .find(|d| d.weight > 0)
+                    .map(|d| &d.destination)
+            }
+        }
+    }
 }
 
 /// `VirtualService.spec.http[]` (Istio `HTTPRoute`).
@@ -317,4 +414,55 @@ pub struct HttpBody {
     /// encodes `bytes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes: Option<String>,
+}
+
+#[cfg(test)]
+mod tcp_route_tests {
+    use super::*;
+
+    fn dest(subset: &str, weight: i32) -> RouteDestination {
+        RouteDestination {
+            destination: Destination {
+                host: "db.shop.svc.cluster.local".into(),
+                subset: Some(subset.into()),
+                port: None,
+            },
+            weight,
+        }
+    }
+
+    #[test]
+    fn port_matches_and_weighted_picks() {
+        let r: TcpRoute = serde_json::from_value(serde_json::json!({
+            "match": [{"port": 5432, "gateways": ["mesh"]}],
+            "route": [{"destination": {"host": "db.shop.svc.cluster.local", "subset": "v1"}, "weight": 75},
+                      {"destination": {"host": "db.shop.svc.cluster.local", "subset": "v2"}, "weight": 25}]
+        }))
+        .unwrap();
+        assert!(r.matches(5432));
+        assert!(!r.matches(5433));
+        let sub = |x: f64| r.pick(x).unwrap().subset.clone().unwrap();
+        assert_eq!(sub(0.0), "v1");
+        assert_eq!(sub(0.74), "v1");
+        assert_eq!(sub(0.76), "v2");
+        assert_eq!(sub(0.999), "v2");
+        let only = TcpRoute {
+            matches: vec![],
+            route: vec![dest("v9", 0)],
+        };
+        assert!(only.matches(1));
+        assert_eq!(only.pick(0.5).unwrap().subset.as_deref(), Some("v9"));
+        let zero = TcpRoute {
+            matches: vec![],
+            route: vec![dest("a", 0), dest("b", 0)],
+        };
+        assert!(zero.pick(0.5).is_none());
+        let other_gw: L4MatchAttributes =
+            serde_json::from_value(serde_json::json!({"port": 1, "gateways": ["istio-system/gw"]}))
+                .unwrap();
+        assert!(!other_gw.matches(1));
+        let labels: L4MatchAttributes =
+            serde_json::from_value(serde_json::json!({"sourceLabels": {"app": "x"}})).unwrap();
+        assert!(!labels.matches(1));
+    }
 }

@@ -12,7 +12,7 @@ use mesh_common::model::{WaypointConfig, WaypointEndpoint, WaypointService};
 use crate::cluster::ClusterSet;
 use crate::config::chains::ChainMap;
 
-use super::tcp::TcpAuthz;
+use super::tcp::{TcpAuthz, TcpRoutes};
 
 /// Everything a request needs from the config, swapped atomically.
 #[derive(Debug)]
@@ -29,6 +29,8 @@ pub struct Snapshot {
     pub applied_at: SystemTime,
     /// The `authz` filter's policies for connections to TCP ports.
     pub tcp_authz: Option<Arc<TcpAuthz>>,
+    /// VirtualService `tcp` routes.
+    pub tcp_routes: Option<Arc<TcpRoutes>>,
     by_vip: HashMap<IpAddr, Arc<WaypointService>>,
     by_name: HashMap<String, Arc<WaypointService>>,
     endpoints: HashMap<IpAddr, (Arc<WaypointEndpoint>, Option<Arc<WaypointService>>)>,
@@ -100,6 +102,7 @@ impl Snapshot {
         // Any port may carry TCP (declared, or detected on a port without a
         // protocol), so the policies are always ready.
         let tcp_authz = TcpAuthz::from_filters(&config.filters);
+        let tcp_routes = TcpRoutes::from_filters(&config.filters);
         Snapshot {
             version,
             config,
@@ -107,6 +110,7 @@ impl Snapshot {
             chains,
             applied_at: SystemTime::now(),
             tcp_authz,
+            tcp_routes,
             by_vip,
             by_name,
             endpoints,

@@ -20,7 +20,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use std::collections::HashMap;
+
 use filter_authz::{Authorizer, ConnectionInput, Decision};
+use filter_model::routing::{RoutingConfig, TcpRoute};
 use mesh_common::hbone::{H2Stream, InboundRequest};
 use mesh_common::model::{FilterConfig, WaypointEndpoint, WaypointService};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -108,6 +111,41 @@ impl TcpAuthz {
     }
 }
 
+/// VirtualService `tcp` routes per service, from the routing filter's
+/// configuration (the operator puts them next to the `http` routes; the
+/// WASM filter never sees a TCP connection, so the waypoint applies them).
+#[derive(Debug, Default)]
+pub struct TcpRoutes(HashMap<String, Vec<TcpRoute>>);
+
+impl TcpRoutes {
+    /// From the chain of a waypoint config: the filter named `routing`;
+    /// None when no VirtualService has `tcp` routes.
+    pub fn from_filters(filters: &[FilterConfig]) -> Option<Arc<Self>> {
+        let fc = filters.iter().find(|f| f.name == "routing")?;
+        let cfg: RoutingConfig = match serde_json::from_value(fc.config.clone()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "routing config unreadable for TCP routes");
+                return None;
+            }
+        };
+        let mut by_host: HashMap<String, Vec<TcpRoute>> = HashMap::new();
+        for s in cfg.services {
+            let routes: Vec<TcpRoute> =
+                s.virtual_services.into_iter().flat_map(|v| v.tcp).collect();
+            if !routes.is_empty() {
+                by_host.entry(s.host).or_default().extend(routes);
+            }
+        }
+        (!by_host.is_empty()).then(|| Arc::new(TcpRoutes(by_host)))
+    }
+
+    /// The first route of `service` a connection to `port` takes.
+    fn route(&self, service: &str, port: u16) -> Option<&TcpRoute> {
+        self.0.get(service)?.iter().find(|r| r.matches(port))
+    }
+}
+
 /// Istio's TCP label set for a connection (`request_protocol="tcp"`).
 fn labels<'a>(
     proxy: &'a Proxy,
@@ -178,12 +216,35 @@ pub(crate) async fn serve(
         // Envoy's RBAC network filter leaves no response flag.
         return refuse(req, http::StatusCode::FORBIDDEN, "-", &reason);
     }
-    let Some(cluster) = snap.clusters.get(&svc.hostname, dest.port, None).cloned() else {
+    // VirtualService `tcp` routes, else the addressed service and port.
+    let route = snap
+        .tcp_routes
+        .as_ref()
+        .and_then(|r| r.route(&svc.hostname, dest.port));
+    let (to, port, subset) = match route {
+        Some(route) => match route.pick(rand::random::<f64>()) {
+            Some(d) => (
+                d.host.clone(),
+                d.port.map_or(dest.port, |p| p.number),
+                d.subset.clone(),
+            ),
+            None => {
+                return refuse(
+                    req,
+                    http::StatusCode::SERVICE_UNAVAILABLE,
+                    flags::NO_HEALTHY_UPSTREAM,
+                    &"every TCP route destination weighs 0",
+                );
+            }
+        },
+        None => (svc.hostname.clone(), dest.port, None),
+    };
+    let Some(cluster) = snap.clusters.get(&to, port, subset.as_deref()).cloned() else {
         return refuse(
             req,
             http::StatusCode::SERVICE_UNAVAILABLE,
             flags::NO_CLUSTER,
-            &"no cluster",
+            &format!("no cluster for {to}:{port} (subset {subset:?})"),
         );
     };
     drop(snap);

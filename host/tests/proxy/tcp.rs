@@ -304,3 +304,111 @@ async fn undeclared_port_is_detected_http_or_tcp() {
         "{m}"
     );
 }
+
+/// A TCP server answering every read with `<name>:` + the bytes.
+async fn tagged_echo(name: &'static str) -> std::net::SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 256];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                    let mut out = format!("{name}:").into_bytes();
+                    out.extend_from_slice(&buf[..n]);
+                    if s.write_all(&out).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// VirtualService `tcp` routes at the waypoint: subsets by weight, for
+/// connections on the matching port.
+#[tokio::test]
+async fn virtual_service_tcp_routes_pick_subsets_by_weight() {
+    let ca = CertificateAuthority::new_root("cluster.local", Duration::from_secs(86400)).unwrap();
+    let (v1, v2) = (tagged_echo("v1").await, tagged_echo("v2").await);
+    let ep = |name: &str, addr: std::net::SocketAddr, version: &str| {
+        json!({
+            "workloadUid": format!("Kubernetes//Pod/test/{name}"),
+            "name": name, "namespace": "test", "workloadName": name,
+            "address": addr.ip().to_string(),
+            "ports": { DB_PORT.to_string(): addr.port() },
+            "labels": {"app": "db", "version": version},
+        })
+    };
+    let routes = |tcp: Value| {
+        json!([{
+            "name": "routing",
+            "module": { "sha256": "", "url": guest("routing").display().to_string() },
+            "config": {"waypointNamespace": "test", "services": [{"host": SVC,
+                "virtualServices": [{"namespace": "test", "name": "db", "http": [], "tcp": tcp}]}]},
+            "capabilities": ["random"],
+        }])
+    };
+    let mut cfg = config(
+        vec![ep("db-v1", v1, "v1"), ep("db-v2", v2, "v2")],
+        json!({
+            "ports": [{"port": DB_PORT, "targetPort": 0, "name": "tcp-db"}],
+            "subsets": [{"name": "v1", "labels": {"version": "v1"}}, {"name": "v2", "labels": {"version": "v2"}}],
+        }),
+    );
+    cfg["filters"] = routes(json!([{
+        "match": [{"port": DB_PORT}],
+        "route": [{"destination": {"host": SVC, "subset": "v2"}}]
+    }]));
+    let waypoint_cert = cert(&ca, "test", "waypoint");
+    let wp = TestWaypoint::start_with(&cfg, |o| {
+        o.hbone_addr = Some("127.0.0.1:0".parse().unwrap());
+        o.cert = Some(waypoint_cert.clone());
+    })
+    .await;
+    for _ in 0..10 {
+        let got = exchange_raw(&ca, &wp, b"ping").await;
+        assert_eq!(got, b"v2:ping", "{}", String::from_utf8_lossy(&got));
+    }
+
+    // 50/50: both subsets serve.
+    cfg["filters"] = routes(json!([{
+        "route": [{"destination": {"host": SVC, "subset": "v1"}, "weight": 50},
+                  {"destination": {"host": SVC, "subset": "v2"}, "weight": 50}]
+    }]));
+    wp.reconfigure(&cfg).await;
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        let got = exchange_raw(&ca, &wp, b"x").await;
+        seen.insert(String::from_utf8_lossy(&got[..2]).into_owned());
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec!["v1", "v2"]);
+
+    // A route for another port leaves this port on the addressed service.
+    cfg["filters"] = routes(json!([{
+        "match": [{"port": 1234}],
+        "route": [{"destination": {"host": SVC, "subset": "v1"}}]
+    }]));
+    wp.reconfigure(&cfg).await;
+    let got = exchange_raw(&ca, &wp, b"y").await;
+    assert!(got == b"v1:y" || got == b"v2:y", "{got:?}");
+}
+
+/// Sends `msg` on a tunnel as `web` to the TCP port; returns the answer.
+async fn exchange_raw(ca: &CertificateAuthority, wp: &TestWaypoint, msg: &[u8]) -> Vec<u8> {
+    let mut s = tunnel(ca, wp, "web", DB_PORT).await.expect("tunnel");
+    s.write_all(msg).await.unwrap();
+    let mut got = vec![0u8; 3 + msg.len()];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut got))
+        .await
+        .expect("answer in time")
+        .unwrap();
+    got
+}

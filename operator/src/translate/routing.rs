@@ -7,7 +7,9 @@ use crate::config::ConfigSet;
 use crate::crd::gateway::HttpBackendRef as CrdBackend;
 use crate::crd::{HTTPRoute, VirtualService};
 use filter_model::gateway::{GatewayHttpRoute, HttpBackendRef, HttpRouteRule};
-use filter_model::routing::{HttpRoute, RoutingConfig, ServiceRouting, VirtualServiceRoutes};
+use filter_model::routing::{
+    HttpRoute, RoutingConfig, ServiceRouting, TcpRoute, VirtualServiceRoutes,
+};
 use std::collections::BTreeMap;
 
 fn created(m: &kube::api::ObjectMeta) -> Option<String> {
@@ -61,10 +63,25 @@ pub fn vs_routes(cs: &ConfigSet, vs: &VirtualService) -> Result<VirtualServiceRo
             .map_err(|e| format!("{}/{}: {e}", ns, vs.metadata.name.as_deref().unwrap_or("")))?;
         http.push(fm);
     }
+    let mut tcp = Vec::new();
+    for r in &vs.spec.tcp {
+        let mut t: TcpRoute = serde_json::from_value(r.clone()).map_err(|e| {
+            format!(
+                "{}/{}: tcp: {e}",
+                ns,
+                vs.metadata.name.as_deref().unwrap_or("")
+            )
+        })?;
+        for d in &mut t.route {
+            d.destination.host = fqdn(cs, &d.destination.host, &ns);
+        }
+        tcp.push(t);
+    }
     Ok(VirtualServiceRoutes {
         namespace: ns,
         name: vs.metadata.name.clone().unwrap_or_default(),
         http,
+        tcp,
     })
 }
 
