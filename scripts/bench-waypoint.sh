@@ -12,26 +12,33 @@
 # ~1,000 requests/s of 1 KiB POST bodies (wrk pacing itself with a Lua
 # delay): CPU (utime+stime from /proc) and RSS.
 #
-# Usage: scripts/bench-waypoint.sh [-d SECONDS] [-c CONNECTIONS] [-t THREADS] [-w WORKERS] [-s]
+# Usage: scripts/bench-waypoint.sh [-d SECONDS] [-c CONNECTIONS] [-t THREADS] [-w WORKERS] [-s] [-F]
 #   -w  waypoint worker threads = nginx proxy worker processes (default 2)
 #   -s  set everything up, print the ports and pids, and wait (for profiling)
+#   -F  only the fixed-rate part (CPU and RSS at ~1,000 requests/s)
+#   WAYPOINT_BIN=path  benchmark this waypoint binary instead of building one
 # Needs: release build of the waypoint (built here), guests (built here),
 # nginx-light, wrk, openssl, python3 (scripts/setup.sh).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 . "$ROOT/scripts/env.sh"
-DURATION=10 CONNS=32 THREADS=2 WORKERS=2 SERVE=0
-while getopts "d:c:t:w:s" o; do
+DURATION=10 CONNS=32 THREADS=2 WORKERS=2 SERVE=0 FIXED_ONLY=0
+while getopts "d:c:t:w:sF" o; do
   case $o in
-    d) DURATION=$OPTARG ;; c) CONNS=$OPTARG ;; t) THREADS=$OPTARG ;; w) WORKERS=$OPTARG ;; s) SERVE=1 ;; *) exit 2 ;;
+    d) DURATION=$OPTARG ;; c) CONNS=$OPTARG ;; t) THREADS=$OPTARG ;; w) WORKERS=$OPTARG ;; s) SERVE=1 ;;
+    F) FIXED_ONLY=1 ;; *) exit 2 ;;
   esac
 done
 SVC=echo.bench.svc.cluster.local
 say() { printf '[bench] %s\n' "$*" >&2; }
 
-say "building the waypoint (release)"
-(cd "$ROOT" && nice -n 10 cargo build --release -q -p waypoint --bin waypoint)
-WAYPOINT="$CARGO_TARGET_DIR/release/waypoint"
+if [ -n "${WAYPOINT_BIN:-}" ]; then
+  WAYPOINT="$WAYPOINT_BIN"
+else
+  say "building the waypoint (release)"
+  (cd "$ROOT" && nice -n 10 cargo build --release -q -p waypoint --bin waypoint)
+  WAYPOINT="$CARGO_TARGET_DIR/release/waypoint"
+fi
 OUT="$MESH_GUEST_CACHE/out"
 missing=()
 for g in jwt authz routing fault retry; do [ -f "$OUT/$g.wasm" ] || missing+=("$g"); done
@@ -160,6 +167,7 @@ if ((SERVE)); then
 fi
 
 # --- throughput and latency --------------------------------------------------
+if ((FIXED_ONLY == 0)); then
 bench() { # name port
   wrk -t"$THREADS" -c"$CONNS" -d2s -H "Host: $SVC" "http://127.0.0.1:$2/" >/dev/null 2>&1  # warm-up
   local out; out=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -H "Host: $SVC" "http://127.0.0.1:$2/")
@@ -177,6 +185,7 @@ printf '%-34s %12s %10s %10s\n' target requests/s p50 p99
 bench "(a) waypoint, empty chain" "$PA"
 bench "(b) waypoint, full first-party chain" "$PB"
 bench "(c) nginx routing reverse proxy" "$PN"
+fi
 
 # --- fixed rate: ~1,000 requests/s, 1 KiB bodies ------------------------------
 cat >"$WORK/pace.lua" <<'EOF'

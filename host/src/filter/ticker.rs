@@ -82,6 +82,8 @@ impl Drop for Ticker {
 }
 
 fn run(engine: &EngineWeak, s: &State) {
+    // `MESH_TICKER_PARK=0`: tick forever (for A/B measurements).
+    let park = std::env::var("MESH_TICKER_PARK").map_or(true, |v| v != "0");
     let mut idle = 0;
     while !s.stop.load(Ordering::Relaxed) {
         std::thread::sleep(limits::EPOCH_TICK);
@@ -94,7 +96,7 @@ fn run(engine: &EngineWeak, s: &State) {
             continue;
         }
         idle += 1;
-        if idle < IDLE_TICKS_BEFORE_PARK {
+        if !park || idle < IDLE_TICKS_BEFORE_PARK {
             continue;
         }
         // Publish `parked` before the last look at `active`: a call that
