@@ -186,6 +186,44 @@ async fn routes(rd: &RunDir, a: &ProxyArgs) -> anyhow::Result<i32> {
                 any = true;
             }
         }
+        for vs in sr
+            .map(|s| s.virtual_services.as_slice())
+            .unwrap_or_default()
+        {
+            for (i, tcp) in vs.tcp.iter().enumerate() {
+                let m = if tcp.matches.is_empty() {
+                    "(tcp) *".to_string()
+                } else {
+                    let ports: Vec<String> = tcp
+                        .matches
+                        .iter()
+                        .map(|m| m.port.map_or("*".to_string(), |p| p.to_string()))
+                        .collect();
+                    format!("(tcp) port {}", ports.join(" | "))
+                };
+                // Same rendering as an HTTP route's weighted destinations.
+                let as_http = HttpRoute {
+                    route: tcp
+                        .route
+                        .iter()
+                        .map(|d| filter_model::routing::HttpRouteDestination {
+                            destination: d.destination.clone(),
+                            weight: d.weight,
+                            headers: None,
+                        })
+                        .collect(),
+                    ..Default::default()
+                };
+                t.row([
+                    host.clone(),
+                    format!("tcp#{i}"),
+                    m,
+                    describe_action(&as_http, host),
+                    format!("{}.{}", vs.name, vs.namespace),
+                ]);
+                any = true;
+            }
+        }
         for hr in sr.map(|s| s.http_routes.as_slice()).unwrap_or_default() {
             t.row([
                 host.clone(),

@@ -47,4 +47,25 @@ fn loopback_mesh_verifies_through_the_waypoint() {
         .ok(&["proxy-config", "routes", "deploy/waypoint", "-n", "shop"])
         .stdout;
     assert!(routes.contains("v1 90%, v2 10%"), "{routes}");
+
+    // VirtualService `tcp` routes reach the waypoint and show up as such.
+    let vs = m.dir.path().join("orders-tcp.yaml");
+    std::fs::write(
+        &vs,
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: orders-tcp, namespace: shop}\n\
+         spec:\n  hosts: [orders]\n  tcp:\n  - match: [{port: 5432}]\n    route:\n    - {destination: {host: orders, subset: v1}, weight: 80}\n    - {destination: {host: orders, subset: v2}, weight: 20}\n",
+    )
+    .unwrap();
+    m.ok(&["apply", "-f", vs.to_str().unwrap()]);
+    let mut last = String::new();
+    m.wait_for(
+        "tcp routes at the waypoint",
+        std::time::Duration::from_secs(20),
+        || {
+            last = m
+                .ok(&["proxy-config", "routes", "deploy/waypoint", "-n", "shop"])
+                .stdout;
+            last.contains("(tcp) port 5432") && last.contains("v1 80%, v2 20%")
+        },
+    );
 }
