@@ -184,55 +184,46 @@ async fn on_connect(proxy: Arc<Proxy>, req: InboundRequest, d: Drain) {
     // A service port declared as TCP: forward the bytes (L4 policy only);
     // declared HTTP: serve HTTP; neither: detect from the first bytes.
     let dest = proxy.snapshot().destination(Some(target), "");
-    let svc = dest.service.clone();
-    if let Some(svc) = &svc
-        && tcp::is_tcp_port(svc, dest.port)
-    {
-        let conn = tcp::serve(
-            proxy,
-            tcp::Inbound::Pending(req),
-            down,
-            dest,
-            svc.clone(),
-            d.drain.clone(),
-        );
-        d.tracker.track_future(conn).await;
-        return;
-    }
-    let stream = match req.accept() {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::debug!(error = %e, "HBONE accept failed");
-            return;
-        }
-    };
-    let stream = match &svc {
-        Some(svc) if port_protocol(svc, dest.port).is_none() => {
-            let detected = tokio::select! {
-                r = sniff::detect(stream) => r,
-                () = d.drain.cancelled() => return,
-            };
-            match detected {
-                Ok((sniff::Detected::Http, s)) => s,
-                Ok((sniff::Detected::Tcp, s)) => {
-                    let conn = tcp::serve(
-                        proxy,
-                        tcp::Inbound::Detected(s),
-                        down,
-                        dest,
-                        svc.clone(),
-                        d.drain.clone(),
-                    );
-                    d.tracker.track_future(conn).await;
-                    return;
-                }
+    let stream = match &dest.service {
+        Some(svc) if tcp::is_tcp_port(svc, dest.port) => Err(tcp::Inbound::Pending(req)),
+        svc => {
+            let stream = match req.accept() {
+                Ok(s) => s,
                 Err(e) => {
-                    tracing::debug!(error = %e, "stream ended during protocol detection");
+                    tracing::debug!(error = %e, "HBONE accept failed");
                     return;
                 }
+            };
+            if svc
+                .as_ref()
+                .is_some_and(|s| port_protocol(s, dest.port).is_none())
+            {
+                let detected = tokio::select! {
+                    r = sniff::detect(stream) => r,
+                    () = d.drain.cancelled() => return,
+                };
+                match detected {
+                    Ok((sniff::Detected::Http, s)) => Ok(s),
+                    Ok((sniff::Detected::Tcp, s)) => Err(tcp::Inbound::Detected(s)),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "stream ended during protocol detection");
+                        return;
+                    }
+                }
+            } else {
+                Ok(sniff::Rewind::new(stream))
             }
         }
-        _ => sniff::Rewind::new(stream),
+    };
+    let stream = match (stream, dest.service.clone()) {
+        (Ok(s), _) => s,
+        (Err(inbound), Some(svc)) => {
+            let conn = tcp::serve(proxy, inbound, down, dest, svc, d.drain.clone());
+            d.tracker.track_future(conn).await;
+            return;
+        }
+        // TCP is only chosen for a known service.
+        (Err(_), None) => return,
     };
     let down = Arc::new(down);
     d.tracker

@@ -14,7 +14,7 @@ use mesh_common::hbone::{
     HboneClient, HboneConfig, HboneServer, InboundRequest, copy_bidirectional,
 };
 use mesh_common::identity::SpiffeId;
-use mesh_common::tls::{self, RotatingCert};
+use mesh_common::tls;
 use parking_lot::Mutex;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -24,16 +24,6 @@ use crate::support::*;
 /// Where the fake destination node proxy listens (the waypoint dials
 /// `<endpoint ip>:15008`).
 const NODE_IP: &str = "127.0.77.1";
-
-fn cert(ca: &CertificateAuthority, ns: &str, sa: &str) -> Arc<RotatingCert> {
-    let b = ca
-        .issue_workload(
-            &SpiffeId::new("cluster.local", ns, sa),
-            Duration::from_secs(3600),
-        )
-        .unwrap();
-    RotatingCert::from_bundle(&b).unwrap()
-}
 
 #[tokio::test]
 async fn hbone_in_and_out_with_identities() {

@@ -239,6 +239,21 @@ impl Upstream {
     }
 }
 
+/// A workload certificate from `ca` for `ns`/`sa`.
+pub fn cert(
+    ca: &mesh_common::ca::CertificateAuthority,
+    ns: &str,
+    sa: &str,
+) -> Arc<mesh_common::tls::RotatingCert> {
+    let b = ca
+        .issue_workload(
+            &mesh_common::identity::SpiffeId::new("cluster.local", ns, sa),
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+    mesh_common::tls::RotatingCert::from_bundle(&b).unwrap()
+}
+
 /// A WaypointConfig with one service whose endpoints are `endpoints`.
 pub fn config(endpoints: Vec<Value>, extra_service: Value) -> Value {
     let mut svc = json!({

@@ -3,48 +3,17 @@
 //! an endpoint, after the L4 part of the AuthorizationPolicies decided
 //! (istio-semantics.md §1.8, A16), with Istio's `istio_tcp_*` metrics.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use mesh_common::ca::CertificateAuthority;
 use mesh_common::hbone::{HboneClient, HboneConfig};
 use mesh_common::identity::SpiffeId;
-use mesh_common::tls::RotatingCert;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
 
 const DB_PORT: u16 = 5432;
-
-fn cert(ca: &CertificateAuthority, ns: &str, sa: &str) -> Arc<RotatingCert> {
-    let b = ca
-        .issue_workload(
-            &SpiffeId::new("cluster.local", ns, sa),
-            Duration::from_secs(3600),
-        )
-        .unwrap();
-    RotatingCert::from_bundle(&b).unwrap()
-}
-
-/// A raw TCP echo server (not HTTP: anything the waypoint parsed would
-/// break the exchange).
-async fn echo_server() -> std::net::SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = l.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    addr
-}
 
 /// A waypoint serving one service with a `tcp-db` port backed by an echo
 /// server, with the authz filter carrying `policies`.
@@ -57,7 +26,7 @@ async fn waypoint_with_port(
     policies: Value,
     port_name: &str,
 ) -> TestWaypoint {
-    let echo = echo_server().await;
+    let echo = tagged_echo("").await;
     let endpoint = json!({
         "workloadUid": "Kubernetes//Pod/test/db-0",
         "name": "db-0",
@@ -305,7 +274,9 @@ async fn undeclared_port_is_detected_http_or_tcp() {
     );
 }
 
-/// A TCP server answering every read with `<name>:` + the bytes.
+/// A raw TCP server (not HTTP: anything the waypoint parsed would break
+/// the exchange) answering every read with the bytes, prefixed with
+/// `<name>:` unless `name` is empty.
 async fn tagged_echo(name: &'static str) -> std::net::SocketAddr {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
@@ -320,7 +291,11 @@ async fn tagged_echo(name: &'static str) -> std::net::SocketAddr {
                     if n == 0 {
                         return;
                     }
-                    let mut out = format!("{name}:").into_bytes();
+                    let mut out = if name.is_empty() {
+                        Vec::new()
+                    } else {
+                        format!("{name}:").into_bytes()
+                    };
                     out.extend_from_slice(&buf[..n]);
                     if s.write_all(&out).await.is_err() {
                         return;
