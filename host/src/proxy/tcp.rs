@@ -3,9 +3,10 @@
 //! Istio's TCP filter chain. The waypoint does not parse the stream: it
 //! authorizes the connection with the L4 part of the AuthorizationPolicies
 //! attached to it (reference §1.8: an ALLOW rule that needs an HTTP
-//! attribute is skipped, a DENY rule ignores those attributes), picks an
-//! endpoint with the service's load balancer and forwards the bytes, over
-//! HBONE when the endpoint is in the mesh.
+//! attribute is skipped, a DENY rule ignores those attributes), picks the
+//! destination by the VirtualServices' `tcp` routes (else the addressed
+//! service), an endpoint with that cluster's load balancer, and forwards
+//! the bytes, over HBONE when the endpoint is in the mesh.
 //!
 //! Ports that declare no protocol are detected (`super::sniff`): HTTP when
 //! the client's first bytes are an HTTP request, this TCP path otherwise.
@@ -16,11 +17,10 @@
 //! client of an Envoy waypoint sees when its RBAC network filter denies.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-
-use std::collections::HashMap;
 
 use filter_authz::{Authorizer, ConnectionInput, Decision};
 use filter_model::routing::{RoutingConfig, TcpRoute};
@@ -61,7 +61,7 @@ pub fn is_tcp_port(svc: &WaypointService, port: u16) -> bool {
 #[derive(Debug)]
 pub struct TcpAuthz {
     /// The filter's service scope (empty: every service).
-    scope: FilterConfig,
+    services: Vec<String>,
     /// The compiled policies, or why they did not compile (then every TCP
     /// connection in scope is refused: fail closed).
     authorizer: Result<Authorizer, String>,
@@ -76,15 +76,14 @@ impl TcpAuthz {
             tracing::warn!(error = %e, "authz policies do not compile for TCP ports; TCP connections will be refused");
         }
         Some(Arc::new(TcpAuthz {
-            scope: fc.clone(),
+            services: fc.services.clone(),
             authorizer,
         }))
     }
 
-    /// `Ok(deciding policy)` to let the connection through, `Err(reason)`
-    /// to refuse it.
+    /// `Ok` to let the connection through, `Err(reason)` to refuse it.
     fn check(&self, down: &Downstream, dest: &Destination, service: &str) -> Result<(), String> {
-        if !self.scope.applies_to(service) {
+        if !self.services.is_empty() && !self.services.iter().any(|s| s == service) {
             return Ok(());
         }
         let a = self
