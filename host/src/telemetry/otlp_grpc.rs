@@ -114,20 +114,11 @@ pub fn outcome(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telemetry::trace::SpanContext;
-    use std::time::SystemTime;
 
     #[test]
     fn framed_request_decodes_back() {
-        let ctx = SpanContext::start(None, 100.0);
-        let s = FinishedSpan {
-            ctx,
-            name: "orders:80/*".into(),
-            start: SystemTime::now(),
-            end: SystemTime::now(),
-            attributes: vec![("http.status_code".into(), "503".into())],
-            error: true,
-        };
+        let s = FinishedSpan::sample("503", true);
+        let ctx = s.ctx;
         let b = frame(&request("waypoint.shop", &[s]));
         assert_eq!(b[0], 0);
         let len = u32::from_be_bytes([b[1], b[2], b[3], b[4]]) as usize;

@@ -167,6 +167,21 @@ pub struct FinishedSpan {
     pub error: bool,
 }
 
+#[cfg(test)]
+impl FinishedSpan {
+    /// A new root span with one `http.status_code` attribute (tests).
+    pub(crate) fn sample(status: &str, error: bool) -> Self {
+        FinishedSpan {
+            ctx: SpanContext::start(None, 100.0),
+            name: "orders:80/*".into(),
+            start: SystemTime::now(),
+            end: SystemTime::now(),
+            attributes: vec![("http.status_code".into(), status.into())],
+            error,
+        }
+    }
+}
+
 fn nanos(t: SystemTime) -> String {
     t.duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -422,15 +437,7 @@ mod tests {
 
     #[test]
     fn otlp_json_shape() {
-        let ctx = SpanContext::start(None, 100.0);
-        let s = FinishedSpan {
-            ctx,
-            name: "orders:80/*".into(),
-            start: SystemTime::now(),
-            end: SystemTime::now(),
-            attributes: vec![("http.status_code".into(), "200".into())],
-            error: false,
-        };
+        let s = FinishedSpan::sample("200", false);
         let j = encode_otlp("waypoint.shop", &[s]);
         let span = &j["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
         assert_eq!(span["traceId"].as_str().unwrap().len(), 32);

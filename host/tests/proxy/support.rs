@@ -254,6 +254,26 @@ pub fn cert(
     mesh_common::tls::RotatingCert::from_bundle(&b).unwrap()
 }
 
+/// An endpoint entry `test/<name>` of workload `workload` listening on
+/// `addr`, serving the service's `service_port`.
+pub fn endpoint_at(
+    name: &str,
+    workload: &str,
+    addr: SocketAddr,
+    service_port: u16,
+    labels: Value,
+) -> Value {
+    json!({
+        "workloadUid": format!("Kubernetes//Pod/test/{name}"),
+        "name": name,
+        "namespace": "test",
+        "workloadName": workload,
+        "address": addr.ip().to_string(),
+        "ports": { service_port.to_string(): addr.port() },
+        "labels": labels,
+    })
+}
+
 /// A WaypointConfig with one service whose endpoints are `endpoints`.
 pub fn config(endpoints: Vec<Value>, extra_service: Value) -> Value {
     let mut svc = json!({

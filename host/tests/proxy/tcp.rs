@@ -27,18 +27,13 @@ async fn waypoint_with_port(
     port_name: &str,
 ) -> TestWaypoint {
     let echo = tagged_echo("").await;
-    let endpoint = json!({
-        "workloadUid": "Kubernetes//Pod/test/db-0",
-        "name": "db-0",
-        "namespace": "test",
-        "workloadName": "db",
-        "address": echo.ip().to_string(),
-        "ports": { DB_PORT.to_string(): echo.port() },
-        "labels": {"app": "db", "version": "v1"},
-        "identity": "spiffe://cluster.local/ns/test/sa/db",
-        "canonicalName": "db",
-        "canonicalRevision": "v1",
-    });
+    let endpoint = endpoint_at(
+        "db-0",
+        "db",
+        echo,
+        DB_PORT,
+        json!({"app": "db", "version": "v1"}),
+    );
     let mut cfg = config(
         vec![endpoint],
         json!({"ports": [{"port": DB_PORT, "targetPort": 0, "name": port_name}]}),
@@ -313,14 +308,14 @@ async fn tagged_echo(name: &'static str) -> std::net::SocketAddr {
 async fn virtual_service_tcp_routes_pick_subsets_by_weight() {
     let ca = CertificateAuthority::new_root("cluster.local", Duration::from_secs(86400)).unwrap();
     let (v1, v2) = (tagged_echo("v1").await, tagged_echo("v2").await);
-    let ep = |name: &str, addr: std::net::SocketAddr, version: &str| {
-        json!({
-            "workloadUid": format!("Kubernetes//Pod/test/{name}"),
-            "name": name, "namespace": "test", "workloadName": name,
-            "address": addr.ip().to_string(),
-            "ports": { DB_PORT.to_string(): addr.port() },
-            "labels": {"app": "db", "version": version},
-        })
+    let ep = |name: &str, addr, version: &str| {
+        endpoint_at(
+            name,
+            name,
+            addr,
+            DB_PORT,
+            json!({"app": "db", "version": version}),
+        )
     };
     let routes = |tcp: Value| {
         json!([{

@@ -77,15 +77,7 @@ async fn ws_upstream() -> std::net::SocketAddr {
 #[tokio::test]
 async fn websocket_upgrade_is_relayed_both_ways() {
     let up = ws_upstream().await;
-    let ep = json!({
-        "workloadUid": "Kubernetes//Pod/test/ws-0",
-        "name": "ws-0",
-        "namespace": "test",
-        "workloadName": "ws",
-        "address": up.ip().to_string(),
-        "ports": { SVC_PORT.to_string(): up.port() },
-        "labels": {"app": "ws"},
-    });
+    let ep = endpoint_at("ws-0", "ws", up, SVC_PORT, json!({"app": "ws"}));
     let wp = TestWaypoint::start(&config(vec![ep], json!({}))).await;
     let addr = wp.w().bound().http.unwrap();
 
