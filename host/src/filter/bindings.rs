@@ -3,8 +3,8 @@
 //!
 //! Imports are generated as `async` so that `outbound-http.send` can await
 //! network I/O without blocking a Tokio worker; the rest complete without
-//! awaiting. Exports are called with `call_async` on a fiber so that the
-//! epoch callback can yield a long-running guest back to the executor.
+//! awaiting. Exports are called with `call_async` on a fiber so that a
+//! long-running guest yields back to the executor (see `budget`).
 
 #![allow(missing_docs, clippy::all, rust_2018_idioms)]
 

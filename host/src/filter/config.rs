@@ -199,12 +199,12 @@ impl FilterSpec {
                 limits::MAX_MEMORY_LIMIT
             ));
         }
-        if self.limits.cpu_deadline < limits::EPOCH_TICK {
+        if self.limits.cpu_deadline < limits::MIN_CPU_DEADLINE {
             return Err(format!(
-                "filter `{}`: CPU deadline {:?} is below the {:?} enforcement granularity",
+                "filter `{}`: CPU deadline {:?} is below the {:?} minimum",
                 self.name,
                 self.limits.cpu_deadline,
-                limits::EPOCH_TICK
+                limits::MIN_CPU_DEADLINE
             ));
         }
         if self.limits.max_instances == 0 {

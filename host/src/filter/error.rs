@@ -88,7 +88,7 @@ impl fmt::Display for FilterFailure {
 
 impl std::error::Error for FilterFailure {}
 
-/// Marker error the epoch callback raises when a call exceeds its deadline.
+/// Marker error of a call that exceeded its CPU deadline.
 #[derive(Debug)]
 pub(crate) struct DeadlineExceeded;
 

@@ -4,11 +4,20 @@
 
 use std::time::Duration;
 
-/// Granularity of CPU deadlines: a background thread bumps the engine epoch
-/// this often, and a guest that runs past its deadline is stopped at the
-/// next tick. Between ticks a running guest yields to the executor, so a
-/// filter spinning up to its deadline never stalls other connections.
-pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+/// Guest code yields to the executor after this much fuel (about one wasm
+/// instruction each), so a filter spinning up to its deadline never stalls
+/// the other connections of its worker for long, and the CPU deadline is
+/// checked at each yield (see `budget`). Most operators cost one unit;
+/// bulk memory and table operators also cost one per byte or element
+/// (wasmtime's default), so `memory.fill` of a whole memory cannot hide a
+/// long run behind one unit. Measured here, a tight loop burns an interval
+/// in ~30 µs; code that misses the cache on every access is slower per
+/// unit, estimated at up to ~10 ms per interval. `host/tests/runtime.rs`
+/// checks that a spinning guest yields at least once per millisecond.
+pub const FUEL_YIELD_INTERVAL: u64 = 500_000;
+
+/// Smallest CPU deadline a filter may declare.
+pub const MIN_CPU_DEADLINE: Duration = Duration::from_millis(1);
 
 /// Default CPU budget of one hook call (time spent executing guest code;
 /// time the host spends awaiting `outbound-http` does not count).

@@ -13,11 +13,12 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use wasmtime::Store;
 use wasmtime::component::Component;
-use wasmtime::{Store, UpdateDeadline};
 
 use super::bindings::types::{self, Hooks, RequestAuth};
 use super::bindings::{FullFilter, FullFilterPre};
+use super::budget::{self, CpuBudget};
 use super::capabilities::linker_for;
 use super::config::{FilterSpec, Isolation};
 use super::error::{DeadlineExceeded, FailureKind, FilterFailure, LoadError};
@@ -55,8 +56,9 @@ pub struct LoadedFilter {
     permits: Arc<Semaphore>,
     /// Per hook: invocation counter and latency histogram of this version.
     hook_stats: Vec<(&'static str, Counter, Histogram)>,
-    cpu_ticks: u64,
-    init_ticks: u64,
+    /// CPU budget of one hook call, and of instantiation plus `configure`.
+    cpu_deadline: Duration,
+    init_deadline: Duration,
 }
 
 /// Parses a header selection once, at load.
@@ -89,11 +91,6 @@ const HOOKS: [&str; 5] = [
     "attempt",
 ];
 
-fn ticks(d: Duration) -> u64 {
-    let t = limits::EPOCH_TICK.as_nanos().max(1);
-    (d.as_nanos().div_ceil(t) as u64).max(1)
-}
-
 impl LoadedFilter {
     pub(crate) async fn new(
         runtime: Arc<FilterRuntime>,
@@ -118,8 +115,8 @@ impl LoadedFilter {
             reason: format!("the component does not export mesh:filter/handler@0.1.0: {e:#}"),
         })?;
         let version = digest[..12].to_string();
-        let cpu_ticks = ticks(spec.limits.cpu_deadline);
-        let init_ticks = ticks(spec.limits.cpu_deadline.max(limits::INIT_CPU_DEADLINE));
+        let cpu_deadline = spec.limits.cpu_deadline;
+        let init_deadline = cpu_deadline.max(limits::INIT_CPU_DEADLINE);
         let permits = Arc::new(Semaphore::new(spec.limits.max_instances as usize));
         let hook_stats = HOOKS
             .iter()
@@ -155,8 +152,8 @@ impl LoadedFilter {
             hook_stats,
             idle: Mutex::new(Vec::new()),
             permits,
-            cpu_ticks,
-            init_ticks,
+            cpu_deadline,
+            init_deadline,
         };
         // The first instance validates the configuration and tells us the
         // hooks; it then serves requests like any other.
@@ -303,31 +300,21 @@ impl LoadedFilter {
         }
     }
 
-    fn new_store(&self) -> Store<StoreState> {
+    fn new_store(&self) -> Result<Store<StoreState>, FilterFailure> {
         let mut store = Store::new(self.runtime.engine(), StoreState::new(self.shared.clone()));
         store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_callback(|mut ctx| {
-            let d = ctx.data_mut();
-            if d.ticks_left == 0 {
-                d.timed_out = true;
-                return Err(DeadlineExceeded.into());
-            }
-            d.ticks_left -= 1;
-            // Let other tasks of this worker run between ticks.
-            Ok(UpdateDeadline::YieldCustom(
-                1,
-                Box::pin(tokio::task::yield_now()),
-            ))
-        });
-        store
+        budget::prepare(&mut store)
+            .map_err(|e| self.failure("configure", FailureKind::Trap, format!("{e:#}")))?;
+        Ok(store)
     }
 
-    fn arm(store: &mut Store<StoreState>, ticks: u64) {
+    /// Resets the per-call state before a call with budget `limit`.
+    fn arm(store: &mut Store<StoreState>, limit: Duration) {
         let d = store.data_mut();
-        d.ticks_left = ticks;
+        d.cpu_limit = limit;
+        d.host_cpu = Duration::ZERO;
         d.timed_out = false;
         d.request_auth = None;
-        store.set_epoch_deadline(1);
     }
 
     /// A new instance, configured. Also returns what `configure` declared.
@@ -353,10 +340,10 @@ impl LoadedFilter {
                 )
             })?,
         };
-        let mut store = self.new_store();
-        Self::arm(&mut store, self.init_ticks);
-        let _running = self.runtime.enter();
-        let bindings = match self.pre.instantiate_async(&mut store).await {
+        let mut store = self.new_store()?;
+        Self::arm(&mut store, self.init_deadline);
+        let mut budget = CpuBudget::new(self.init_deadline);
+        let bindings = match budget.call(self.pre.instantiate_async(&mut store)).await {
             Ok(b) => b,
             Err(e) => {
                 let msg = format!("{e:#}");
@@ -370,9 +357,12 @@ impl LoadedFilter {
             }
         };
         let config = self.shared.spec.config.clone();
-        let info = match bindings
-            .mesh_filter_handler()
-            .call_configure(&mut store, &config)
+        let info = match budget
+            .call(
+                bindings
+                    .mesh_filter_handler()
+                    .call_configure(&mut store, &config),
+            )
             .await
         {
             Ok(Ok(info)) => info,
@@ -450,14 +440,12 @@ macro_rules! call_hook {
     ($self:ident, $hook:literal, |$h:ident, $store:ident| $call:expr) => {{
         let start = Instant::now();
         let mut inst = $self.checkout().await?;
-        LoadedFilter::arm(&mut inst.store, $self.cpu_ticks);
-        let running = $self.runtime.enter();
+        LoadedFilter::arm(&mut inst.store, $self.cpu_deadline);
         let result = {
             let $h = inst.bindings.mesh_filter_handler();
             let $store = &mut inst.store;
-            $call.await
+            CpuBudget::new($self.cpu_deadline).call($call).await
         };
-        drop(running);
         $self.record($hook, start);
         match result {
             Ok(r) => {

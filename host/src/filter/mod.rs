@@ -3,7 +3,7 @@
 //!
 //! # Using it
 //! 1. Create one [`FilterRuntime`] per process (wasmtime engine with the
-//!    pooling allocator, epoch-based CPU deadlines, async calls).
+//!    pooling allocator, fuel-metered CPU deadlines, async calls).
 //! 2. Create a [`FilterManager`] and `apply` the desired chain: each
 //!    [`DesiredFilter`] is a [`FilterSpec`] (name, config, granted
 //!    capabilities, limits, fail policy) plus module bytes. A filter that
@@ -22,6 +22,7 @@
 //! policy answers the request.
 
 mod bindings;
+mod budget;
 mod capabilities;
 mod chain;
 mod config;
@@ -35,7 +36,6 @@ mod outbound;
 pub mod request;
 mod runtime;
 mod state;
-mod ticker;
 
 pub use chain::{
     ApplyReport, Canary, Chain, ChainEntry, DesiredCanary, DesiredFilter, FilterManager,

@@ -1,5 +1,5 @@
 //! The process-wide filter runtime: one wasmtime `Engine` (pooling
-//! allocator, epoch interruption, async), the epoch ticker, and `load`, which
+//! allocator, fuel metering for CPU budgets, async), and `load`, which
 //! turns module bytes plus a `FilterSpec` into a ready `LoadedFilter` or a
 //! `LoadError` naming what is wrong.
 
@@ -17,7 +17,6 @@ use super::error::LoadError;
 use super::limits;
 use super::loaded::LoadedFilter;
 use super::metrics::RuntimeMetrics;
-use super::ticker::{Active, Ticker};
 
 /// Process-wide settings of the runtime.
 #[derive(Clone, Debug)]
@@ -83,13 +82,14 @@ pub struct FilterRuntime {
     compiler: Option<OutOfProcessCompiler>,
     compiles: std::sync::atomic::AtomicU64,
     metrics: RuntimeMetrics,
-    ticker: Ticker,
 }
 
 fn engine_config(rc: &RuntimeConfig) -> wasmtime::Result<Config> {
     let mut cfg = Config::new();
     cfg.wasm_component_model(true)
-        .epoch_interruption(true)
+        // Fuel makes guests yield at regular points; `budget` turns those
+        // yields into per-call CPU deadlines.
+        .consume_fuel(true)
         .memory_init_cow(true)
         .parallel_compilation(true)
         .cranelift_opt_level(wasmtime::OptLevel::Speed);
@@ -127,7 +127,7 @@ fn engine_config(rc: &RuntimeConfig) -> wasmtime::Result<Config> {
 }
 
 impl FilterRuntime {
-    /// Creates the engine and starts the epoch ticker thread.
+    /// Creates the engine.
     pub fn new(rc: RuntimeConfig) -> anyhow::Result<Arc<Self>> {
         let cfg = engine_config(&rc).map_err(|e| anyhow::anyhow!("{e}"))?;
         let engine = Engine::new(&cfg).map_err(|e| {
@@ -135,19 +135,12 @@ impl FilterRuntime {
                 "cannot create the WebAssembly engine: {e} (the pooling allocator reserves address space; check `ulimit -v`)"
             )
         })?;
-        let ticker = Ticker::start(&engine)?;
         Ok(Arc::new(FilterRuntime {
             engine,
             compiler: rc.compiler.clone(),
             compiles: std::sync::atomic::AtomicU64::new(0),
             metrics: RuntimeMetrics::default(),
-            ticker,
         }))
-    }
-
-    /// Marks guest code running (the epoch ticker runs while a guard lives).
-    pub(crate) fn enter(&self) -> Active<'_> {
-        self.ticker.enter()
     }
 
     pub fn engine(&self) -> &Engine {

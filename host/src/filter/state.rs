@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use rand::{RngCore, SeedableRng};
@@ -15,6 +16,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::types::RequestAuth;
 use super::config::FilterSpec;
+use super::error::DeadlineExceeded;
 use super::limits;
 use super::metrics::RuntimeMetrics;
 use super::outbound::OutboundClient;
@@ -135,9 +137,11 @@ impl WasiState {
 pub(crate) struct StoreState {
     pub shared: Arc<FilterShared>,
     pub limiter: MemoryLimiter,
-    /// Epoch ticks the current call may still run.
-    pub ticks_left: u64,
-    /// Set by the epoch callback when the deadline passed.
+    /// CPU budget of the current call (see `budget`).
+    pub cpu_limit: Duration,
+    /// Time the current call spent in host functions that charge it.
+    pub host_cpu: Duration,
+    /// Set when a host function found the budget spent.
     pub timed_out: bool,
     /// Written by `authn.set-request-auth` during the current call.
     pub request_auth: Option<RequestAuth>,
@@ -156,11 +160,26 @@ impl StoreState {
                 used: 0,
                 hit: false,
             },
-            ticks_left: 0,
+            cpu_limit: Duration::ZERO,
+            host_cpu: Duration::ZERO,
             timed_out: false,
             request_auth: None,
             wasi: None,
         }
+    }
+}
+
+impl StoreState {
+    /// Charges `took`, spent in a host function, to the current call; past
+    /// the call's budget the guest traps with a timeout. Guest code between
+    /// such calls burns fuel and is stopped by `budget` at its next yield.
+    pub fn charge(&mut self, took: Duration) -> wasmtime::Result<()> {
+        self.host_cpu += took;
+        if self.host_cpu > self.cpu_limit {
+            self.timed_out = true;
+            return Err(DeadlineExceeded.into());
+        }
+        Ok(())
     }
 }
 

@@ -1,5 +1,5 @@
 //! Test guest: `on-request-headers` spins forever, so the host's CPU deadline
-//! (epoch interruption) must stop it. Path `/fast` continues normally with
+//! (fuel-metered, see `host/src/filter/budget.rs`) must stop it. Path `/fast` continues normally with
 //! `x-test: fast`, for checking that other requests are not stalled.
 
 use mesh_filter_sdk::{Action, Context, Filter, FilterInfo, Hooks, Request};
