@@ -196,7 +196,7 @@ function delay() return 20 end   -- 20 connections x 50 req/s each
 EOF
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 fixed() { # name pid port
-  local hz t0 c0 out c1 t1 rps cpu rss hwm
+  local hz t0 c0 out c1 t1 rps cpu rss hwm anon file
   hz=$(getconf CLK_TCK)
   t0=$(date +%s.%N); c0=$(cpu_ticks "$2")
   out=$(wrk -t2 -c20 -d20s --latency -s "$WORK/pace.lua" -H "Host: $SVC" "http://127.0.0.1:$3/")
@@ -205,7 +205,13 @@ fixed() { # name pid port
   cpu=$(python3 -c "print(f'{($c1 - $c0) / $hz / ($t1 - $t0):.3f}')")
   rss=$(awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$2/status")
   hwm=$(awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$2/status")
-  printf '%-34s %10s %8s vCPU %8s MB RSS (peak %s MB)  p50 %s p99 %s\n' "$1" "$rps" "$cpu" "$rss" "$hwm" \
+  # RSS = private (anonymous) + file-backed pages. The file part is mostly
+  # the binary's code, shared with every process mapping it, and varies by
+  # a few MB with the page cache (the kernel maps cached neighbours of each
+  # page faulted in), so it is printed apart.
+  anon=$(awk '/RssAnon/ {printf "%.1f", $2 / 1024}' "/proc/$2/status")
+  file=$(awk '/RssFile/ {printf "%.1f", $2 / 1024}' "/proc/$2/status")
+  printf '%-34s %10s %8s vCPU %8s MB RSS (anon %s + file %s; peak %s MB)  p50 %s p99 %s\n' "$1" "$rps" "$cpu" "$rss" "$anon" "$file" "$hwm" \
     "$(awk '$1 == "50%" {print $2}' <<<"$out")" "$(awk '$1 == "99%" {print $2}' <<<"$out")"
 }
 echo
