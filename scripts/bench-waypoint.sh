@@ -4,7 +4,9 @@
 #   (b) waypoint, full first-party chain jwt -> authz -> routing -> fault -> retry
 #       (RequestAuthentication with a real EC key, an ALLOW policy, a
 #       VirtualService with a header match and a 90/10 split over two subsets,
-#       no fault, Istio's default retry policy)
+#       no fault, Istio's default retry policy). Requests carry no token
+#       unless -J: the JWT filter looks for one and lets the request through,
+#       as RequestAuthentication does.
 #   (c) nginx as a routing reverse proxy doing the same routing (header map,
 #       90/10 split_clients, method allow-list), keepalive to the upstream
 # The upstream is nginx returning a fixed body. Client: wrk (requests/s and
@@ -12,21 +14,23 @@
 # ~1,000 requests/s of 1 KiB POST bodies (wrk pacing itself with a Lua
 # delay): CPU (utime+stime from /proc) and RSS.
 #
-# Usage: scripts/bench-waypoint.sh [-d SECONDS] [-c CONNECTIONS] [-t THREADS] [-w WORKERS] [-s] [-F]
+# Usage: scripts/bench-waypoint.sh [-d SECONDS] [-c CONNECTIONS] [-t THREADS] [-w WORKERS] [-s] [-F] [-J]
 #   -w  waypoint worker threads = nginx proxy worker processes (default 2)
 #   -s  set everything up, print the ports and pids, and wait (for profiling)
 #   -F  only the fixed-rate part (CPU and RSS at ~1,000 requests/s)
+#   -J  every request (to every target) carries a valid ES256 token, which
+#       (b) verifies: one signature check per request
 #   WAYPOINT_BIN=path  benchmark this waypoint binary instead of building one
 # Needs: release build of the waypoint (built here), guests (built here),
 # nginx-light, wrk, openssl, python3 (scripts/setup.sh).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 . "$ROOT/scripts/env.sh"
-DURATION=10 CONNS=32 THREADS=2 WORKERS=2 SERVE=0 FIXED_ONLY=0
-while getopts "d:c:t:w:sF" o; do
+DURATION=10 CONNS=32 THREADS=2 WORKERS=2 SERVE=0 FIXED_ONLY=0 TOKEN=0
+while getopts "d:c:t:w:sFJ" o; do
   case $o in
     d) DURATION=$OPTARG ;; c) CONNS=$OPTARG ;; t) THREADS=$OPTARG ;; w) WORKERS=$OPTARG ;; s) SERVE=1 ;;
-    F) FIXED_ONLY=1 ;; *) exit 2 ;;
+    F) FIXED_ONLY=1 ;; J) TOKEN=1 ;; *) exit 2 ;;
   esac
 done
 SVC=echo.bench.svc.cluster.local
@@ -101,6 +105,30 @@ der = sys.stdin.buffer.read(); pt = der[-64:]
 b = lambda x: base64.urlsafe_b64encode(x).rstrip(b"=").decode()
 print(json.dumps({"keys": [{"kty": "EC", "crv": "P-256", "kid": "bench", "alg": "ES256", "x": b(pt[:32]), "y": b(pt[32:])}]}))')
 
+# A token the JWT filter accepts (ES256, signed by openssl with the key).
+AUTH=()
+if ((TOKEN)); then
+  JWT=$(python3 - "$WORK/jwt.key" <<'EOF'
+import base64, json, subprocess, sys, time
+b = lambda x: base64.urlsafe_b64encode(x).rstrip(b"=").decode()
+head = b(json.dumps({"alg": "ES256", "kid": "bench", "typ": "JWT"}).encode())
+body = b(json.dumps({"iss": "https://issuer.bench", "sub": "bench", "exp": int(time.time()) + 86400}).encode())
+der = subprocess.run(["openssl", "dgst", "-sha256", "-sign", sys.argv[1]], input=f"{head}.{body}".encode(),
+                     capture_output=True, check=True).stdout
+# DER SEQUENCE { INTEGER r, INTEGER s } -> JOSE r || s (32 bytes each).
+def integer(buf, i):
+    assert buf[i] == 2
+    n = buf[i + 1]
+    return int.from_bytes(buf[i + 2:i + 2 + n], "big"), i + 2 + n
+i = 2 if der[1] < 0x80 else 3
+r, i = integer(der, i)
+s, _ = integer(der, i)
+print(f"{head}.{body}.{b(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}")
+EOF
+)
+  AUTH=(-H "Authorization: Bearer $JWT")
+fi
+
 write_config() { # file filters-json
   python3 - "$1" "$2" "$UP" "$SVC" <<'EOF'
 import json, sys
@@ -156,9 +184,14 @@ chain=$(curl -s "http://127.0.0.1:$AB/filters" | python3 -c 'import json,sys; d=
 say "full chain loaded: $chain"
 [ "$chain" = "jwt,authz,routing,fault,retry" ] || { curl -s "http://127.0.0.1:$AB/config_dump" >&2; echo "full chain not loaded" >&2; exit 1; }
 for p in "$PA" "$PB" "$PN"; do
-  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $SVC" "http://127.0.0.1:$p/")
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $SVC" "${AUTH[@]}" "http://127.0.0.1:$p/")
   [ "$code" = 200 ] || { echo "target on port $p answered $code" >&2; exit 1; }
 done
+if ((TOKEN)); then # the token is really checked: a forged one is refused
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $SVC" -H "Authorization: Bearer ${JWT%.*}.$(printf 'A%.0s' {1..86})" "http://127.0.0.1:$PB/")
+  [ "$code" = 401 ] || { echo "(b) answered $code to a forged token" >&2; exit 1; }
+  say "requests carry a valid ES256 token; (b) verifies it (a forged one gets 401)"
+fi
 
 if ((SERVE)); then
   echo "upstream 127.0.0.1:$UP  (a) 127.0.0.1:$PA pid $WA admin $AA  (b) 127.0.0.1:$PB pid $WB admin $AB  (c) 127.0.0.1:$PN"
@@ -169,8 +202,8 @@ fi
 # --- throughput and latency --------------------------------------------------
 if ((FIXED_ONLY == 0)); then
 bench() { # name port
-  wrk -t"$THREADS" -c"$CONNS" -d2s -H "Host: $SVC" "http://127.0.0.1:$2/" >/dev/null 2>&1  # warm-up
-  local out; out=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -H "Host: $SVC" "http://127.0.0.1:$2/")
+  wrk -t"$THREADS" -c"$CONNS" -d2s -H "Host: $SVC" "${AUTH[@]}" "http://127.0.0.1:$2/" >/dev/null 2>&1  # warm-up
+  local out; out=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -H "Host: $SVC" "${AUTH[@]}" "http://127.0.0.1:$2/")
   local rps p50 p99 errs
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
@@ -199,7 +232,7 @@ fixed() { # name pid port
   local hz t0 c0 out c1 t1 rps cpu rss hwm anon file
   hz=$(getconf CLK_TCK)
   t0=$(date +%s.%N); c0=$(cpu_ticks "$2")
-  out=$(wrk -t2 -c20 -d20s --latency -s "$WORK/pace.lua" -H "Host: $SVC" "http://127.0.0.1:$3/")
+  out=$(wrk -t2 -c20 -d20s --latency -s "$WORK/pace.lua" -H "Host: $SVC" "${AUTH[@]}" "http://127.0.0.1:$3/")
   c1=$(cpu_ticks "$2"); t1=$(date +%s.%N)
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
   cpu=$(python3 -c "print(f'{($c1 - $c0) / $hz / ($t1 - $t0):.3f}')")

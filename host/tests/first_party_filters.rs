@@ -314,4 +314,28 @@ async fn es512_tokens_verify_through_the_crypto_capability() {
         Verdict::Respond(r) => assert_eq!(r.status(), 401),
         other => panic!("tampered ES512 token accepted: {other:?}"),
     }
+
+    // The filter remembers verified tokens: the same token again is
+    // accepted, but its valid signature on a different payload is not.
+    let mut rf = RequestFilters::new(&m.current(), conn());
+    let mut req = with_token("/api/x", &token);
+    assert!(matches!(
+        rf.on_request_headers(&mut req).await,
+        Verdict::Continue
+    ));
+    assert_eq!(rf.request_principal(), Some("https://login.example/carol"));
+    let (header, _) = signed.split_once('.').unwrap();
+    let forged = format!(
+        "{header}.{}.{}",
+        b64(json!({"iss": ISS, "sub": "mallory", "exp": now + 600})
+            .to_string()
+            .as_bytes()),
+        b64(&sig.to_bytes())
+    );
+    let mut rf = RequestFilters::new(&m.current(), conn());
+    let mut req = with_token("/api/x", &forged);
+    match rf.on_request_headers(&mut req).await {
+        Verdict::Respond(r) => assert_eq!(r.status(), 401),
+        other => panic!("a verified signature was accepted on another payload: {other:?}"),
+    }
 }
