@@ -83,37 +83,43 @@ pub struct TcpRoute {
     pub route: Vec<RouteDestination>,
 }
 
-/// `L4MatchAttributes`. A waypoint knows the port; a match that also names
-/// source labels, a source namespace or destination subnets is not
-/// supported and never matches (stricter than ignoring it).
+/// `L4MatchAttributes`, with the semantics Istio gives a waypoint's matches
+/// (istio-semantics.md §4.1): `gateways` must be empty or include `mesh`;
+/// `sourceNamespace` is compared with the waypoint's namespace; a match
+/// with `sourceLabels` is dropped (unsupported in ambient). A match naming
+/// `destinationSubnets` is not supported here and never matches (stricter
+/// than ignoring it).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct L4MatchAttributes {
     /// The service port the client addressed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
-    /// `gateways`: a waypoint is part of `mesh`; other gateway names never
-    /// match.
+    /// `gateways`: a waypoint is part of `mesh`; a list without it never
+    /// matches.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gateways: Vec<String>,
-    /// `sourceLabels`, `sourceNamespace`, `destinationSubnets`: unsupported.
+    /// `sourceLabels`: the match is dropped.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub source_labels: BTreeMap<String, String>,
-    /// See `source_labels`.
+    /// `sourceNamespace`: compared with the waypoint's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_namespace: Option<String>,
-    /// See `source_labels`.
+    /// `destinationSubnets`: not supported; the match never matches.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub destination_subnets: Vec<String>,
 }
 
 impl L4MatchAttributes {
-    /// Does a connection to `port` match?
-    pub fn matches(&self, port: u16) -> bool {
+    /// Does a connection to `port`, at a waypoint in `waypoint_ns`, match?
+    pub fn matches(&self, port: u16, waypoint_ns: Option<&str>) -> bool {
         self.port.is_none_or(|p| p == port)
-            && self.gateways.iter().all(|g| g == "mesh")
+            && (self.gateways.is_empty() || self.gateways.iter().any(|g| g == "mesh"))
             && self.source_labels.is_empty()
-            && self.source_namespace.is_none()
+            && self
+                .source_namespace
+                .as_deref()
+                .is_none_or(|ns| Some(ns) == waypoint_ns)
             && self.destination_subnets.is_empty()
     }
 }
@@ -130,9 +136,10 @@ pub struct RouteDestination {
 }
 
 impl TcpRoute {
-    /// Does a connection to `port` take this route?
-    pub fn matches(&self, port: u16) -> bool {
-        self.matches.is_empty() || self.matches.iter().any(|m| m.matches(port))
+    /// Does a connection to `port`, at a waypoint in `waypoint_ns`, take
+    /// this route?
+    pub fn matches(&self, port: u16, waypoint_ns: Option<&str>) -> bool {
+        self.matches.is_empty() || self.matches.iter().any(|m| m.matches(port, waypoint_ns))
     }
 
     /// The destination for a draw `r` in `[0, 1)`: relative weights, a
@@ -439,8 +446,8 @@ mod tcp_route_tests {
                       {"destination": {"host": "db.shop.svc.cluster.local", "subset": "v2"}, "weight": 25}]
         }))
         .unwrap();
-        assert!(r.matches(5432));
-        assert!(!r.matches(5433));
+        assert!(r.matches(5432, None));
+        assert!(!r.matches(5433, None));
         let sub = |x: f64| r.pick(x).unwrap().subset.clone().unwrap();
         assert_eq!(sub(0.0), "v1");
         assert_eq!(sub(0.74), "v1");
@@ -450,7 +457,7 @@ mod tcp_route_tests {
             matches: vec![],
             route: vec![dest("v9", 0)],
         };
-        assert!(only.matches(1));
+        assert!(only.matches(1, None));
         assert_eq!(only.pick(0.5).unwrap().subset.as_deref(), Some("v9"));
         let zero = TcpRoute {
             matches: vec![],
@@ -460,9 +467,23 @@ mod tcp_route_tests {
         let other_gw: L4MatchAttributes =
             serde_json::from_value(serde_json::json!({"port": 1, "gateways": ["istio-system/gw"]}))
                 .unwrap();
-        assert!(!other_gw.matches(1));
+        assert!(!other_gw.matches(1, None));
+        let with_mesh: L4MatchAttributes = serde_json::from_value(
+            serde_json::json!({"port": 1, "gateways": ["istio-system/gw", "mesh"]}),
+        )
+        .unwrap();
+        assert!(with_mesh.matches(1, None));
         let labels: L4MatchAttributes =
             serde_json::from_value(serde_json::json!({"sourceLabels": {"app": "x"}})).unwrap();
-        assert!(!labels.matches(1));
+        assert!(!labels.matches(1, Some("shop")));
+        let ns: L4MatchAttributes =
+            serde_json::from_value(serde_json::json!({"sourceNamespace": "shop"})).unwrap();
+        assert!(ns.matches(1, Some("shop")));
+        assert!(!ns.matches(1, Some("other")));
+        assert!(!ns.matches(1, None));
+        let subnets: L4MatchAttributes =
+            serde_json::from_value(serde_json::json!({"destinationSubnets": ["10.0.0.0/8"]}))
+                .unwrap();
+        assert!(!subnets.matches(1, Some("shop")));
     }
 }

@@ -114,7 +114,11 @@ impl TcpAuthz {
 /// configuration (the operator puts them next to the `http` routes; the
 /// WASM filter never sees a TCP connection, so the waypoint applies them).
 #[derive(Debug, Default)]
-pub struct TcpRoutes(HashMap<String, Vec<TcpRoute>>);
+pub struct TcpRoutes {
+    by_host: HashMap<String, Vec<TcpRoute>>,
+    /// `sourceNamespace` matches compare with it.
+    waypoint_namespace: Option<String>,
+}
 
 impl TcpRoutes {
     /// From the chain of a waypoint config: the filter named `routing`;
@@ -136,12 +140,21 @@ impl TcpRoutes {
                 by_host.entry(s.host).or_default().extend(routes);
             }
         }
-        (!by_host.is_empty()).then(|| Arc::new(TcpRoutes(by_host)))
+        (!by_host.is_empty()).then(|| {
+            Arc::new(TcpRoutes {
+                by_host,
+                waypoint_namespace: cfg.waypoint_namespace,
+            })
+        })
     }
 
     /// The first route of `service` a connection to `port` takes.
     fn route(&self, service: &str, port: u16) -> Option<&TcpRoute> {
-        self.0.get(service)?.iter().find(|r| r.matches(port))
+        let ns = self.waypoint_namespace.as_deref();
+        self.by_host
+            .get(service)?
+            .iter()
+            .find(|r| r.matches(port, ns))
     }
 }
 

@@ -348,6 +348,19 @@ async fn virtual_service_tcp_routes_pick_subsets_by_weight() {
         assert_eq!(got, b"v2:ping", "{}", String::from_utf8_lossy(&got));
     }
 
+    // `sourceNamespace` is compared with the waypoint's namespace (`test`),
+    // as Istio does: the first route is skipped, the second taken.
+    cfg["filters"] = routes(json!([
+        {"match": [{"sourceNamespace": "elsewhere"}], "route": [{"destination": {"host": SVC, "subset": "v1"}}]},
+        {"match": [{"sourceNamespace": "test", "gateways": ["mesh"]}], "route": [{"destination": {"host": SVC, "subset": "v2"}}]},
+        {"route": [{"destination": {"host": SVC, "subset": "v1"}}]}
+    ]));
+    wp.reconfigure(&cfg).await;
+    for _ in 0..5 {
+        let got = exchange_raw(&ca, &wp, b"ns").await;
+        assert_eq!(got, b"v2:ns", "{}", String::from_utf8_lossy(&got));
+    }
+
     // 50/50: both subsets serve.
     cfg["filters"] = routes(json!([{
         "route": [{"destination": {"host": SVC, "subset": "v1"}, "weight": 50},
