@@ -1080,7 +1080,7 @@ fn virtual_service_tcp_routes_are_translated() {
         .find(|v| v.name == "orders-tcp")
         .unwrap();
     assert_eq!(vs.tcp.len(), 1);
-    assert!(vs.tcp[0].matches(5432) && !vs.tcp[0].matches(80));
+    assert!(vs.tcp[0].matches(5432, None) && !vs.tcp[0].matches(80, None));
     assert_eq!(
         vs.tcp[0].route[0].destination.host,
         "orders.shop.svc.cluster.local"
