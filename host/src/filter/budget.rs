@@ -25,7 +25,7 @@
 //! code and nothing when no guest runs.
 //!
 //! Host functions that can take real time (`crypto.verify`) also charge
-//! their time to the call through [`StoreState::charge`], so a guest
+//! their CPU time to the call through [`StoreState::charge`], so a guest
 //! looping over them is stopped although it burns little fuel.
 //!
 //! [`StoreState::charge`]: super::state::StoreState::charge
@@ -50,8 +50,9 @@ pub(crate) struct CpuBudget {
     polls: u32,
 }
 
-/// CPU time of the calling thread.
-fn thread_cpu() -> Duration {
+/// CPU time of the calling thread (a system call: use where the work
+/// measured is much longer than ≈ 0.4 µs).
+pub(crate) fn thread_cpu() -> Duration {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
     Duration::new(
         u64::try_from(t.tv_sec).unwrap_or(0),
@@ -126,11 +127,13 @@ pub(crate) fn prepare<T>(store: &mut wasmtime::Store<T>) -> wasmtime::Result<()>
 mod tests {
     use super::*;
 
-    /// A future that burns `spin` of CPU per poll and yields `polls` times.
+    /// A future that burns `spin` of CPU per poll (by the thread's CPU
+    /// clock, so preemption by other tests does not shorten it) and yields
+    /// `polls` times.
     async fn busy(spin: Duration, polls: u32) -> u32 {
         for _ in 0..polls {
-            let t = Instant::now();
-            while t.elapsed() < spin {
+            let t = thread_cpu();
+            while thread_cpu().saturating_sub(t) < spin {
                 std::hint::spin_loop();
             }
             tokio::task::yield_now().await;

@@ -142,7 +142,9 @@ impl crypto::Host for StoreState {
         message: Vec<u8>,
         signature: Vec<u8>,
     ) -> wasmtime::Result<Result<bool, String>> {
-        let start = std::time::Instant::now();
+        // CPU time, not wall time: a verification preempted by the OS must
+        // not be charged the time it spent waiting for a CPU.
+        let start = super::budget::thread_cpu();
         let cached = self.shared.key_cache.lock().get(&jwk).cloned();
         let key = match cached {
             Some(k) => k,
@@ -157,7 +159,7 @@ impl crypto::Host for StoreState {
                     k
                 }
                 Err(e) => {
-                    self.charge(start.elapsed())?;
+                    self.charge(super::budget::thread_cpu().saturating_sub(start))?;
                     return Ok(Err(e));
                 }
             },
@@ -165,7 +167,7 @@ impl crypto::Host for StoreState {
         let verdict = jose::verify(&alg, &key, &message, &signature);
         // A P-521 verification takes about a millisecond but burns no guest
         // fuel: charge it, or a guest looping over it would never be stopped.
-        self.charge(start.elapsed())?;
+        self.charge(super::budget::thread_cpu().saturating_sub(start))?;
         Ok(verdict)
     }
 }
