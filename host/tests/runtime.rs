@@ -161,6 +161,10 @@ async fn fail_open_skips_a_failing_filter() {
 async fn allocating_past_the_memory_cap_is_contained() {
     let mut s = spec("hog");
     s.limits.memory_bytes = 8 << 20;
+    // Filling 8 MiB of fresh pages takes a few ms of CPU on a loaded VM
+    // (page faults, fuel for `memory.fill`): this test is about the memory
+    // cap, so the CPU deadline must not be what stops the guest.
+    s.limits.cpu_deadline = Duration::from_millis(500);
     let m = manager_with(s, "test-oom").await;
     let mut rf = RequestFilters::new(&m.current(), conn());
     let Verdict::Respond(resp) = rf.on_request_headers(&mut get("/hog")).await else {
