@@ -296,34 +296,18 @@ async fn es512_tokens_verify_through_the_crypto_capability() {
         .await;
     assert!(report.is_ok(), "load failed: {:?}", report.refused);
 
-    let mut rf = RequestFilters::new(&m.current(), conn());
-    let mut req = with_token("/api/x", &token);
-    assert!(matches!(
-        rf.on_request_headers(&mut req).await,
-        Verdict::Continue
-    ));
-    assert_eq!(rf.request_principal(), Some("https://login.example/carol"));
+    let carol = (None, Some("https://login.example/carol".to_string()));
+    assert_eq!(present(&m, &token).await, carol);
 
     // Flip one byte of the signature.
     let mut bad_sig = sig.to_bytes().to_vec();
     bad_sig[10] ^= 1;
     let bad = format!("{signed}.{}", b64(&bad_sig));
-    let mut rf = RequestFilters::new(&m.current(), conn());
-    let mut req = with_token("/api/x", &bad);
-    match rf.on_request_headers(&mut req).await {
-        Verdict::Respond(r) => assert_eq!(r.status(), 401),
-        other => panic!("tampered ES512 token accepted: {other:?}"),
-    }
+    assert_eq!(present(&m, &bad).await, (Some(401), None), "tampered token");
 
     // The filter remembers verified tokens: the same token again is
     // accepted, but its valid signature on a different payload is not.
-    let mut rf = RequestFilters::new(&m.current(), conn());
-    let mut req = with_token("/api/x", &token);
-    assert!(matches!(
-        rf.on_request_headers(&mut req).await,
-        Verdict::Continue
-    ));
-    assert_eq!(rf.request_principal(), Some("https://login.example/carol"));
+    assert_eq!(present(&m, &token).await, carol);
     let (header, _) = signed.split_once('.').unwrap();
     let forged = format!(
         "{header}.{}.{}",
@@ -332,10 +316,21 @@ async fn es512_tokens_verify_through_the_crypto_capability() {
             .as_bytes()),
         b64(&sig.to_bytes())
     );
+    assert_eq!(
+        present(&m, &forged).await,
+        (Some(401), None),
+        "a verified signature accepted on another payload"
+    );
+}
+
+/// Runs the request-headers hooks on a request carrying `token`: the status
+/// of the local answer (None when the request goes on) and the principal.
+async fn present(m: &FilterManager, token: &str) -> (Option<u16>, Option<String>) {
     let mut rf = RequestFilters::new(&m.current(), conn());
-    let mut req = with_token("/api/x", &forged);
-    match rf.on_request_headers(&mut req).await {
-        Verdict::Respond(r) => assert_eq!(r.status(), 401),
-        other => panic!("a verified signature was accepted on another payload: {other:?}"),
-    }
+    let mut req = with_token("/api/x", token);
+    let status = match rf.on_request_headers(&mut req).await {
+        Verdict::Continue => None,
+        Verdict::Respond(r) => Some(r.status().as_u16()),
+    };
+    (status, rf.request_principal().map(str::to_string))
 }
