@@ -278,36 +278,51 @@ async fn metric_overrides_remove_upsert_and_disable() {
     assert_eq!(get(&wp.url("/"), &[]).await.0, 200);
 }
 
-/// An OTLP/HTTP receiver keeping the JSON bodies it gets.
-async fn otlp_receiver() -> (u16, Arc<Mutex<Vec<Value>>>) {
+/// A collector on a free port: every request (HTTP/1.1 or HTTP/2, as the
+/// client speaks) goes to `handle`. Returns the port.
+async fn collector<F, Fut, B>(handle: F) -> u16
+where
+    F: Fn(http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<http::Response<B>, std::convert::Infallible>>
+        + Send
+        + 'static,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let g = got.clone();
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = l.accept().await else {
                 continue;
             };
-            let g = g.clone();
+            let handle = handle.clone();
             tokio::spawn(async move {
-                let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let g = g.clone();
-                    async move {
-                        assert_eq!(req.uri().path(), "/v1/traces");
-                        let b = req.into_body().collect().await.unwrap().to_bytes();
-                        g.lock().push(serde_json::from_slice::<Value>(&b).unwrap());
-                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
-                            Bytes::from_static(b"{}"),
-                        )))
-                    }
-                });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tcp), svc)
+                    .serve_connection(TokioIo::new(tcp), service_fn(handle))
                     .await;
             });
         }
     });
+    port
+}
+
+/// An OTLP/HTTP receiver keeping the JSON bodies it gets.
+async fn otlp_receiver() -> (u16, Arc<Mutex<Vec<Value>>>) {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let g = got.clone();
+    let port = collector(move |req: http::Request<hyper::body::Incoming>| {
+        let g = g.clone();
+        async move {
+            assert_eq!(req.uri().path(), "/v1/traces");
+            let b = req.into_body().collect().await.unwrap().to_bytes();
+            g.lock().push(serde_json::from_slice::<Value>(&b).unwrap());
+            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from_static(
+                b"{}",
+            ))))
+        }
+    })
+    .await;
     (port, got)
 }
 
@@ -422,53 +437,39 @@ async fn otlp_grpc_receiver() -> (
     Arc<Mutex<Vec<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest>>>,
 ) {
     use prost::Message;
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
     let got = Arc::new(Mutex::new(Vec::new()));
     let g = got.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = l.accept().await else {
-                continue;
-            };
-            let g = g.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let g = g.clone();
-                    async move {
-                        assert_eq!(
-                            req.uri().path(),
-                            "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
-                        );
-                        assert_eq!(req.headers()["content-type"], "application/grpc");
-                        let b = req.into_body().collect().await.unwrap().to_bytes();
-                        assert_eq!(b[0], 0, "uncompressed");
-                        let len = u32::from_be_bytes([b[1], b[2], b[3], b[4]]) as usize;
-                        assert_eq!(len, b.len() - 5);
-                        let msg = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(&b[5..]).unwrap();
-                        g.lock().push(msg);
-                        // An empty ExportTraceServiceResponse, then grpc-status 0.
-                        let mut trailers = http::HeaderMap::new();
-                        trailers.insert("grpc-status", "0".parse().unwrap());
-                        let body = http_body_util::StreamBody::new(futures::stream::iter([
-                            Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(
-                                Bytes::from_static(&[0, 0, 0, 0, 0]),
-                            )),
-                            Ok(hyper::body::Frame::trailers(trailers)),
-                        ]));
-                        let resp = http::Response::builder()
-                            .header("content-type", "application/grpc")
-                            .body(body)
-                            .unwrap();
-                        Ok::<_, std::convert::Infallible>(resp)
-                    }
-                });
-                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tcp), svc)
-                    .await;
-            });
+    let port = collector(move |req: http::Request<hyper::body::Incoming>| {
+        let g = g.clone();
+        async move {
+            assert_eq!(
+                req.uri().path(),
+                "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+            );
+            assert_eq!(req.headers()["content-type"], "application/grpc");
+            let b = req.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(b[0], 0, "uncompressed");
+            let len = u32::from_be_bytes([b[1], b[2], b[3], b[4]]) as usize;
+            assert_eq!(len, b.len() - 5);
+            let msg = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(&b[5..]).unwrap();
+            g.lock().push(msg);
+            // An empty ExportTraceServiceResponse, then grpc-status 0.
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("grpc-status", "0".parse().unwrap());
+            let body = http_body_util::StreamBody::new(futures::stream::iter([
+                Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(
+                    Bytes::from_static(&[0, 0, 0, 0, 0]),
+                )),
+                Ok(hyper::body::Frame::trailers(trailers)),
+            ]));
+            let resp = http::Response::builder()
+                .header("content-type", "application/grpc")
+                .body(body)
+                .unwrap();
+            Ok::<_, std::convert::Infallible>(resp)
         }
-    });
+    })
+    .await;
     (port, got)
 }
 
