@@ -830,6 +830,14 @@ fn validation_messages_match_istio() {
             "http, tcp or tls must be provided in virtual service",
         ),
         (
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v, namespace: ns}\nspec: {hosts: [a], tcp: [{match: [{destinationSubnets: [10.0.0.0/8, 10.1.0.0/40]}], route: [{destination: {host: a}}]}]}\n",
+            "\"10.1.0.0/40\" is not a valid CIDR block",
+        ),
+        (
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v, namespace: ns}\nspec: {hosts: [a], tcp: [{match: [{destinationSubnets: [db.example]}], route: [{destination: {host: a}}]}]}\n",
+            "db.example is not a valid IP",
+        ),
+        (
             "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d, namespace: ns}\nspec: {host: a, subsets: [{name: v1}, {name: v1}]}\n",
             "duplicate subset names: v1",
         ),
@@ -1080,7 +1088,7 @@ fn virtual_service_tcp_routes_are_translated() {
         .find(|v| v.name == "orders-tcp")
         .unwrap();
     assert_eq!(vs.tcp.len(), 1);
-    assert!(vs.tcp[0].matches(5432, None) && !vs.tcp[0].matches(80, None));
+    assert!(vs.tcp[0].matches(5432, None, None) && !vs.tcp[0].matches(80, None, None));
     assert_eq!(
         vs.tcp[0].route[0].destination.host,
         "orders.shop.svc.cluster.local"

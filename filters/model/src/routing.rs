@@ -8,6 +8,7 @@ use crate::gateway::GatewayHttpRoute;
 use crate::{Duration, StringMatch};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 /// The routing filter's configuration.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -86,9 +87,9 @@ pub struct TcpRoute {
 /// `L4MatchAttributes`, with the semantics Istio gives a waypoint's matches
 /// (istio-semantics.md §4.1): `gateways` must be empty or include `mesh`;
 /// `sourceNamespace` is compared with the waypoint's namespace; a match
-/// with `sourceLabels` is dropped (unsupported in ambient). A match naming
-/// `destinationSubnets` is not supported here and never matches (stricter
-/// than ignoring it).
+/// with `sourceLabels` is dropped (unsupported in ambient);
+/// `destinationSubnets` is compared with the address the client dialled
+/// (the service VIP or pod IP of the HBONE CONNECT).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct L4MatchAttributes {
@@ -105,14 +106,22 @@ pub struct L4MatchAttributes {
     /// `sourceNamespace`: compared with the waypoint's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_namespace: Option<String>,
-    /// `destinationSubnets`: not supported; the match never matches.
+    /// `destinationSubnets`: IPs or CIDR blocks; the dialled address must be
+    /// in one of them. An entry that is neither never matches (the operator
+    /// refuses such a VirtualService, as Istio's validation does).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub destination_subnets: Vec<String>,
 }
 
 impl L4MatchAttributes {
-    /// Does a connection to `port`, at a waypoint in `waypoint_ns`, match?
-    pub fn matches(&self, port: u16, waypoint_ns: Option<&str>) -> bool {
+    /// Does a connection to `port` at `destination` (the address the client
+    /// dialled), at a waypoint in `waypoint_ns`, match?
+    pub fn matches(
+        &self,
+        port: u16,
+        destination: Option<IpAddr>,
+        waypoint_ns: Option<&str>,
+    ) -> bool {
         self.port.is_none_or(|p| p == port)
             && (self.gateways.is_empty() || self.gateways.iter().any(|g| g == "mesh"))
             && self.source_labels.is_empty()
@@ -120,8 +129,58 @@ impl L4MatchAttributes {
                 .source_namespace
                 .as_deref()
                 .is_none_or(|ns| Some(ns) == waypoint_ns)
-            && self.destination_subnets.is_empty()
+            && (self.destination_subnets.is_empty()
+                || destination.is_some_and(|ip| {
+                    self.destination_subnets
+                        .iter()
+                        .any(|s| subnet_contains(s, ip) == Some(true))
+                }))
     }
+}
+
+/// Parses an IP subnet as Istio's `ValidateIPSubnet` accepts it: `a.b.c.d`,
+/// `a.b.c.d/n`, or the IPv6 forms. Host bits after the prefix are allowed
+/// and ignored, as Go's `net.ParseCIDR` does.
+pub fn parse_subnet(subnet: &str) -> Result<(IpAddr, u8), String> {
+    match subnet.split_once('/') {
+        Some((addr, len)) => {
+            let ip: IpAddr = addr
+                .parse()
+                .map_err(|_| format!("{subnet:?} is not a valid CIDR block"))?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            match len.parse::<u8>() {
+                Ok(n) if n <= max && !len.starts_with('+') => Ok((ip, n)),
+                _ => Err(format!("{subnet:?} is not a valid CIDR block")),
+            }
+        }
+        None => {
+            let ip: IpAddr = subnet
+                .parse()
+                .map_err(|_| format!("{subnet} is not a valid IP"))?;
+            Ok((ip, if ip.is_ipv4() { 32 } else { 128 }))
+        }
+    }
+}
+
+/// Whether `ip` is in `subnet`; None when `subnet` does not parse. An IPv4
+/// address written as IPv4-mapped IPv6 is compared as IPv4.
+pub fn subnet_contains(subnet: &str, ip: IpAddr) -> Option<bool> {
+    let (net, len) = parse_subnet(subnet).ok()?;
+    let bits = |a: IpAddr| match a.to_canonical() {
+        IpAddr::V4(v4) => (u128::from(u32::from(v4)), 32u32),
+        IpAddr::V6(v6) => (u128::from(v6), 128u32),
+    };
+    let (n, nw) = bits(net);
+    let (a, aw) = bits(ip);
+    if nw != aw {
+        return Some(false);
+    }
+    let len = u32::from(len).min(nw);
+    if len == 0 {
+        return Some(true);
+    }
+    let shift = nw - len;
+    Some(n >> shift == a >> shift)
 }
 
 /// `RouteDestination`: a destination and its relative weight.
@@ -136,10 +195,19 @@ pub struct RouteDestination {
 }
 
 impl TcpRoute {
-    /// Does a connection to `port`, at a waypoint in `waypoint_ns`, take
-    /// this route?
-    pub fn matches(&self, port: u16, waypoint_ns: Option<&str>) -> bool {
-        self.matches.is_empty() || self.matches.iter().any(|m| m.matches(port, waypoint_ns))
+    /// Does a connection to `port` at `destination`, at a waypoint in
+    /// `waypoint_ns`, take this route?
+    pub fn matches(
+        &self,
+        port: u16,
+        destination: Option<IpAddr>,
+        waypoint_ns: Option<&str>,
+    ) -> bool {
+        self.matches.is_empty()
+            || self
+                .matches
+                .iter()
+                .any(|m| m.matches(port, destination, waypoint_ns))
     }
 
     /// The destination for a draw `r` in `[0, 1)`: relative weights, a
@@ -446,8 +514,8 @@ mod tcp_route_tests {
                       {"destination": {"host": "db.shop.svc.cluster.local", "subset": "v2"}, "weight": 25}]
         }))
         .unwrap();
-        assert!(r.matches(5432, None));
-        assert!(!r.matches(5433, None));
+        assert!(r.matches(5432, None, None));
+        assert!(!r.matches(5433, None, None));
         let sub = |x: f64| r.pick(x).unwrap().subset.clone().unwrap();
         assert_eq!(sub(0.0), "v1");
         assert_eq!(sub(0.74), "v1");
@@ -457,7 +525,7 @@ mod tcp_route_tests {
             matches: vec![],
             route: vec![dest("v9", 0)],
         };
-        assert!(only.matches(1, None));
+        assert!(only.matches(1, None, None));
         assert_eq!(only.pick(0.5).unwrap().subset.as_deref(), Some("v9"));
         let zero = TcpRoute {
             matches: vec![],
@@ -467,23 +535,63 @@ mod tcp_route_tests {
         let other_gw: L4MatchAttributes =
             serde_json::from_value(serde_json::json!({"port": 1, "gateways": ["istio-system/gw"]}))
                 .unwrap();
-        assert!(!other_gw.matches(1, None));
+        assert!(!other_gw.matches(1, None, None));
         let with_mesh: L4MatchAttributes = serde_json::from_value(
             serde_json::json!({"port": 1, "gateways": ["istio-system/gw", "mesh"]}),
         )
         .unwrap();
-        assert!(with_mesh.matches(1, None));
+        assert!(with_mesh.matches(1, None, None));
         let labels: L4MatchAttributes =
             serde_json::from_value(serde_json::json!({"sourceLabels": {"app": "x"}})).unwrap();
-        assert!(!labels.matches(1, Some("shop")));
+        assert!(!labels.matches(1, None, Some("shop")));
         let ns: L4MatchAttributes =
             serde_json::from_value(serde_json::json!({"sourceNamespace": "shop"})).unwrap();
-        assert!(ns.matches(1, Some("shop")));
-        assert!(!ns.matches(1, Some("other")));
-        assert!(!ns.matches(1, None));
-        let subnets: L4MatchAttributes =
-            serde_json::from_value(serde_json::json!({"destinationSubnets": ["10.0.0.0/8"]}))
+        assert!(ns.matches(1, None, Some("shop")));
+        assert!(!ns.matches(1, None, Some("other")));
+        assert!(!ns.matches(1, None, None));
+        let subnets: L4MatchAttributes = serde_json::from_value(
+            serde_json::json!({"destinationSubnets": ["10.0.0.0/8", "fd00::1", "192.168.1.7"]}),
+        )
+        .unwrap();
+        let ip = |s: &str| Some(s.parse().unwrap());
+        assert!(subnets.matches(1, ip("10.96.0.10"), Some("shop")));
+        assert!(subnets.matches(1, ip("::ffff:10.1.2.3"), None));
+        assert!(subnets.matches(1, ip("fd00::1"), None));
+        assert!(subnets.matches(1, ip("192.168.1.7"), None));
+        assert!(!subnets.matches(1, ip("192.168.1.8"), None));
+        assert!(!subnets.matches(1, ip("11.0.0.1"), None));
+        assert!(!subnets.matches(1, ip("fd00::2"), None));
+        assert!(!subnets.matches(1, None, None), "unknown destination");
+        let bad: L4MatchAttributes =
+            serde_json::from_value(serde_json::json!({"destinationSubnets": ["10.0.0.0/33"]}))
                 .unwrap();
-        assert!(!subnets.matches(1, Some("shop")));
+        assert!(!bad.matches(1, ip("10.0.0.1"), None));
+    }
+
+    #[test]
+    fn subnets_parse_as_istio_validates_them() {
+        let ok = |s: &str| parse_subnet(s).unwrap();
+        assert_eq!(ok("10.1.2.3/8").1, 8);
+        assert_eq!(ok("10.1.2.3").1, 32);
+        assert_eq!(ok("2001:db8::/32").1, 32);
+        assert_eq!(ok("::1").1, 128);
+        assert_eq!(ok("0.0.0.0/0").1, 0);
+        assert_eq!(
+            parse_subnet("10.0.0.0/33").unwrap_err(),
+            "\"10.0.0.0/33\" is not a valid CIDR block"
+        );
+        assert!(parse_subnet("10.0.0/8").is_err());
+        assert!(parse_subnet("10.0.0.0/+8").is_err());
+        assert!(parse_subnet("2001:db8::/129").is_err());
+        assert_eq!(parse_subnet("nope").unwrap_err(), "nope is not a valid IP");
+        assert_eq!(
+            subnet_contains("0.0.0.0/0", "1.2.3.4".parse().unwrap()),
+            Some(true)
+        );
+        assert_eq!(
+            subnet_contains("::/0", "1.2.3.4".parse().unwrap()),
+            Some(false)
+        );
+        assert_eq!(subnet_contains("x", "1.2.3.4".parse().unwrap()), None);
     }
 }

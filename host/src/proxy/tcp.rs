@@ -148,13 +148,19 @@ impl TcpRoutes {
         })
     }
 
-    /// The first route of `service` a connection to `port` takes.
-    fn route(&self, service: &str, port: u16) -> Option<&TcpRoute> {
+    /// The first route of `service` a connection to `port` at `destination`
+    /// (the address the client dialled) takes.
+    fn route(
+        &self,
+        service: &str,
+        port: u16,
+        destination: Option<std::net::IpAddr>,
+    ) -> Option<&TcpRoute> {
         let ns = self.waypoint_namespace.as_deref();
         self.by_host
             .get(service)?
             .iter()
-            .find(|r| r.matches(port, ns))
+            .find(|r| r.matches(port, destination, ns))
     }
 }
 
@@ -165,7 +171,7 @@ fn labels<'a>(
     svc: &'a WaypointService,
     upstream: Option<&'a WaypointEndpoint>,
     flags: &'static str,
-) -> Vec<(&'static str, Cow<'a, str>)> {
+) -> crate::telemetry::LabelSet<'a> {
     let t = &proxy.telemetry;
     let mut l = t.peer_labels(&down.source, upstream, Some(svc));
     l.extend([
@@ -232,7 +238,7 @@ pub(crate) async fn serve(
     let route = snap
         .tcp_routes
         .as_ref()
-        .and_then(|r| r.route(&svc.hostname, dest.port));
+        .and_then(|r| r.route(&svc.hostname, dest.port, down.target.map(|t| t.ip())));
     let (to, port, subset) = match route {
         Some(route) => match route.pick(rand::random::<f64>()) {
             Some(d) => (

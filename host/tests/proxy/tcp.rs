@@ -361,6 +361,20 @@ async fn virtual_service_tcp_routes_pick_subsets_by_weight() {
         assert_eq!(got, b"v2:ns", "{}", String::from_utf8_lossy(&got));
     }
 
+    // `destinationSubnets` is compared with the address the client dialled
+    // (the VIP 10.96.0.10): a subnet without it is skipped, one with it
+    // (or the address itself) is taken.
+    cfg["filters"] = routes(json!([
+        {"match": [{"destinationSubnets": ["10.97.0.0/16", "fd00::/8"]}], "route": [{"destination": {"host": SVC, "subset": "v1"}}]},
+        {"match": [{"destinationSubnets": ["10.96.0.10"]}, {"destinationSubnets": ["10.96.0.0/12"]}], "route": [{"destination": {"host": SVC, "subset": "v2"}}]},
+        {"route": [{"destination": {"host": SVC, "subset": "v1"}}]}
+    ]));
+    wp.reconfigure(&cfg).await;
+    for _ in 0..5 {
+        let got = exchange_raw(&ca, &wp, b"net").await;
+        assert_eq!(got, b"v2:net", "{}", String::from_utf8_lossy(&got));
+    }
+
     // 50/50: both subsets serve.
     cfg["filters"] = routes(json!([{
         "route": [{"destination": {"host": SVC, "subset": "v1"}, "weight": 50},

@@ -440,8 +440,30 @@ pub(crate) fn virtual_service(spec: &VirtualServiceSpec, mesh: &MeshSettings) ->
     for (i, r) in spec.http.iter().enumerate() {
         http_route(&mut v, r, i, mesh);
     }
+    for r in &spec.tcp {
+        tcp_route(&mut v, r);
+    }
     unreachable_rules(&mut v, spec);
     v
+}
+
+/// `tcp` routes: `destinationSubnets` entries are IPs or CIDR blocks
+/// (Istio's `ValidateIPSubnet`, with its messages).
+fn tcp_route(v: &mut Validation, r: &serde_json::Value) {
+    let matches = r.get("match").and_then(|m| m.as_array());
+    for m in matches.into_iter().flatten() {
+        let subnets = m.get("destinationSubnets").and_then(|s| s.as_array());
+        for s in subnets.into_iter().flatten() {
+            match s.as_str() {
+                Some(s) => {
+                    if let Err(e) = filter_model::routing::parse_subnet(s) {
+                        v.err(e);
+                    }
+                }
+                None => v.err(format!("destinationSubnets entry {s} is not a string")),
+            }
+        }
+    }
 }
 
 /// Warnings for rules after a catch-all and duplicate matches (IST0130/IST0131).
