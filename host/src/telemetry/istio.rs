@@ -251,16 +251,26 @@ pub fn escape(v: &str, out: &mut String) {
 
 fn render<V: AsRef<str>>(labels: &[(&str, V)]) -> String {
     let mut s = String::with_capacity(labels.len() * 48);
+    render_into(labels, &mut s);
+    s
+}
+
+fn render_into<V: AsRef<str>>(labels: &[(&str, V)], s: &mut String) {
     for (i, (k, v)) in labels.iter().enumerate() {
         if i > 0 {
             s.push(',');
         }
         s.push_str(k);
         s.push_str("=\"");
-        escape(v.as_ref(), &mut s);
+        escape(v.as_ref(), s);
         s.push('"');
     }
-    s
+}
+
+thread_local! {
+    /// The rendered label set of the request being recorded, reused: once
+    /// a label set has its series, recording a request allocates nothing.
+    static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
 impl IstioMetrics {
@@ -292,7 +302,6 @@ impl IstioMetrics {
         rec: &RequestRecord,
         ov: &Overrides,
     ) {
-        let base = render(labels);
         let values = [
             1.0,
             rec.duration().as_secs_f64() * 1000.0,
@@ -300,12 +309,20 @@ impl IstioMetrics {
             (rec.response_header_bytes + rec.response_body_bytes) as f64,
         ];
         let all_plain = (0..4).all(|i| !ov.plans[i].disabled && ov.is_plain(i));
-        if all_plain && let Some(set) = self.plain.read().get(base.as_str()) {
-            for (series, v) in set.iter().zip(values) {
-                series.add(v);
+        let base = KEY.with_borrow_mut(|key| {
+            key.clear();
+            render_into(labels, key);
+            if all_plain && let Some(set) = self.plain.read().get(key.as_str()) {
+                for (series, v) in set.iter().zip(values) {
+                    series.add(v);
+                }
+                return None;
             }
+            Some(key.clone())
+        });
+        let Some(base) = base else {
             return;
-        }
+        };
         let mut resolved: [Option<Arc<Series>>; 4] = Default::default();
         for (i, v) in values.into_iter().enumerate() {
             let plan = &ov.plans[i];
