@@ -14,7 +14,10 @@
 # ~1,000 requests/s of 1 KiB POST bodies (wrk pacing itself with a Lua
 # delay): CPU (utime+stime from /proc) and RSS.
 #
-# Usage: scripts/bench-waypoint.sh [-d SECONDS] [-c CONNECTIONS] [-t THREADS] [-w WORKERS] [-s] [-F] [-J]
+# Usage: scripts/bench-waypoint.sh [-d SECONDS] [-r ROUNDS] [-c CONNECTIONS] [-t THREADS] [-w WORKERS] [-s] [-F] [-J]
+#   -r  rounds of (a), (b), (c), interleaved (default 3); the medians and
+#       their ratios are printed after the rounds (one round swings by
+#       tens of percent on a shared 2-vCPU VM)
 #   -w  waypoint worker threads = nginx proxy worker processes (default 2)
 #   -s  set everything up, print the ports and pids, and wait (for profiling)
 #   -F  only the fixed-rate part (CPU and RSS at ~1,000 requests/s)
@@ -26,10 +29,10 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 . "$ROOT/scripts/env.sh"
-DURATION=10 CONNS=32 THREADS=2 WORKERS=2 SERVE=0 FIXED_ONLY=0 TOKEN=0
-while getopts "d:c:t:w:sFJ" o; do
+DURATION=10 ROUNDS=3 CONNS=32 THREADS=2 WORKERS=2 SERVE=0 FIXED_ONLY=0 TOKEN=0
+while getopts "d:r:c:t:w:sFJ" o; do
   case $o in
-    d) DURATION=$OPTARG ;; c) CONNS=$OPTARG ;; t) THREADS=$OPTARG ;; w) WORKERS=$OPTARG ;; s) SERVE=1 ;;
+    d) DURATION=$OPTARG ;; r) ROUNDS=$OPTARG ;; c) CONNS=$OPTARG ;; t) THREADS=$OPTARG ;; w) WORKERS=$OPTARG ;; s) SERVE=1 ;;
     F) FIXED_ONLY=1 ;; J) TOKEN=1 ;; *) exit 2 ;;
   esac
 done
@@ -201,23 +204,38 @@ fi
 
 # --- throughput and latency --------------------------------------------------
 if ((FIXED_ONLY == 0)); then
-bench() { # name port
-  wrk -t"$THREADS" -c"$CONNS" -d2s -H "Host: $SVC" "${AUTH[@]}" "http://127.0.0.1:$2/" >/dev/null 2>&1  # warm-up
-  local out; out=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -H "Host: $SVC" "${AUTH[@]}" "http://127.0.0.1:$2/")
+RESULTS="$WORK/results"
+bench() { # key name port
+  wrk -t"$THREADS" -c"$CONNS" -d2s -H "Host: $SVC" "${AUTH[@]}" "http://127.0.0.1:$3/" >/dev/null 2>&1  # warm-up
+  local out; out=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -H "Host: $SVC" "${AUTH[@]}" "http://127.0.0.1:$3/")
   local rps p50 p99 errs
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
   p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
   errs=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
-  printf '%-34s %12s %10s %10s  %s\n' "$1" "$rps" "$p50" "$p99" "$errs"
+  printf '%-34s %12s %10s %10s  %s\n' "$2" "$rps" "$p50" "$p99" "$errs"
+  echo "$1 $rps" >>"$RESULTS"
 }
 echo
 echo "wrk -t$THREADS -c$CONNS -d${DURATION}s, HTTP/1.1 keep-alive, GET / (24-byte body); $(nproc) shared vCPUs;"
 echo "waypoint --worker-threads $WORKERS, nginx worker_processes $WORKERS; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-34s %12s %10s %10s\n' target requests/s p50 p99
-bench "(a) waypoint, empty chain" "$PA"
-bench "(b) waypoint, full first-party chain" "$PB"
-bench "(c) nginx routing reverse proxy" "$PN"
+for round in $(seq "$ROUNDS"); do
+  printf '%-34s %12s %10s %10s\n' "round $round" requests/s p50 p99
+  bench a "(a) waypoint, empty chain" "$PA"
+  bench b "(b) waypoint, full first-party chain" "$PB"
+  bench c "(c) nginx routing reverse proxy" "$PN"
+done
+python3 - "$RESULTS" <<'PY'
+import statistics, sys
+r = {}
+for line in open(sys.argv[1]):
+    k, v = line.split()
+    r.setdefault(k, []).append(float(v))
+m = {k: statistics.median(v) for k, v in r.items()}
+print(f"\nmedian of {len(r['a'])} rounds, requests/s: (a) {m['a']:.0f}  (b) {m['b']:.0f}  (c) {m['c']:.0f}")
+print(f"(b)/(a) = {m['b'] / m['a']:.2f} (goal >= 0.85)   (b)/(c) = {m['b'] / m['c']:.2f} (goal >= 1)")
+print("per round (b)/(a): " + " ".join(f"{b / a:.2f}" for a, b in zip(r['a'], r['b'])))
+PY
 fi
 
 # --- fixed rate: ~1,000 requests/s, 1 KiB bodies ------------------------------
