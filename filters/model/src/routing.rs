@@ -110,7 +110,7 @@ pub struct L4MatchAttributes {
     /// in one of them. An entry that is neither never matches (the operator
     /// refuses such a VirtualService, as Istio's validation does).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub destination_subnets: Vec<String>,
+    pub destination_subnets: Vec<Subnet>,
 }
 
 impl L4MatchAttributes {
@@ -130,11 +130,8 @@ impl L4MatchAttributes {
                 .as_deref()
                 .is_none_or(|ns| Some(ns) == waypoint_ns)
             && (self.destination_subnets.is_empty()
-                || destination.is_some_and(|ip| {
-                    self.destination_subnets
-                        .iter()
-                        .any(|s| subnet_contains(s, ip) == Some(true))
-                }))
+                || destination
+                    .is_some_and(|ip| self.destination_subnets.iter().any(|s| s.contains(ip))))
     }
 }
 
@@ -162,25 +159,50 @@ pub fn parse_subnet(subnet: &str) -> Result<(IpAddr, u8), String> {
     }
 }
 
-/// Whether `ip` is in `subnet`; None when `subnet` does not parse. An IPv4
-/// address written as IPv4-mapped IPv6 is compared as IPv4.
-pub fn subnet_contains(subnet: &str, ip: IpAddr) -> Option<bool> {
-    let (net, len) = parse_subnet(subnet).ok()?;
-    let bits = |a: IpAddr| match a.to_canonical() {
-        IpAddr::V4(v4) => (u128::from(u32::from(v4)), 32u32),
-        IpAddr::V6(v6) => (u128::from(v6), 128u32),
-    };
-    let (n, nw) = bits(net);
-    let (a, aw) = bits(ip);
-    if nw != aw {
-        return Some(false);
+/// One `destinationSubnets` entry, parsed when the configuration is read
+/// (not per connection); it serializes back to the text it came from. An
+/// entry that does not parse contains no address.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Subnet {
+    text: String,
+    net: Option<(IpAddr, u8)>,
+}
+
+impl Subnet {
+    /// Parses `text` (see [`parse_subnet`]).
+    pub fn new(text: impl Into<String>) -> Self {
+        let text = text.into();
+        let net = parse_subnet(&text).ok();
+        Subnet { text, net }
     }
-    let len = u32::from(len).min(nw);
-    if len == 0 {
-        return Some(true);
+
+    /// Whether `ip` is in the subnet. An IPv4 address written as
+    /// IPv4-mapped IPv6 is compared as IPv4.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let Some((net, len)) = self.net else {
+            return false;
+        };
+        let bits = |a: IpAddr| match a.to_canonical() {
+            IpAddr::V4(v4) => (u128::from(u32::from(v4)), 32u32),
+            IpAddr::V6(v6) => (u128::from(v6), 128u32),
+        };
+        let ((n, width), (a, a_width)) = (bits(net), bits(ip));
+        // A /0 shifts by the whole width: `checked_shr` makes both sides 0.
+        let shift = width - u32::from(len);
+        width == a_width && n.checked_shr(shift).unwrap_or(0) == a.checked_shr(shift).unwrap_or(0)
     }
-    let shift = nw - len;
-    Some(n >> shift == a >> shift)
+}
+
+impl Serialize for Subnet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for Subnet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Subnet::new)
+    }
 }
 
 /// `RouteDestination`: a destination and its relative weight.
@@ -584,14 +606,13 @@ mod tcp_route_tests {
         assert!(parse_subnet("10.0.0.0/+8").is_err());
         assert!(parse_subnet("2001:db8::/129").is_err());
         assert_eq!(parse_subnet("nope").unwrap_err(), "nope is not a valid IP");
+        let v4 = "1.2.3.4".parse().unwrap();
+        assert!(Subnet::new("0.0.0.0/0").contains(v4));
+        assert!(!Subnet::new("::/0").contains(v4));
+        assert!(!Subnet::new("x").contains(v4));
         assert_eq!(
-            subnet_contains("0.0.0.0/0", "1.2.3.4".parse().unwrap()),
-            Some(true)
+            serde_json::to_value(Subnet::new("10.1.2.3/8")).unwrap(),
+            serde_json::json!("10.1.2.3/8")
         );
-        assert_eq!(
-            subnet_contains("::/0", "1.2.3.4".parse().unwrap()),
-            Some(false)
-        );
-        assert_eq!(subnet_contains("x", "1.2.3.4".parse().unwrap()), None);
     }
 }
