@@ -85,14 +85,49 @@ pub struct Args {
     /// Log filter (RUST_LOG syntax); RUST_LOG wins when set.
     #[arg(long, default_value = "info")]
     pub log_level: String,
-    /// Tokio worker threads (default: one per CPU).
-    #[arg(long)]
-    pub worker_threads: Option<usize>,
+    /// Data-plane worker threads, each serving its own share of the
+    /// connections (default: one per CPU, like Envoy's `--concurrency`).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub worker_threads: Option<u16>,
     /// Compile filter components inside the proxy process instead of in a
     /// short-lived child process (the default keeps the compiler's code and
     /// memory out of the proxy's RSS).
     #[arg(long)]
     pub compile_in_process: bool,
+}
+
+/// Removes the `waypoint-<pid>-compile` directories (see
+/// [`Args::resolve`]) that waypoints killed mid-compile (SIGKILL, OOM)
+/// left in `tmp`: ones of this user whose process is gone. Returns how
+/// many were removed.
+pub fn remove_stale_compile_dirs(tmp: &std::path::Path) -> usize {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return 0;
+    };
+    let uid = rustix::process::geteuid().as_raw();
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("waypoint-"))
+            .and_then(|n| n.strip_suffix("-compile"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive =
+            pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists();
+        let ours = e
+            .path()
+            .symlink_metadata()
+            .is_ok_and(|m| m.is_dir() && m.uid() == uid);
+        if !alive && ours && std::fs::remove_dir_all(e.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// The hidden first argument that makes the binary compile one component
@@ -203,6 +238,9 @@ impl Args {
             },
             cluster_id: self.cluster_id.clone(),
             random_seed: self.random_seed,
+            workers: self
+                .worker_threads
+                .map_or_else(crate::waypoint::default_workers, usize::from),
             ..Options::standard()
         };
         let mut opts = opts;
@@ -279,6 +317,26 @@ pub fn watch_cert(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_compile_directories_of_dead_processes_are_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = |name: &str| {
+            let d = tmp.path().join(name);
+            std::fs::create_dir(&d).unwrap();
+            std::fs::write(d.join("x.wasm"), b"\0asm").unwrap();
+            d
+        };
+        // No process has a pid above pid_max (at most 2^22).
+        let dead = dir("waypoint-999999999-compile");
+        let mine = dir(&format!("waypoint-{}-compile", std::process::id()));
+        let init = dir("waypoint-1-compile");
+        let other = dir("waypoint-cache");
+        assert_eq!(remove_stale_compile_dirs(tmp.path()), 1);
+        assert!(!dead.exists());
+        assert!(mine.exists() && init.exists() && other.exists());
+        assert_eq!(remove_stale_compile_dirs(tmp.path()), 0);
+    }
 
     #[test]
     fn flags_resolve_to_options() {

@@ -9,7 +9,8 @@
 //! - [`telemetry`]: Istio metrics, JSON access logs, OTLP traces.
 //! - [`config`]: configuration sources (file, push) and applying them.
 //! - [`admin`]: config dump, filters, clusters, metrics, readiness.
-//! - [`waypoint`]: the process as a library; [`cli`]: its flags.
+//! - [`waypoint`]: the process as a library; [`cli`]: its flags;
+//!   [`workers`]: the data-plane threads (one runtime per core).
 
 pub mod admin;
 pub mod cli;
@@ -21,3 +22,4 @@ pub mod respond;
 pub mod telemetry;
 pub mod upstream;
 pub mod waypoint;
+pub mod workers;

@@ -45,12 +45,17 @@ fn main() -> anyhow::Result<()> {
         .with(filter)
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
         .init();
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    rt.enable_all();
-    if let Some(n) = args.worker_threads {
-        rt.worker_threads(n.max(1));
+    let stale = waypoint::cli::remove_stale_compile_dirs(&std::env::temp_dir());
+    if stale > 0 {
+        tracing::info!("removed {stale} compile directories left by killed waypoints");
     }
-    let r = rt.build()?.block_on(run(args, reload));
+    // The control plane (config source, applier, admin endpoints) runs on
+    // this thread; the proxy listeners run on their own worker threads
+    // (`waypoint::workers`).
+    let r = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(args, reload));
     // The out-of-process compiler's directory (empty by now).
     let _ = std::fs::remove_dir(
         std::env::temp_dir().join(format!("waypoint-{}-compile", std::process::id())),

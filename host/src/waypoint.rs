@@ -37,6 +37,7 @@ use crate::proxy::listener::{self, Drain};
 use crate::proxy::{Proxy, Snapshot};
 use crate::telemetry::{AccessLogSink, DEFAULT_CLUSTER_ID, Telemetry};
 use crate::upstream::{Connector, HboneUpstream};
+use crate::workers::{self, WorkerListeners, Workers};
 
 /// Default drain time (Istio's `terminationDrainDuration`).
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -119,6 +120,10 @@ pub struct Options {
     pub runtime: RuntimeConfig,
     /// Log control for the admin endpoint.
     pub log: Option<LogControl>,
+    /// Data-plane worker threads, each with its own runtime and listeners
+    /// ([`crate::workers`]); 0 serves the proxy listeners on the caller's
+    /// runtime instead (tests, embedding).
+    pub workers: usize,
 }
 
 impl std::fmt::Debug for Options {
@@ -129,8 +134,14 @@ impl std::fmt::Debug for Options {
             .field("admin_addr", &self.admin_addr)
             .field("metrics_addr", &self.metrics_addr)
             .field("ready_addr", &self.ready_addr)
+            .field("workers", &self.workers)
             .finish_non_exhaustive()
     }
+}
+
+/// One worker per CPU the process may use (Envoy's `--concurrency`).
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 fn addr(s: &str) -> Option<SocketAddr> {
@@ -153,12 +164,15 @@ impl Options {
             random_seed: None,
             runtime: RuntimeConfig::default(),
             log: None,
+            workers: default_workers(),
         }
     }
 
-    /// Every listener on an ephemeral localhost port, no HBONE (tests).
+    /// Every listener on an ephemeral localhost port, no HBONE, the proxy
+    /// served on the caller's runtime (tests).
     pub fn local() -> Self {
         Options {
+            workers: 0,
             hbone_addr: None,
             http_addr: addr("127.0.0.1:0"),
             admin_addr: addr("127.0.0.1:0"),
@@ -193,6 +207,7 @@ pub struct Waypoint {
     stop: CancellationToken,
     drain_timeout: Duration,
     tasks: Vec<JoinHandle<()>>,
+    workers: Workers,
     ready: watch::Receiver<bool>,
     admin: AdminState,
 }
@@ -216,6 +231,24 @@ async fn bind(
             .map(Some)
             .map_err(|source| StartError::Bind { addr, what, source }),
     }
+}
+
+/// `n` sockets of one proxy listener (empty when it is disabled).
+fn bind_proxy(
+    a: Option<SocketAddr>,
+    n: usize,
+    what: &'static str,
+) -> Result<Vec<std::net::TcpListener>, StartError> {
+    match a {
+        None => Ok(Vec::new()),
+        Some(addr) => {
+            workers::bind_group(addr, n).map_err(|source| StartError::Bind { addr, what, source })
+        }
+    }
+}
+
+fn first_addr(l: &[std::net::TcpListener]) -> Option<SocketAddr> {
+    l.first().and_then(|l| l.local_addr().ok())
 }
 
 impl Waypoint {
@@ -256,20 +289,27 @@ impl Waypoint {
         let chains = FilterChains::new(runtime, opts.random_seed);
         let applier = Applier::new(proxy.clone(), chains, source.describe());
         applier.register(&mut registry);
+        let accepted = workers::Accepted::default();
+        accepted.register(&mut registry);
         let ready = applier.ready();
 
-        let hbone = bind(opts.hbone_addr, "HBONE").await?;
-        let http = bind(opts.http_addr, "plain HTTP").await?;
+        let sockets = opts.workers.max(1);
+        let hbone = bind_proxy(opts.hbone_addr, sockets, "HBONE")?;
+        let http = bind_proxy(opts.http_addr, sockets, "plain HTTP")?;
         let admin_l = bind(opts.admin_addr, "admin").await?;
         let metrics_l = bind(opts.metrics_addr, "metrics").await?;
         let ready_l = bind(opts.ready_addr, "readiness").await?;
         let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
         let bound = Bound {
-            hbone: local(&hbone),
-            http: local(&http),
+            hbone: first_addr(&hbone),
+            http: first_addr(&http),
             admin: local(&admin_l),
             metrics: local(&metrics_l),
             ready: local(&ready_l),
+        };
+        let tls = match &opts.cert {
+            Some(cert) if !hbone.is_empty() => Some(tls::server_config(cert.clone())?),
+            _ => None,
         };
 
         let stop = CancellationToken::new();
@@ -278,22 +318,47 @@ impl Waypoint {
         let (tx, rx) = mpsc::channel(64);
         tasks.push(tokio::spawn(source.run(tx, stop.clone())));
         tasks.push(tokio::spawn(applier.clone().run(rx)));
-        if let Some(l) = http {
-            tasks.push(tokio::spawn(listener::serve_plain(
-                proxy.clone(),
-                l,
-                drain.clone(),
-            )));
-        }
-        if let (Some(l), Some(cert)) = (hbone, &opts.cert) {
-            let tls = tls::server_config(cert.clone())?;
-            tasks.push(tokio::spawn(listener::serve_hbone(
-                proxy.clone(),
-                l,
-                tls,
-                drain.clone(),
-            )));
-        }
+        let workers = if opts.workers == 0 {
+            let tokio_listener = |l: std::net::TcpListener| {
+                let addr = l.local_addr().ok();
+                TcpListener::from_std(l).map_err(|source| StartError::Bind {
+                    addr: addr.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+                    what: "proxy",
+                    source,
+                })
+            };
+            for l in http {
+                tasks.push(tokio::spawn(listener::serve_plain(
+                    proxy.clone(),
+                    tokio_listener(l)?,
+                    drain.clone(),
+                    accepted.counter(0, "http"),
+                )));
+            }
+            if let Some(tls) = &tls {
+                for l in hbone {
+                    tasks.push(tokio::spawn(listener::serve_hbone(
+                        proxy.clone(),
+                        tokio_listener(l)?,
+                        tls.clone(),
+                        drain.clone(),
+                        accepted.counter(0, "hbone"),
+                    )));
+                }
+            }
+            Workers::default()
+        } else {
+            let mut http = http.into_iter();
+            let mut hbone = hbone.into_iter();
+            let per_worker = (0..opts.workers)
+                .map(|_| WorkerListeners {
+                    http: http.next(),
+                    hbone: hbone.next().zip(tls.clone()),
+                })
+                .collect();
+            Workers::start(&proxy, per_worker, &drain, &stop, &accepted)
+                .map_err(|e| StartError::Runtime(format!("cannot start the worker threads: {e}")))?
+        };
         let admin_state = AdminState {
             proxy: proxy.clone(),
             applier: applier.clone(),
@@ -315,8 +380,9 @@ impl Waypoint {
                 )));
             }
         }
-        tracing::info!(?bound, "waypoint started");
+        tracing::info!(?bound, workers = workers.len(), "waypoint started");
         Ok(Waypoint {
+            workers,
             proxy,
             applier,
             bound,
@@ -361,7 +427,7 @@ impl Waypoint {
     /// Graceful drain: readiness fails, listeners close, connections finish
     /// their in-flight requests (up to the drain timeout), then everything
     /// stops.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         tracing::info!(inflight = self.proxy.inflight().count(), "draining");
         self.proxy.set_draining();
         self.drain.stop_accept.cancel();
@@ -379,9 +445,21 @@ impl Waypoint {
             );
         }
         self.stop.cancel();
-        for t in self.tasks {
+        for t in self.tasks.drain(..) {
             t.abort();
         }
+        std::mem::take(&mut self.workers).join().await;
         tracing::info!("waypoint stopped");
+    }
+}
+
+impl Drop for Waypoint {
+    /// Dropped without [`shutdown`](Self::shutdown): stop at once (the
+    /// worker threads would otherwise serve on).
+    fn drop(&mut self) {
+        self.stop.cancel();
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }

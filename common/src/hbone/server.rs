@@ -96,6 +96,7 @@ pub struct HboneServer {
     listener: TcpListener,
     tls: TlsAcceptor,
     cfg: HboneConfig,
+    on_accept: Option<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl HboneServer {
@@ -106,7 +107,15 @@ impl HboneServer {
             listener,
             tls: TlsAcceptor::from(tls),
             cfg,
+            on_accept: None,
         }
+    }
+
+    /// Calls `f` for every TCP connection accepted (a metrics hook).
+    #[must_use]
+    pub fn on_accept(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
+        self.on_accept = Some(Box::new(f));
+        self
     }
 
     /// The bound address.
@@ -134,6 +143,9 @@ impl HboneServer {
                 },
                 _ = shutdown.cancelled() => return,
             };
+            if let Some(f) = &self.on_accept {
+                f();
+            }
             let _ = tcp.set_nodelay(true);
             let local = tcp.local_addr().unwrap_or(remote);
             let tls = self.tls.clone();

@@ -24,6 +24,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use mesh_common::hbone::{HboneConfig, HboneServer, InboundRequest};
+use prometheus_client::metrics::counter::Counter;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -104,8 +105,9 @@ pub async fn serve_connection<IO>(
     }
 }
 
-/// Accepts plain HTTP connections until `stop_accept`.
-pub async fn serve_plain(proxy: Arc<Proxy>, listener: TcpListener, d: Drain) {
+/// Accepts plain HTTP connections until `stop_accept`, counting them in
+/// `accepted`.
+pub async fn serve_plain(proxy: Arc<Proxy>, listener: TcpListener, d: Drain, accepted: Counter) {
     loop {
         let (tcp, remote) = tokio::select! {
             r = listener.accept() => match r {
@@ -118,6 +120,7 @@ pub async fn serve_plain(proxy: Arc<Proxy>, listener: TcpListener, d: Drain) {
             },
             () = d.stop_accept.cancelled() => return,
         };
+        accepted.inc();
         let _ = tcp.set_nodelay(true);
         let local = tcp.local_addr().unwrap_or(remote);
         let down = Arc::new(Downstream {
@@ -231,14 +234,18 @@ async fn on_connect(proxy: Arc<Proxy>, req: InboundRequest, d: Drain) {
         .await;
 }
 
-/// Terminates HBONE until `stop_accept`.
+/// Terminates HBONE until `stop_accept`, counting connections in
+/// `accepted`.
 pub async fn serve_hbone(
     proxy: Arc<Proxy>,
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     d: Drain,
+    accepted: Counter,
 ) {
-    let server = HboneServer::new(listener, tls, HboneConfig::default());
+    let server = HboneServer::new(listener, tls, HboneConfig::default()).on_accept(move || {
+        accepted.inc();
+    });
     let stop = d.stop_accept.clone();
     let handler = move |req: InboundRequest| on_connect(proxy.clone(), req, d.clone());
     server.run(handler, stop).await;

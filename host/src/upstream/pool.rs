@@ -8,6 +8,13 @@
 //! it served `maxRequestsPerConnection` requests or sat idle past the idle
 //! timeout.
 //!
+//! Thread affinity (HTTP/1.1): a connection is driven by the worker thread
+//! that opened it (`crate::workers`). A request takes an idle connection of
+//! its own worker first, then opens one if the breakers allow, and only
+//! then borrows another worker's idle connection (which costs a wake-up of
+//! that thread per request), so each worker keeps its own set, as Envoy's
+//! per-worker pools do, within the same cluster-wide limits.
+//!
 //! HTTP/2: one multiplexed connection per host, replaced when it closes or
 //! reaches `maxRequestsPerConnection`; requests wait (pending) only while
 //! it is being established.
@@ -33,9 +40,20 @@ use crate::respond::ProxyError;
 /// transparently before an attempt fails.
 const MAX_STALE_RETRIES: usize = 3;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct ConnState {
     uses: AtomicU64,
+    /// The worker whose runtime drives the connection.
+    owner: u32,
+}
+
+impl ConnState {
+    fn new(uses: u64) -> Arc<Self> {
+        Arc::new(ConnState {
+            uses: AtomicU64::new(uses),
+            owner: crate::workers::current(),
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -108,14 +126,24 @@ impl HostPool {
         self.conns.load(Ordering::Acquire)
     }
 
+    /// The most recently used live idle connection, of worker `owner` when
+    /// given; closed and expired ones met on the way are dropped.
     fn pop_idle(
         &self,
         idle_timeout: Duration,
+        owner: Option<u32>,
     ) -> Option<(http1::SendRequest<ProxyBody>, Arc<ConnState>)> {
         let mut idle = self.idle.lock();
-        while let Some(i) = idle.pop() {
-            if i.send.is_ready() && i.since.elapsed() < idle_timeout {
-                return Some((i.send, i.conn));
+        let now = Instant::now();
+        let mut i = idle.len();
+        while i > 0 {
+            i -= 1;
+            let e = &idle[i];
+            if !e.send.is_ready() || now.saturating_duration_since(e.since) >= idle_timeout {
+                idle.remove(i);
+            } else if owner.is_none_or(|w| e.conn.owner == w) {
+                let e = idle.remove(i);
+                return Some((e.send, e.conn));
             }
         }
         None
@@ -189,7 +217,7 @@ async fn open(
                 }
                 drop(guard);
             });
-            Ok(Lease::H1(send, Arc::default()))
+            Ok(Lease::H1(send, ConnState::new(0)))
         }
         Protocol::Http2 => {
             let (send, conn) = http2::Builder::new(TokioExecutor::new())
@@ -208,9 +236,7 @@ async fn open(
             });
             let shared = Shared {
                 send: send.clone(),
-                conn: Arc::new(ConnState {
-                    uses: AtomicU64::new(1),
-                }),
+                conn: ConnState::new(1),
             };
             *host.pool.h2.lock() = Some(shared);
             Ok(Lease::H2(send))
@@ -228,8 +254,9 @@ async fn acquire(
     match proto {
         Protocol::Http1 => {
             let mut pending: Option<Permit> = None;
+            let me = crate::workers::current();
             loop {
-                if let Some((send, conn)) = pool.pop_idle(cluster.idle_timeout) {
+                if let Some((send, conn)) = pool.pop_idle(cluster.idle_timeout, Some(me)) {
                     return Ok(Lease::H1(send, conn));
                 }
                 if let Some(p) = pool.connection_permit(cluster) {
@@ -238,13 +265,16 @@ async fn acquire(
                     // every request's future.
                     return Box::pin(open(host, cluster, connector, proto, p)).await;
                 }
+                if let Some((send, conn)) = pool.pop_idle(cluster.idle_timeout, None) {
+                    return Ok(Lease::H1(send, conn));
+                }
                 if pending.is_none() {
                     pending = Some(cluster.breakers.pending()?);
                 }
                 let notified = pool.released.notified();
                 tokio::pin!(notified);
                 notified.as_mut().enable();
-                if let Some((send, conn)) = pool.pop_idle(cluster.idle_timeout) {
+                if let Some((send, conn)) = pool.pop_idle(cluster.idle_timeout, None) {
                     return Ok(Lease::H1(send, conn));
                 }
                 notified.await;

@@ -227,3 +227,60 @@ async fn graceful_drain_under_load() {
     // New connections are refused once the listener closed.
     assert!(std::net::TcpStream::connect(&p.http).is_err());
 }
+
+/// Worker threads (Envoy's model): one runtime per worker, each with its
+/// own socket in a `SO_REUSEPORT` group on the same port. Connections are
+/// spread over the workers, every request is served, and shutdown stops
+/// the threads and closes every socket of the group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_threads_share_the_port_and_serve_every_connection() {
+    let up = Upstream::start("a", "127.0.0.1").await;
+    let mut w = TestWaypoint::start_with(&config(vec![up.endpoint(&[])], json!({})), |o| {
+        o.workers = 2;
+    })
+    .await;
+    const CONNS: u64 = 24;
+    const REQUESTS: u64 = 10;
+    let mut tasks = Vec::new();
+    for _ in 0..CONNS {
+        let url = w.url("/");
+        tasks.push(tokio::spawn(async move {
+            // A client of its own: one keep-alive connection.
+            let c = client();
+            for _ in 0..REQUESTS {
+                let req = http::Request::get(&url)
+                    .header("host", SVC)
+                    .body(http_body_util::Full::new(bytes::Bytes::new()))
+                    .unwrap();
+                let r = c.request(req).await.unwrap();
+                assert_eq!(r.status(), 200);
+                let _ = http_body_util::BodyExt::collect(r.into_body()).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(up.count(), CONNS * REQUESTS);
+    let m = w.metrics().await;
+    let accepted = |worker: &str| {
+        metric(
+            &m,
+            "waypoint_worker_connections_accepted_total",
+            &[("worker", worker), ("listener", "http")],
+        )
+        .unwrap_or(0.0)
+    };
+    let (w1, w2) = (accepted("1"), accepted("2"));
+    assert_eq!(w1 + w2, CONNS as f64, "{m}");
+    // 24 connections hashed over two sockets all land on one with
+    // probability 2^-23.
+    assert!(w1 >= 1.0 && w2 >= 1.0, "worker 1: {w1}, worker 2: {w2}");
+
+    let addr = w.http();
+    w.shutdown().await;
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "every socket of the group closed"
+    );
+}

@@ -385,6 +385,13 @@ impl TestWaypoint {
         }
     }
 
+    /// Drains and stops the waypoint.
+    pub async fn shutdown(&mut self) {
+        if let Some(w) = self.w.take() {
+            w.shutdown().await;
+        }
+    }
+
     /// The waypoint.
     pub fn w(&self) -> &Waypoint {
         self.w.as_ref().unwrap()
