@@ -515,15 +515,7 @@ impl Exchange {
                 Err(e) => return Forwarded::Error(e),
             };
             let active = host.start_request();
-            let send = upstream::send(&host, cluster, &self.proxy.connector, proto, req);
-            let send = async {
-                match per_try {
-                    Some(t) => tokio::time::timeout(t, send)
-                        .await
-                        .unwrap_or(Err(ProxyError::Timeout { which: "per-try" })),
-                    None => send.await,
-                }
-            };
+            let send = upstream::send(&host, cluster, &self.proxy.connector, proto, req, per_try);
             let outcome = tokio::select! {
                 r = send => r,
                 () = &mut expired => {

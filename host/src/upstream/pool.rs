@@ -301,51 +301,77 @@ async fn acquire(
     }
 }
 
+/// What one try on a leased connection gave: the response, the request
+/// back (it was not sent: the connection was found closed), or an error.
+type Tried = Result<http::Response<Incoming>, Result<http::Request<ProxyBody>, hyper::Error>>;
+
+async fn try_lease(
+    host: &Arc<Host>,
+    lease: Lease,
+    req: http::Request<ProxyBody>,
+    max_uses: u64,
+) -> Tried {
+    let result = match lease {
+        Lease::H1(mut send, conn) => {
+            let used = conn.uses.fetch_add(1, Ordering::AcqRel) + 1;
+            let r = send.try_send_request(req).await;
+            if r.is_ok() && (max_uses == 0 || used < max_uses) {
+                let h = host.clone();
+                tokio::spawn(async move {
+                    if send.ready().await.is_ok() {
+                        h.pool.put_idle(send, conn);
+                    }
+                });
+            }
+            r
+        }
+        Lease::H2(mut send) => {
+            if send.ready().await.is_err() {
+                host.pool.h2.lock().take();
+                return Err(Ok(req));
+            }
+            send.try_send_request(req).await
+        }
+    };
+    result.map_err(|mut e| e.take_message().ok_or_else(|| e.into_error()))
+}
+
 /// Sends one request to `host`: takes or opens a connection (subject to
 /// the cluster's breakers) and returns the response headers. A pooled
 /// connection found closed before the request was written is replaced
 /// transparently.
+///
+/// `per_try` bounds the attempt from the moment it has a connection, as
+/// Envoy's per-try timer starts when the connection pool is ready: the
+/// wait for a connection is not charged to it (dialing is bounded by the
+/// cluster's `connectTimeout`, a pending request by the route timeout).
 pub async fn send(
     host: &Arc<Host>,
     cluster: &Cluster,
     connector: &Connector,
     proto: Protocol,
     mut req: http::Request<ProxyBody>,
+    per_try: Option<Duration>,
 ) -> Result<http::Response<Incoming>, ProxyError> {
     let max_uses = cluster.breakers.limits.max_requests_per_connection;
+    let mut deadline: Option<Option<Instant>> = None;
     for _ in 0..MAX_STALE_RETRIES {
         let lease = acquire(host, cluster, connector, proto).await?;
-        let result = match lease {
-            Lease::H1(mut send, conn) => {
-                let used = conn.uses.fetch_add(1, Ordering::AcqRel) + 1;
-                let r = send.try_send_request(req).await;
-                if r.is_ok() && (max_uses == 0 || used < max_uses) {
-                    let h = host.clone();
-                    tokio::spawn(async move {
-                        if send.ready().await.is_ok() {
-                            h.pool.put_idle(send, conn);
-                        }
-                    });
-                }
-                r
-            }
-            Lease::H2(mut send) => {
-                if send.ready().await.is_err() {
-                    host.pool.h2.lock().take();
-                    continue;
-                }
-                send.try_send_request(req).await
-            }
+        let deadline = *deadline.get_or_insert_with(|| per_try.map(|t| Instant::now() + t));
+        let tried = try_lease(host, lease, req, max_uses);
+        let tried = match deadline {
+            Some(d) => tokio::time::timeout_at(d, tried)
+                .await
+                .map_err(|_| ProxyError::Timeout { which: "per-try" })?,
+            None => tried.await,
         };
-        match result {
+        match tried {
             Ok(resp) => return Ok(resp),
-            Err(mut e) => match e.take_message() {
-                Some(r) => {
-                    tracing::debug!(host = %host.addr, "pooled connection closed before the request was sent; using a new one");
-                    req = r;
-                }
-                None => return Err(classify(host, e.error())),
-            },
+            Err(Ok(r)) => {
+                tracing::debug!(host = %host.addr, "pooled connection closed before the request was sent; using a new one");
+                req = r;
+            }
+            Err(Err(e)) => return Err(classify(host, &e)),
         }
     }
     Err(ProxyError::Reset {

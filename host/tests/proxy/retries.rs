@@ -288,3 +288,58 @@ async fn istio_default_retry_policy_with_the_first_party_retry_filter() {
         "a 503 response is not retried by default"
     );
 }
+
+/// Envoy starts the per-try timer when the connection pool is ready: time
+/// spent waiting for a connection (here, pending behind `maxConnections:
+/// 1`) does not count against `perTryTimeout`.
+#[tokio::test]
+async fn per_try_timeout_starts_once_a_connection_is_ready() {
+    let up = Upstream::start("a", "127.0.0.1").await;
+    let mut cfg = config(
+        vec![up.endpoint(&[])],
+        json!({ "trafficPolicies": [{
+            "port": SVC_PORT,
+            "connectionPool": { "maxConnections": 1, "http1MaxPendingRequests": 4 },
+        }] }),
+    );
+    cfg["filters"] = json!([policy_filter(json!({ "retry": { "attempts": 0 } }))]);
+    let wp = TestWaypoint::start(&cfg).await;
+    let url = wp.url("/");
+
+    // A holds the only connection for 600ms.
+    let slow = tokio::spawn({
+        let url = url.clone();
+        async move { get(&url, &[("x-request-id", &rid(40)), ("x-delay-ms", "600")]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // B waits ~500ms for it, then answers at once: within its 300ms.
+    let t = Instant::now();
+    let (s, body, _) = get(
+        &url,
+        &[
+            ("x-request-id", &rid(41)),
+            ("x-test-per-try-timeout-ms", "300"),
+        ],
+    )
+    .await;
+    let took = t.elapsed();
+    assert_eq!(s, 200, "{body}");
+    assert!(
+        took >= Duration::from_millis(350),
+        "B waited for the connection: {took:?}"
+    );
+    assert_eq!(up.attempts(&rid(41)), 1);
+    assert_eq!(slow.await.unwrap().0, 200);
+
+    // Once the request is on the connection the timer runs as before.
+    let (s, _, _) = get(
+        &url,
+        &[
+            ("x-request-id", &rid(42)),
+            ("x-delay-ms", "1000"),
+            ("x-test-per-try-timeout-ms", "300"),
+        ],
+    )
+    .await;
+    assert_eq!(s, 504);
+}
