@@ -318,46 +318,60 @@ impl Waypoint {
         let (tx, rx) = mpsc::channel(64);
         tasks.push(tokio::spawn(source.run(tx, stop.clone())));
         tasks.push(tokio::spawn(applier.clone().run(rx)));
-        let workers = if opts.workers == 0 {
-            let tokio_listener = |l: std::net::TcpListener| {
-                let addr = l.local_addr().ok();
-                TcpListener::from_std(l).map_err(|source| StartError::Bind {
-                    addr: addr.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
-                    what: "proxy",
-                    source,
-                })
-            };
-            for l in http {
-                tasks.push(tokio::spawn(listener::serve_plain(
-                    proxy.clone(),
-                    tokio_listener(l)?,
-                    drain.clone(),
-                    accepted.counter(0, "http"),
-                )));
-            }
-            if let Some(tls) = &tls {
-                for l in hbone {
-                    tasks.push(tokio::spawn(listener::serve_hbone(
+        // A listener or thread that fails to start stops what already runs.
+        let started = (|| -> Result<Workers, StartError> {
+            Ok(if opts.workers == 0 {
+                let tokio_listener = |l: std::net::TcpListener| {
+                    let addr = l.local_addr().ok();
+                    TcpListener::from_std(l).map_err(|source| StartError::Bind {
+                        addr: addr.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+                        what: "proxy",
+                        source,
+                    })
+                };
+                for l in http {
+                    tasks.push(tokio::spawn(listener::serve_plain(
                         proxy.clone(),
                         tokio_listener(l)?,
-                        tls.clone(),
                         drain.clone(),
-                        accepted.counter(0, "hbone"),
+                        accepted.counter(0, "http"),
                     )));
                 }
+                if let Some(tls) = &tls {
+                    for l in hbone {
+                        tasks.push(tokio::spawn(listener::serve_hbone(
+                            proxy.clone(),
+                            tokio_listener(l)?,
+                            tls.clone(),
+                            drain.clone(),
+                            accepted.counter(0, "hbone"),
+                        )));
+                    }
+                }
+                Workers::default()
+            } else {
+                let mut http = http.into_iter();
+                let mut hbone = hbone.into_iter();
+                let per_worker = (0..opts.workers)
+                    .map(|_| WorkerListeners {
+                        http: http.next(),
+                        hbone: hbone.next().zip(tls.clone()),
+                    })
+                    .collect();
+                Workers::start(&proxy, per_worker, &drain, &stop, &accepted).map_err(|e| {
+                    StartError::Runtime(format!("cannot start the worker threads: {e}"))
+                })?
+            })
+        })();
+        let workers = match started {
+            Ok(w) => w,
+            Err(e) => {
+                stop.cancel();
+                for t in &tasks {
+                    t.abort();
+                }
+                return Err(e);
             }
-            Workers::default()
-        } else {
-            let mut http = http.into_iter();
-            let mut hbone = hbone.into_iter();
-            let per_worker = (0..opts.workers)
-                .map(|_| WorkerListeners {
-                    http: http.next(),
-                    hbone: hbone.next().zip(tls.clone()),
-                })
-                .collect();
-            Workers::start(&proxy, per_worker, &drain, &stop, &accepted)
-                .map_err(|e| StartError::Runtime(format!("cannot start the worker threads: {e}")))?
         };
         let admin_state = AdminState {
             proxy: proxy.clone(),
