@@ -1,0 +1,47 @@
+//! Telemetry resources: the tracing provider's protocol.
+
+use crate::support::*;
+
+/// Tracing providers: an `opentelemetry` provider without `http` is
+/// OTLP/gRPC (Istio's default), with `http` it is OTLP/HTTP on its path.
+#[test]
+fn tracing_provider_protocol_follows_the_extension_provider() {
+    for (provider, want) in [
+        (
+            "{service: otel.istio-system.svc.cluster.local, port: 4317}",
+            "grpc://otel.istio-system.svc.cluster.local:4317",
+        ),
+        (
+            "{service: otel.istio-system.svc.cluster.local, port: 4318, http: {path: /v1/traces}}",
+            "http://otel.istio-system.svc.cluster.local:4318/v1/traces",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        for e in std::fs::read_dir(data().join("seed")).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+        }
+        let inv = dir.path().join("inventory.yaml");
+        let mut text = std::fs::read_to_string(&inv).unwrap();
+        text.push_str(&format!(
+            "meshConfig:\n  extensionProviders:\n  - name: otel\n    opentelemetry: {provider}\n"
+        ));
+        std::fs::write(&inv, text).unwrap();
+        std::fs::write(
+            dir.path().join("07-telemetry.yaml"),
+            "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: mesh-default, namespace: istio-system}\n\
+             spec:\n  tracing:\n  - providers: [{name: otel}]\n    randomSamplingPercentage: 5.0\n",
+        )
+        .unwrap();
+        let snap = operator::source::file::load(dir.path(), Some(&inv)).unwrap();
+        assert!(snap.parse_errors.is_empty(), "{:?}", snap.parse_errors);
+        let c = Controller::new(mesh_common::xds::store::ConfigStore::new());
+        c.apply(snap).unwrap();
+        let t = c.translation().unwrap();
+        assert_eq!(
+            t.waypoints[0].telemetry.tracing.otlp_endpoint.as_deref(),
+            Some(want),
+            "{provider}"
+        );
+    }
+}

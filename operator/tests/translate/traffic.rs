@@ -1,0 +1,118 @@
+//! DestinationRule merging (reference §5.5) and VirtualService TCP routes.
+
+use crate::support::*;
+
+#[test]
+fn reference_5_5_destination_rule_merge() {
+    let cs = {
+        let mut cs = cs_with(
+            "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r, namespace: foo}\nspec:\n  host: app\n  trafficPolicy:\n    loadBalancer: {simple: ROUND_ROBIN}\n    outlierDetection: {consecutive5xxErrors: 3}\n    portLevelSettings:\n    - port: {number: 8080}\n      connectionPool: {http: {http2MaxRequests: 7}}\n  subsets:\n  - name: v2\n    labels: {app: app}\n    trafficPolicy: {connectionPool: {http: {http2MaxRequests: 10}}}\n",
+        );
+        cs.services.push(operator::config::ServiceInfo {
+            name: "app".into(),
+            namespace: "foo".into(),
+            vips: vec!["10.96.1.1".parse().unwrap()],
+            ports: vec![
+                operator::config::ServicePortInfo {
+                    name: "http".into(),
+                    port: 80,
+                    target_port: operator::config::TargetPort::Number(80),
+                    app_protocol: None,
+                },
+                operator::config::ServicePortInfo {
+                    name: "alt".into(),
+                    port: 8080,
+                    target_port: operator::config::TargetPort::Number(8080),
+                    app_protocol: None,
+                },
+            ],
+            selector: Some(BTreeMap::from([("app".into(), "app".into())])),
+            ..Default::default()
+        });
+        cs
+    };
+    let dr =
+        operator::translate::destination::find(&cs, "app.foo.svc.cluster.local", "foo").unwrap();
+    let (_, pols) = operator::translate::destination::resolve(&dr, &[80, 8080]);
+    let get = |port, subset: Option<&str>| {
+        pols.iter()
+            .find(|p| p.port == port && p.subset.as_deref() == subset)
+            .unwrap()
+            .clone()
+    };
+    // v2 on port 80 = ROUND_ROBIN + OD(3) + its own pool
+    let v2 = get(80, Some("v2"));
+    assert_eq!(v2.load_balancer, LoadBalancer::RoundRobin);
+    assert_eq!(
+        v2.outlier_detection
+            .as_ref()
+            .unwrap()
+            .consecutive_5xx_errors,
+        3
+    );
+    assert_eq!(v2.connection_pool.http2_max_requests, Some(10));
+    // port 8080: top-level LB/OD not applied (port entry replaces the blocks)
+    let p8080 = get(8080, None);
+    assert_eq!(p8080.load_balancer, LoadBalancer::LeastRequest);
+    assert!(p8080.outlier_detection.is_none());
+    assert_eq!(p8080.connection_pool.http2_max_requests, Some(7));
+    // outlierDetection: {} takes Envoy's defaults
+    let od = operator::translate::destination::outlier(&Default::default());
+    assert_eq!(
+        (
+            od.consecutive_5xx_errors,
+            od.interval.as_secs(),
+            od.base_ejection_time.as_secs(),
+            od.max_ejection_percent
+        ),
+        (5, 10, 30, 10)
+    );
+}
+
+/// VirtualService `tcp` routes reach the waypoint next to the `http` ones
+/// (destination hosts resolved to FQDNs), for the waypoint's TCP path.
+#[test]
+fn virtual_service_tcp_routes_are_translated() {
+    let dir = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(data().join("seed")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("08-tcp.yaml"),
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: orders-tcp, namespace: shop}\n\
+         spec:\n  hosts: [orders]\n  tcp:\n  - match: [{port: 5432}]\n    route:\n    - {destination: {host: orders, subset: v1}, weight: 80}\n    - {destination: {host: orders, subset: v2}, weight: 20}\n",
+    )
+    .unwrap();
+    let inv = dir.path().join("inventory.yaml");
+    let snap = operator::source::file::load(dir.path(), Some(&inv)).unwrap();
+    assert!(snap.parse_errors.is_empty(), "{:?}", snap.parse_errors);
+    let c = Controller::new(mesh_common::xds::store::ConfigStore::new());
+    c.apply(snap).unwrap();
+    let t = c.translation().unwrap();
+    let routing = t.waypoints[0]
+        .filters
+        .iter()
+        .find(|f| f.name == "routing")
+        .unwrap();
+    let cfg: filter_model::routing::RoutingConfig =
+        serde_json::from_value(routing.config.clone()).unwrap();
+    let orders = cfg
+        .services
+        .iter()
+        .find(|s| s.host == "orders.shop.svc.cluster.local")
+        .unwrap();
+    let vs = orders
+        .virtual_services
+        .iter()
+        .find(|v| v.name == "orders-tcp")
+        .unwrap();
+    assert_eq!(vs.tcp.len(), 1);
+    assert!(vs.tcp[0].matches(5432, None, None) && !vs.tcp[0].matches(80, None, None));
+    assert_eq!(
+        vs.tcp[0].route[0].destination.host,
+        "orders.shop.svc.cluster.local"
+    );
+    assert_eq!(vs.tcp[0].route[1].destination.subset.as_deref(), Some("v2"));
+    assert_eq!(vs.tcp[0].route[1].weight, 20);
+}

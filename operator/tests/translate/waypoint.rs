@@ -1,0 +1,80 @@
+//! Waypoint binding: `istio.io/use-waypoint` and `waypoint-for` (reference §7).
+
+use crate::support::*;
+
+#[test]
+fn reference_7_waypoint_binding() {
+    let gw = |for_: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: wp, namespace: foo, labels: {{istio.io/waypoint-for: {for_}}}}}\nspec: {{gatewayClassName: istio-waypoint, listeners: [{{name: mesh, port: 15008, protocol: HBONE}}]}}\n"
+        )
+    };
+    let mk = |for_: &str, svc_label: bool, pod_label: bool| {
+        let mut cs = cs_with(&gw(for_));
+        cs.waypoint_addresses
+            .insert("foo/wp".into(), vec!["10.0.9.9".parse().unwrap()]);
+        if pod_label {
+            cs.pods[0]
+                .labels
+                .insert("istio.io/use-waypoint".into(), "wp".into());
+        }
+        let mut labels = BTreeMap::new();
+        if svc_label {
+            labels.insert("istio.io/use-waypoint".into(), "wp".into());
+        }
+        cs.services.push(operator::config::ServiceInfo {
+            name: "app".into(),
+            namespace: "foo".into(),
+            labels,
+            vips: vec!["10.96.1.1".parse().unwrap()],
+            selector: Some(BTreeMap::from([("app".into(), "app".into())])),
+            ..Default::default()
+        });
+        translate(&cs, &TranslateContext::default())
+    };
+    let t = mk("service", true, false);
+    assert!(t.services[0].waypoint.is_some());
+    let t = mk("workload", true, true);
+    assert!(t.services[0].waypoint.is_none());
+    let c = t
+        .statuses
+        .condition(
+            &StatusTarget::new("Service", "foo", "app"),
+            "istio.io/WaypointBound",
+        )
+        .unwrap();
+    assert_eq!(
+        (c.status, c.reason.as_str(), c.message.as_str()),
+        (
+            false,
+            "UnsupportedTrafficType",
+            "attempting to bind to traffic type \"service\" which the waypoint \"foo/wp\" does not support"
+        )
+    );
+    assert!(
+        t.workloads[0].waypoint.is_some(),
+        "workload waypoint takes pod traffic"
+    );
+    let t = mk("all", true, true);
+    assert!(t.services[0].waypoint.is_some() && t.workloads[0].waypoint.is_some());
+    // not ready (no address)
+    let mut cs = cs_with(&gw("service"));
+    cs.services.push(operator::config::ServiceInfo {
+        name: "app".into(),
+        namespace: "foo".into(),
+        labels: BTreeMap::from([("istio.io/use-waypoint".into(), "wp".into())]),
+        ..Default::default()
+    });
+    let t = translate(&cs, &TranslateContext::default());
+    let c = t
+        .statuses
+        .condition(
+            &StatusTarget::new("Service", "foo", "app"),
+            "istio.io/WaypointBound",
+        )
+        .unwrap();
+    assert_eq!(
+        (c.reason.as_str(), c.message.as_str()),
+        ("WaypointIsNotReady", "waypoint \"foo/wp\" is not ready")
+    );
+}
