@@ -6,7 +6,7 @@
 //!   rootNamespace: istio-system
 //!   trustDomain: cluster.local
 //!   autoAllowWaypointPolicy: false  # PILOT_AUTO_ALLOW_WAYPOINT_POLICY
-//!   rejectFaultWithRetries: true    # the seed's fault+retries rule
+//!   rejectFaultWithRetries: false   # true: refuse fault+retries/timeout in one route (the seed's rule; Istio accepts it)
 //! nodes:
 //!   - name: node-1
 //!     token: s3cret           # bootstrap credential for POST /v1/csr

@@ -27,7 +27,10 @@ pub struct MeshSettings {
     /// Extension providers by name.
     pub extension_providers: BTreeMap<String, ExtensionProvider>,
     /// Reject a VirtualService route that combines `fault` with `retries`
-    /// or `timeout` (the seed guide's rule; Istio itself accepts it).
+    /// or `timeout`. Off by default: Istio accepts the combination (the
+    /// fault filter runs before the router, so an aborted request is never
+    /// retried); the seed guide describes a rejection, which a mesh can opt
+    /// into with `rejectFaultWithRetries: true`.
     pub reject_fault_with_retries: bool,
     /// `PILOT_ENABLE_MULTIPLE_CUSTOM_AUTHZ_PROVIDERS`.
     pub multiple_custom_authz_providers: bool,
@@ -48,7 +51,7 @@ impl Default for MeshSettings {
             domain_suffix: DEFAULT_DOMAIN_SUFFIX.into(),
             default_trace_sampling: None,
             extension_providers: BTreeMap::new(),
-            reject_fault_with_retries: true,
+            reject_fault_with_retries: false,
             multiple_custom_authz_providers: false,
             ztunnel_dry_run: false,
             auto_allow_waypoint_policy: false,

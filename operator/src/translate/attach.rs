@@ -28,12 +28,15 @@ pub fn attach(
     let root = &cs.mesh.root_namespace;
     let mut errors: Vec<(String, String)> = Vec::new();
     let mut bound_to: Vec<String> = Vec::new();
+    // Waypoints attached as a whole (Gateway or GatewayClass refs): they
+    // cover every service, whatever order the refs come in.
+    let mut whole: Vec<String> = Vec::new();
     for r in refs {
         match (r.group(), r.kind.as_str()) {
             ("gateway.networking.k8s.io", "Gateway") => {
                 let key = format!("{ns}/{}", r.name);
                 if waypoints.contains_key(&key) {
-                    out.entry(key.clone()).or_default();
+                    whole.push(key.clone());
                     bound_to.push(key);
                 } else {
                     errors.push((
@@ -49,9 +52,7 @@ pub fn attach(
                         format!("{kind} must be in the root namespace `{root}` when referencing a GatewayClass"),
                     ));
                 } else if r.name == WAYPOINT_CLASS {
-                    for k in waypoints.keys() {
-                        out.entry(k.clone()).or_default();
-                    }
+                    whole.extend(waypoints.keys().cloned());
                     bound_to.push(format!("GatewayClass {}", r.name));
                 } else {
                     errors.push((
@@ -72,10 +73,9 @@ pub fn attach(
                         format!("Service {ns}/{} was not found", r.name),
                     ));
                 } else if let Some(wp) = svc_waypoint.get(&host) {
-                    let e = out.entry(wp.clone()).or_default();
-                    // A whole-waypoint attachment already covers the service.
-                    if !(e.is_empty() && bound_to.contains(wp)) {
-                        e.push(host);
+                    let hosts = out.entry(wp.clone()).or_default();
+                    if !hosts.contains(&host) {
+                        hosts.push(host);
                     }
                     bound_to.push(wp.to_string());
                 } else {
@@ -93,6 +93,9 @@ pub fn attach(
             }
             (g, k) => errors.push(("Invalid".into(), format!("unsupported targetRef {g}/{k}"))),
         }
+    }
+    for wp in whole {
+        out.insert(wp, Vec::new());
     }
     let target = policy.clone();
     bound_to.sort();

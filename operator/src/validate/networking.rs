@@ -155,7 +155,7 @@ fn http_route(v: &mut Validation, r: &HttpRoute, idx: usize, mesh: &MeshSettings
     {
         v.err("HTTP route, redirect or direct_response is required");
     }
-    // The seed guide's rule (not an Istio rule, see MeshSettings).
+    // The seed guide's rule, opt-in (not an Istio rule, see MeshSettings).
     if mesh.reject_fault_with_retries
         && r.fault.is_some()
         && (r.retries.is_some() || r.timeout.is_some())

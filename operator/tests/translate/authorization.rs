@@ -300,3 +300,39 @@ fn policy_only_change_takes_the_fast_path_with_the_same_result() {
     c.apply(snap).unwrap();
     assert!(!c.stats().fast_path);
 }
+
+#[test]
+fn a_gateway_ref_attaches_to_the_whole_waypoint_whatever_the_ref_order() {
+    for refs in [
+        "[{kind: Service, group: \"\", name: orders}, {kind: Gateway, group: gateway.networking.k8s.io, name: waypoint}]",
+        "[{kind: Gateway, group: gateway.networking.k8s.io, name: waypoint}, {kind: Service, group: \"\", name: orders}]",
+    ] {
+        let (c, _) = seed();
+        let mut snap = operator::source::file::load(
+            &data().join("seed"),
+            Some(&data().join("seed/inventory.yaml")),
+        )
+        .unwrap();
+        let extra = objects(&format!(
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: both, namespace: shop}}\nspec:\n  targetRefs: {refs}\n  action: DENY\n  rules: [{{to: [{{operation: {{paths: [/admin]}}}}]}}]\n"
+        ));
+        snap.objects.push(operator::controller::SourcedObject {
+            object: extra[0].clone(),
+            origin: None,
+        });
+        c.apply(snap).unwrap();
+        let t = c.translation().unwrap();
+        let authz: filter_model::authz::AuthzConfig =
+            serde_json::from_value(t.waypoints[0].filters[1].config.clone()).unwrap();
+        let p = authz
+            .policies
+            .iter()
+            .find(|p| p.name == "both")
+            .expect("policy attached");
+        assert!(
+            p.target_services.is_empty(),
+            "{refs}: the Gateway ref covers every service of the waypoint, got {:?}",
+            p.target_services
+        );
+    }
+}

@@ -185,16 +185,22 @@ fn seed_translates_like_istio() {
 }
 
 #[test]
-fn seed_sharp_edge_fault_with_retries_is_rejected_and_last_good_kept() {
+fn fault_with_retries_is_valid_as_in_istio_and_the_seed_rule_is_opt_in() {
+    let bad = objects(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: orders-fault, namespace: shop}\nspec:\n  hosts: [orders.shop.svc.cluster.local]\n  http:\n  - fault: {abort: {httpStatus: 500, percentage: {value: 100}}}\n    retries: {attempts: 3}\n    route: [{destination: {host: orders.shop.svc.cluster.local}}]\n",
+    );
+    // Istio accepts the combination (reference §4.5, §4.7, §10.3).
+    assert!(operator::validate::validate(&bad[0], &MeshSettings::default()).is_valid());
+
+    // With the seed guide's rule turned on, the route is refused and the
+    // last good version keeps serving.
     let (c, _) = seed();
     let mut snap = operator::source::file::load(
         &data().join("seed"),
         Some(&data().join("seed/inventory.yaml")),
     )
     .unwrap();
-    let bad = objects(
-        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: orders-fault, namespace: shop}\nspec:\n  hosts: [orders.shop.svc.cluster.local]\n  http:\n  - fault: {abort: {httpStatus: 500, percentage: {value: 100}}}\n    retries: {attempts: 3}\n    route: [{destination: {host: orders.shop.svc.cluster.local}}]\n",
-    );
+    snap.base.mesh.reject_fault_with_retries = true;
     for so in &mut snap.objects {
         if so.object.key().name == "orders-fault" {
             so.object = bad[0].clone();
@@ -227,10 +233,4 @@ fn seed_sharp_edge_fault_with_retries_is_rejected_and_last_good_kept() {
         Some(503),
         "previous version still served"
     );
-    // Istio itself accepts the combination: the setting turns the rule off.
-    let mesh = MeshSettings {
-        reject_fault_with_retries: false,
-        ..Default::default()
-    };
-    assert!(operator::validate::validate(&bad[0], &mesh).is_valid());
 }
