@@ -531,8 +531,12 @@ impl Exchange {
                         .get("grpc-status")
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.parse().ok());
+                    // Outlier detection sees a gRPC error as the HTTP
+                    // status it maps to (Envoy's router does the same:
+                    // UNAVAILABLE counts as a 503).
+                    let status = grpc.map_or(r.status().as_u16(), grpc_to_http_status);
                     (
-                        Some(AttemptResult::Http(r.status().as_u16())),
+                        Some(AttemptResult::Http(status)),
                         AttemptOutcome::Response(r.status()),
                         grpc,
                     )
@@ -564,8 +568,12 @@ impl Exchange {
                 );
             };
             cluster.report(&host, result);
+            // Final unless the attempt failed: a status of 400 or more, or
+            // a gRPC error (HTTP 200 with a non-zero `grpc-status` in the
+            // response headers, which Envoy's gRPC retry_on conditions
+            // match).
             let outcome = match outcome {
-                Ok(r) if r.status().as_u16() < 400 => {
+                Ok(r) if r.status().as_u16() < 400 && grpc.unwrap_or(0) == 0 => {
                     return self.give_up(Ok(r), Box::new((permit, active)), first);
                 }
                 other => other,
@@ -767,5 +775,24 @@ impl Exchange {
         let rec = self.rec.take();
         let body = body.on_finish(self.proxy.telemetry.clone(), rec, self.guards);
         Response::from_parts(parts, body)
+    }
+}
+
+/// The HTTP status a gRPC status stands for (Envoy's
+/// `Grpc::Utility::grpcToHttpStatus`).
+fn grpc_to_http_status(grpc: u32) -> u16 {
+    match grpc {
+        0 => 200,
+        1 => 499,
+        3 | 9 | 11 => 400,
+        4 => 504,
+        5 => 404,
+        6 | 10 => 409,
+        7 => 403,
+        8 => 429,
+        12 => 501,
+        14 => 503,
+        16 => 401,
+        _ => 500,
     }
 }

@@ -343,3 +343,58 @@ async fn per_try_timeout_starts_once_a_connection_is_ready() {
     .await;
     assert_eq!(s, 504);
 }
+
+/// gRPC errors arrive as HTTP 200 with `grpc-status` in the headers
+/// (trailers-only). Istio's default policy retries `unavailable` (14) and
+/// `cancelled` (1), and not other codes.
+#[tokio::test]
+async fn grpc_unavailable_is_retried_by_the_default_policy() {
+    let up = Upstream::start("a", "127.0.0.1").await;
+    let mut cfg = config(
+        vec![up.endpoint(&[])],
+        json!({ "ports": [{ "port": SVC_PORT, "name": "grpc", "appProtocol": "grpc" }] }),
+    );
+    cfg["filters"] = json!([{
+        "name": "retry",
+        "module": { "sha256": "", "url": guest("retry").display().to_string() },
+        "config": { "routes": {} },
+        "capabilities": ["random"],
+    }]);
+    let wp = TestWaypoint::start(&cfg).await;
+    let call = |id: u32, code: &'static str| {
+        let url = wp.url("/test.Echo/Say");
+        async move {
+            curl(&[
+                "-s",
+                "-i",
+                "--http2-prior-knowledge",
+                "-H",
+                &format!("Host: {SVC}"),
+                "-H",
+                "content-type: application/grpc",
+                "-H",
+                "te: trailers",
+                "-H",
+                &format!("x-request-id: {}", rid(id)),
+                "-H",
+                "x-fail-times: 1",
+                "-H",
+                &format!("x-fail-mode: grpc-{code}"),
+                "--data-binary",
+                "@/dev/null",
+                &url,
+            ])
+            .await
+        }
+    };
+    let out = call(500, "14").await;
+    assert!(out.starts_with("HTTP/2 200"), "{out}");
+    assert!(!out.contains("grpc-status"), "the retry succeeded: {out}");
+    assert_eq!(up.attempts(&rid(500)), 2, "UNAVAILABLE retried once");
+    let out = call(501, "1").await;
+    assert!(!out.contains("grpc-status"), "{out}");
+    assert_eq!(up.attempts(&rid(501)), 2, "CANCELLED retried once");
+    let out = call(502, "3").await;
+    assert!(out.contains("grpc-status: 3"), "{out}");
+    assert_eq!(up.attempts(&rid(502)), 1, "INVALID_ARGUMENT is final");
+}

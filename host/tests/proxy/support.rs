@@ -56,8 +56,10 @@ pub struct Seen {
 ///
 /// Behaviour per request header:
 /// - `x-status: N` answer N;
-/// - `x-fail-times: N` with `x-fail-mode: <status>|reset`: the first N
-///   attempts of one `x-request-id` fail that way, later ones succeed;
+/// - `x-fail-times: N` with `x-fail-mode: <status>|reset|grpc-<code>`: the
+///   first N attempts of one `x-request-id` fail that way (`grpc-<code>`: a
+///   trailers-only gRPC error, HTTP 200 with `grpc-status: <code>`), later
+///   ones succeed;
 /// - `x-delay-ms: N` (or `x-delay-first-ms` for the first attempt only);
 /// - `x-body-size: N` answer N bytes;
 /// - `x-reset: 1` close without answering.
@@ -135,11 +137,13 @@ async fn upstream_handle(
     let mut status = num("x-status")
         .and_then(|s| StatusCode::from_u16(s as u16).ok())
         .unwrap_or(StatusCode::OK);
+    let mut grpc_status = None;
     if let Some(times) = num("x-fail-times")
         && attempt <= times
     {
         match get("x-fail-mode").as_deref() {
             Some("reset") => return Err(Reset),
+            Some(g) if g.starts_with("grpc-") => grpc_status = Some(g["grpc-".len()..].to_string()),
             Some(s) => {
                 status = s
                     .parse::<u16>()
@@ -165,6 +169,11 @@ async fn upstream_handle(
         .insert("x-upstream", name.parse().unwrap());
     resp.headers_mut()
         .insert("x-attempt", attempt.to_string().parse().unwrap());
+    if let Some(g) = grpc_status {
+        resp.headers_mut()
+            .insert("content-type", "application/grpc".parse().unwrap());
+        resp.headers_mut().insert("grpc-status", g.parse().unwrap());
+    }
     if let Some(tp) = h.get("traceparent") {
         resp.headers_mut().insert("x-seen-traceparent", tp.clone());
     }
