@@ -148,12 +148,29 @@ fn l7_hop(
         .iter()
         .find(|w| w.name == b.name && w.namespace == b.namespace)
         .with_context(|| format!("no configuration for waypoint {}/{}", b.namespace, b.name))?;
-    let cfg = wp
+    // The CUSTOM policies have a chain entry of their own (before JWT);
+    // evaluate them with the others so they are reported.
+    let mut cfg: Option<serde_json::Value> = None;
+    for f in wp
         .filters
         .iter()
-        .find(|f| f.name == "authz")
-        .map(|f| f.config_bytes())
-        .unwrap_or_default();
+        .filter(|f| f.name == "authz" || f.name == "authz-custom")
+    {
+        match &mut cfg {
+            None => cfg = Some(f.config.clone()),
+            Some(c) => {
+                for k in ["policies", "providers"] {
+                    if let Some(more) = f.config.get(k).and_then(|v| v.as_array()) {
+                        match c.get_mut(k).and_then(|v| v.as_array_mut()) {
+                            Some(list) => list.extend(more.iter().cloned()),
+                            None => c[k] = serde_json::Value::Array(more.clone()),
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let cfg = cfg.map(|c| c.to_string().into_bytes()).unwrap_or_default();
     let authorizer = filter_authz::Authorizer::from_json(&cfg)
         .map_err(|e| anyhow::anyhow!("waypoint {}/{}: authz config: {e}", b.namespace, b.name))?;
     let (iss, sub) = match &r.a.request_principal {

@@ -118,7 +118,7 @@ impl ModuleStore {
     /// (`<name>.wasm`).
     pub fn load_first_party(&self, dir: &Path) -> BTreeMap<String, ModuleRef> {
         let mut out = BTreeMap::new();
-        for name in crate::translate::filters::FIRST_PARTY {
+        for name in crate::translate::filters::FIRST_PARTY_MODULES {
             let p = dir.join(format!("{name}.wasm"));
             if let Ok(b) = std::fs::read(&p) {
                 out.insert(name.to_string(), self.insert(Bytes::from(b)));

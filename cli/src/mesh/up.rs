@@ -14,8 +14,9 @@ use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// First-party filter components the waypoint chain needs.
-pub const FIRST_PARTY: [&str; 5] = ["jwt", "authz", "routing", "fault", "retry"];
+/// First-party filter components the waypoint chain needs (`authz-ext`:
+/// the authz filter with ext-authz support, for CUSTOM policies).
+pub const FIRST_PARTY: [&str; 6] = ["jwt", "authz", "authz-ext", "routing", "fault", "retry"];
 
 /// The seed sample built into meshctl (used when ./examples/shop is absent).
 const EMBEDDED: [(&str, &str); 13] = [

@@ -6,6 +6,7 @@
 //! empty chain, where a request goes to the service it addressed.
 
 mod basic;
+mod ext_authz;
 mod grpc;
 mod hbone;
 mod lifecycle;

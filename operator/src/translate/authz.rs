@@ -193,12 +193,7 @@ pub fn convert_policy(
     let ns = ap.metadata.namespace.clone().unwrap_or_default();
     let name = ap.metadata.name.clone().unwrap_or_default();
     let target = StatusTarget::new("AuthorizationPolicy", &ns, &name);
-    let dry_run = ap
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get("istio.io/dry-run"))
-        .is_some_and(|v| matches!(v.as_str(), "true" | "1" | "t" | "T" | "TRUE" | "True"));
+    let dry_run = is_dry_run(ap);
     if dry_run && !cs.mesh.ztunnel_dry_run {
         statuses.set(
             target,
@@ -646,4 +641,14 @@ impl<'a> PolicyIndex<'a> {
         out.dedup();
         out
     }
+}
+
+/// The `istio.io/dry-run` annotation read as Go's `strconv.ParseBool` reads
+/// it (`true`, `1`, `t`, `T`, `TRUE`, `True`), as istiod does.
+pub fn is_dry_run(ap: &crate::crd::AuthorizationPolicy) -> bool {
+    ap.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("istio.io/dry-run"))
+        .is_some_and(|v| matches!(v.as_str(), "true" | "1" | "t" | "T" | "TRUE" | "True"))
 }

@@ -9,6 +9,24 @@ use std::time::Duration;
 /// First-party filter names, in chain order.
 pub const FIRST_PARTY: [&str; 5] = ["jwt", "authz", "routing", "fault", "retry"];
 
+/// The authz filter built with ext-authz support (`<dir>/authz-ext.wasm`),
+/// which serves CUSTOM policies.
+pub const AUTHZ_EXT_MODULE: &str = "authz-ext";
+
+/// The chain entry of the CUSTOM policies (module [`AUTHZ_EXT_MODULE`]).
+pub const AUTHZ_CUSTOM: &str = "authz-custom";
+
+/// Every first-party component the operator loads from its filters
+/// directory.
+pub const FIRST_PARTY_MODULES: [&str; 6] = [
+    "jwt",
+    "authz",
+    AUTHZ_EXT_MODULE,
+    "routing",
+    "fault",
+    "retry",
+];
+
 /// URL scheme telling the waypoint to use its own build of a first-party
 /// filter (when the operator was not given the component files).
 pub const BUILTIN_SCHEME: &str = "builtin://";
@@ -17,7 +35,8 @@ pub const BUILTIN_SCHEME: &str = "builtin://";
 pub fn first_party_capabilities(name: &str) -> Vec<String> {
     let caps: &[&str] = match name {
         "jwt" => &["log", "metrics", "clock", "crypto", "authn"],
-        "authz" => &["log", "metrics", "outbound-http"],
+        "authz" => &["log", "metrics"],
+        AUTHZ_EXT_MODULE => &["log", "metrics", "outbound-http"],
         "routing" => &["log", "metrics", "random"],
         "fault" => &["log", "metrics", "random"],
         "retry" => &["log", "metrics", "clock", "random"],

@@ -285,7 +285,7 @@ pub fn translate(cs: &ConfigSet, ctx: &TranslateContext) -> Translation {
                 .collect(),
             ..Default::default()
         };
-        let authz_cfg = filter_model::authz::AuthzConfig {
+        let mut authz_cfg = filter_model::authz::AuthzConfig {
             trust_domain: td.clone(),
             trust_domain_aliases: cs.mesh.trust_domain_aliases.clone(),
             multiple_custom_providers: cs.mesh.multiple_custom_authz_providers,
@@ -348,12 +348,7 @@ pub fn translate(cs: &ConfigSet, ctx: &TranslateContext) -> Translation {
                     p.namespace = ap.metadata.namespace.clone().unwrap_or_default();
                     p.name = ap.metadata.name.clone().unwrap_or_default();
                     p.target_services = svcs.clone();
-                    p.dry_run = ap
-                        .metadata
-                        .annotations
-                        .as_ref()
-                        .and_then(|x| x.get("istio.io/dry-run"))
-                        .is_some_and(|v| v == "true");
+                    p.dry_run = authz::is_dry_run(ap);
                     Some(p)
                 })
                 .collect(),
@@ -379,6 +374,28 @@ pub fn translate(cs: &ConfigSet, ctx: &TranslateContext) -> Translation {
         let push_users = |rank: u8, chain: &mut Vec<FilterConfig>| {
             chain.extend(users.iter().filter(|u| u.0 == rank).map(|u| u.3.clone()));
         };
+        // CUSTOM policies run first, before WasmPlugins of the AUTHN phase
+        // and JWT validation (Istio's waypoint chain: ext_authz →
+        // AUTHN → jwt_authn → AUTHZ → rbac): the provider sees the request
+        // as the client sent it, token included. They run in the authz
+        // filter's `authz-ext` build (the only one granted outbound-http);
+        // the `authz` entry keeps AUDIT, DENY and ALLOW.
+        let custom_cfg = split_custom(&mut authz_cfg);
+        if !custom_cfg.policies.is_empty() {
+            let mut f = filters::first_party(
+                ctx,
+                filters::AUTHZ_EXT_MODULE,
+                serde_json::to_value(&custom_cfg).unwrap_or_default(),
+            );
+            f.name = filters::AUTHZ_CUSTOM.into();
+            for (n, p) in &cs.mesh.extension_providers {
+                if let Some(h) = &p.envoy_ext_authz_http {
+                    f.upstreams
+                        .insert(n.clone(), format!("http://{}:{}", h.service, h.port));
+                }
+            }
+            chain.push(f);
+        }
         push_users(0, &mut chain);
         if !jwt_cfg.request_authentications.is_empty() {
             chain.push(filters::first_party(
@@ -416,16 +433,6 @@ pub fn translate(cs: &ConfigSet, ctx: &TranslateContext) -> Translation {
         ));
         push_users(2, &mut chain);
         push_users(3, &mut chain);
-        // Upstreams for ext-authz providers.
-        for f in chain.iter_mut().filter(|f| f.name == "authz") {
-            for (n, p) in &cs.mesh.extension_providers {
-                if let Some(h) = &p.envoy_ext_authz_http {
-                    f.upstreams
-                        .insert(n.clone(), format!("http://{}:{}", h.service, h.port));
-                }
-            }
-        }
-
         waypoint_cfgs.push(WaypointConfig {
             name: wp.name.clone(),
             namespace: wp.namespace.clone(),
@@ -448,6 +455,25 @@ pub fn translate(cs: &ConfigSet, ctx: &TranslateContext) -> Translation {
         waypoint_infos: wps,
         statuses,
         wanted_jwks,
+    }
+}
+
+/// Moves the CUSTOM policies (and the ext-authz providers) of `cfg` into a
+/// config of their own, for the chain entry that runs before JWT.
+fn split_custom(cfg: &mut filter_model::authz::AuthzConfig) -> filter_model::authz::AuthzConfig {
+    use filter_model::authz::Action;
+    let (custom, rest) = std::mem::take(&mut cfg.policies)
+        .into_iter()
+        .partition(|p| p.action == Action::Custom);
+    cfg.policies = rest;
+    filter_model::authz::AuthzConfig {
+        trust_domain: cfg.trust_domain.clone(),
+        trust_domain_aliases: cfg.trust_domain_aliases.clone(),
+        num_trusted_proxies: cfg.num_trusted_proxies,
+        path_normalization: cfg.path_normalization.clone(),
+        multiple_custom_providers: cfg.multiple_custom_providers,
+        providers: std::mem::take(&mut cfg.providers),
+        policies: custom,
     }
 }
 
