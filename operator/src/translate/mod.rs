@@ -470,7 +470,7 @@ fn split_custom(cfg: &mut filter_model::authz::AuthzConfig) -> filter_model::aut
         trust_domain: cfg.trust_domain.clone(),
         trust_domain_aliases: cfg.trust_domain_aliases.clone(),
         num_trusted_proxies: cfg.num_trusted_proxies,
-        path_normalization: cfg.path_normalization.clone(),
+        path_normalization: cfg.path_normalization,
         multiple_custom_providers: cfg.multiple_custom_providers,
         providers: std::mem::take(&mut cfg.providers),
         policies: custom,
