@@ -111,6 +111,34 @@ pub fn grpc_timeout(h: &HeaderMap) -> Option<Duration> {
     })
 }
 
+/// Path normalization before the filter chain and routing, as Envoy's
+/// HTTP connection manager does for every request under Istio's default
+/// `meshConfig.pathNormalization` (BASE): a path holding `%00` is refused,
+/// `\` becomes `/`, percent-encoded unreserved characters are decoded once
+/// and dot segments are resolved. Routes, policies and the upstream all see
+/// the normalized path; the query is untouched.
+pub fn normalize_path(parts: &mut http::request::Parts) -> Result<(), String> {
+    let normalized = match filter_authz::normalize_path(
+        parts.uri.path(),
+        filter_model::authz::PathNormalization::Base,
+    ) {
+        Err(rejection) => return Err(rejection.message().to_string()),
+        Ok(std::borrow::Cow::Borrowed(_)) => return Ok(()),
+        Ok(std::borrow::Cow::Owned(p)) => p,
+    };
+    let pq = match parts.uri.query() {
+        Some(q) => format!("{normalized}?{q}"),
+        None => normalized,
+    };
+    let mut up = parts.uri.clone().into_parts();
+    up.path_and_query = Some(
+        http::uri::PathAndQuery::from_maybe_shared(pq)
+            .map_err(|e| format!("normalized path: {e}"))?,
+    );
+    parts.uri = Uri::from_parts(up).map_err(|e| format!("normalized path: {e}"))?;
+    Ok(())
+}
+
 /// Adds a UUIDv4 `x-request-id` when the request has none.
 pub fn ensure_request_id(h: &mut HeaderMap) {
     if h.contains_key(X_REQUEST_ID) {

@@ -256,6 +256,9 @@ impl Exchange {
                 .error_boxed(ProxyError::BadRequest("missing Host header".into()))
                 .await;
         }
+        if let Err(e) = headers::normalize_path(&mut parts) {
+            return self.error_boxed(ProxyError::BadRequest(e)).await;
+        }
         if let Verdict::Respond(r) = self.rf.on_request_headers(&mut parts).await {
             self.rec.details = Some("filter_local_reply".into());
             return self.finalize_local(r);

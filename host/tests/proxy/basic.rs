@@ -239,3 +239,45 @@ async fn oversized_heads_get_431_and_a_missing_host_400() {
     assert!(out.starts_with("HTTP/1.1 400"), "{out}");
     assert_eq!(up.count(), 1);
 }
+
+/// Envoy's connection manager normalizes every request path under Istio's
+/// default (BASE), filters or not: dot segments resolved, `\` to `/`,
+/// encoded unreserved characters decoded; `%00` refused with 400.
+#[tokio::test]
+async fn request_paths_are_normalized_before_routing_and_upstream() {
+    let up = Upstream::start("a", "127.0.0.1").await;
+    let wp = TestWaypoint::start(&config(vec![up.endpoint(&[])], json!({}))).await;
+    let host = format!("Host: {SVC}");
+    let out = curl(&[
+        "-s",
+        "--path-as-is",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-H",
+        &host,
+        &wp.url("/x/../api/./v1/%7Euser%2Fa?q=%2E%2E"),
+    ])
+    .await;
+    assert_eq!(out, "200");
+    assert_eq!(
+        up.seen.last_uri.lock().as_deref(),
+        Some("/api/v1/~user%2Fa?q=%2E%2E"),
+        "path normalized (an encoded slash kept), query untouched"
+    );
+    let out = curl(&[
+        "-s",
+        "--path-as-is",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-H",
+        &host,
+        &wp.url("/a%00b"),
+    ])
+    .await;
+    assert_eq!(out, "400");
+    assert_eq!(up.seen.requests.load(Ordering::SeqCst), 1);
+}

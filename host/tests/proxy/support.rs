@@ -38,6 +38,8 @@ pub struct Seen {
     pub by_request_id: Mutex<HashMap<String, u64>>,
     /// Last headers received.
     pub last_headers: Mutex<Option<http::HeaderMap>>,
+    /// Last request target (path and query) received.
+    pub last_uri: Mutex<Option<String>>,
     /// HTTP versions seen.
     pub versions: Mutex<Vec<http::Version>>,
     /// When set (non-zero), every response has this status.
@@ -104,6 +106,7 @@ async fn upstream_handle(
     seen.versions.lock().push(req.version());
     let h = req.headers().clone();
     *seen.last_headers.lock() = Some(h.clone());
+    *seen.last_uri.lock() = req.uri().path_and_query().map(|p| p.to_string());
     let get = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
     let num = |k: &str| get(k).and_then(|v| v.parse::<u64>().ok());
     let rid = get("x-request-id").unwrap_or_default();
