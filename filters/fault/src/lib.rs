@@ -117,10 +117,11 @@ impl CompiledFault {
         }
         let delay = match &f.delay {
             None => None,
+            // A delay without `fixedDelay` is valid in Istio and injects
+            // nothing (the operator reports `exponentialDelay` itself).
+            Some(d) if d.fixed_delay.is_none() => None,
             Some(d) => {
-                let Some(fixed) = d.fixed_delay else {
-                    return Err(invalid("exponentialDelay not supported yet".into()));
-                };
+                let fixed = d.fixed_delay.unwrap_or_default();
                 let fraction = match (&d.percentage, d.percent) {
                     (Some(p), _) => Fraction::from_percent(p, route)?,
                     (None, Some(p)) => Fraction {
@@ -143,12 +144,14 @@ impl CompiledFault {
                         if !(200..=599).contains(&s) {
                             return Err(invalid(format!("HTTP status {s} is not in range 200-599")));
                         }
-                        AbortKind::Http(s)
+                        Some(AbortKind::Http(s))
                     }
-                    (None, Some(name)) => AbortKind::Grpc(grpc_code(name).ok_or_else(|| {
+                    (None, Some(name)) => Some(AbortKind::Grpc(grpc_code(name).ok_or_else(|| {
                         invalid(format!("gRPC status {name:?} is not supported. See https://github.com/grpc/grpc/blob/master/doc/statuscodes.md for example 'NOT_FOUND'"))
-                    })?),
-                    (None, None) => return Err(invalid("abort configured, but error type not set".into())),
+                    })?)),
+                    // Istio only warns ("abort configured, but error type
+                    // not set") and injects no abort.
+                    (None, None) => None,
                 };
                 let fraction = match &a.percentage {
                     Some(p) => Fraction::from_percent(p, route)?,
@@ -157,7 +160,7 @@ impl CompiledFault {
                         denominator: 1_000_000,
                     },
                 };
-                Some((kind, fraction))
+                kind.map(|k| (k, fraction))
             }
         };
         Ok(CompiledFault { delay, abort })

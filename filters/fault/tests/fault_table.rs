@@ -187,10 +187,23 @@ fn validation() {
     assert!(err(json!({})).contains("must have an abort and/or a delay"));
     assert!(err(json!({"abort": {"httpStatus": 700}})).contains("not in range 200-599"));
     assert!(err(json!({"abort": {"grpcStatus": "14"}})).contains("is not supported"));
-    assert!(err(json!({"abort": {"percentage": {"value": 5}}})).contains("error type not set"));
     assert!(
         err(json!({"abort": {"httpStatus": 503, "percentage": {"value": 101}}}))
             .contains("neither 0.0, nor in range")
     );
-    assert!(err(json!({"delay": {"percentage": {"value": 5}}})).contains("exponentialDelay"));
+}
+
+/// Valid in Istio and injecting nothing: an abort without an error type
+/// (Istio warns) and a delay without `fixedDelay`. They must not refuse the
+/// whole fault configuration of the waypoint.
+#[test]
+fn an_abort_without_error_type_and_a_delay_without_duration_inject_nothing() {
+    for fault in [
+        json!({"abort": {"percentage": {"value": 100}}}),
+        json!({"delay": {"percentage": {"value": 100}}}),
+    ] {
+        let f = faults(fault.clone());
+        let out = f.evaluate(Some("r"), false, &mut || 0);
+        assert!(out.abort.is_none() && out.delay_ms.is_none(), "{fault}");
+    }
 }

@@ -52,6 +52,11 @@ impl Validation {
 pub fn validate(obj: &IstioObject, mesh: &MeshSettings) -> Validation {
     let name = obj.meta().name.clone().unwrap_or_default();
     let ns = obj.meta().namespace.clone().unwrap_or_default();
+    if let Some(e) = dry_run_annotation_error(obj, &ns, &name) {
+        let mut v = Validation::default();
+        v.err(e);
+        return v;
+    }
     match obj {
         IstioObject::AuthorizationPolicy(o) => security::authorization_policy(o, mesh)
             .prefixed(&format!("invalid policy {name}.{ns}:")),
@@ -65,6 +70,40 @@ pub fn validate(obj: &IstioObject, mesh: &MeshSettings) -> Validation {
         IstioObject::GatewayClass(_) => Validation::default(),
         IstioObject::HTTPRoute(o) => other::http_route(&o.spec),
     }
+}
+
+/// Istio checks the `istio.io/dry-run` annotation of every kind before
+/// anything else and reports only that: unsupported outside
+/// AuthorizationPolicy, only for ALLOW/DENY, and a `strconv.ParseBool`
+/// value.
+fn dry_run_annotation_error(obj: &IstioObject, ns: &str, name: &str) -> Option<String> {
+    const KEY: &str = "istio.io/dry-run";
+    let val = obj.meta().annotations.as_ref()?.get(KEY)?;
+    let IstioObject::AuthorizationPolicy(ap) = obj else {
+        return Some(format!(
+            "{ns}/{name} has unsupported annotation {KEY}, please remove the annotation"
+        ));
+    };
+    let action = ap.spec.action();
+    if !matches!(
+        action,
+        crate::crd::security::AuthorizationAction::Allow
+            | crate::crd::security::AuthorizationAction::Deny
+    ) {
+        return Some(format!(
+            "the annotation {KEY} currently only supports action ALLOW/DENY, found action {} in {ns}/{name}",
+            action.as_str()
+        ));
+    }
+    let go_bool = matches!(
+        val.as_str(),
+        "1" | "t" | "T" | "TRUE" | "true" | "True" | "0" | "f" | "F" | "FALSE" | "false" | "False"
+    );
+    (!go_bool).then(|| {
+        format!(
+            "{ns}/{name} has annotation {KEY} with invalid value ({val}): strconv.ParseBool: parsing {val:?}: invalid syntax"
+        )
+    })
 }
 
 // === shared helpers ===
@@ -176,12 +215,19 @@ pub(crate) fn check_ips(v: &mut Validation, ips: &[String]) {
 
 /// Istio's `ValidatePorts`.
 pub(crate) fn check_ports(v: &mut Validation, ports: &[String]) {
+    // strconv.ParseUint(p, 10, 32): ASCII digits only (no sign).
     for p in ports {
-        match p.parse::<i64>() {
+        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+            v.err(format!(
+                "bad port ({p}): strconv.ParseUint: parsing {p:?}: invalid syntax"
+            ));
+            continue;
+        }
+        match p.parse::<u32>() {
             Err(_) => v.err(format!(
-                "bad port ({p}): strconv.ParseInt: parsing {p:?}: invalid syntax"
+                "bad port ({p}): strconv.ParseUint: parsing {p:?}: value out of range"
             )),
-            Ok(n) if !(0..=65535).contains(&n) => v.err(format!("bad port ({p}): <nil>")),
+            Ok(n) if n > 65535 => v.err(format!("bad port ({p}): <nil>")),
             Ok(_) => {}
         }
     }

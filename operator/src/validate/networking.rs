@@ -320,10 +320,18 @@ fn http_route(v: &mut Validation, r: &HttpRoute, idx: usize, mesh: &MeshSettings
         {
             v.err("redirect must specify URI, authority, scheme, or port");
         }
-        if let Some(code) = rd.redirect_code
-            && !(300..=399).contains(&code)
-        {
-            v.err(format!("{code} is not a valid redirect code, must be 3xx"));
+        if let Some(code) = rd.redirect_code {
+            if !(300..=399).contains(&code) {
+                v.err(format!("{code} is not a valid redirect code, must be 3xx"));
+            } else if !matches!(code, 301 | 302 | 303 | 307 | 308) {
+                // Istio's webhook lets these through, then istiod drops the
+                // route's action ("Redirect Code N is not yet supported")
+                // and Envoy refuses the route table; refuse the object here
+                // instead, so the rest of the waypoint's routes keep working.
+                v.err(format!(
+                    "Redirect Code {code} is not yet supported (supported: 301, 302, 303, 307, 308)"
+                ));
+            }
         }
         if let Some(s) = &rd.scheme
             && s != "http"

@@ -77,28 +77,51 @@ fn check_empty(v: &mut Validation, field: &str, values: &Option<Vec<String>>) {
 }
 
 fn check_service_accounts(v: &mut Validation, field: &str, values: &Option<Vec<String>>) {
-    let Some(values) = values else { return };
+    if let Some(values) = values
+        && let Err(e) = service_account_error(field, values)
+    {
+        v.err(e);
+    }
+}
+
+/// Istio's `CheckServiceAccount`: the first problem found, worded as Istio
+/// words it.
+fn service_account_error(field: &str, values: &[String]) -> Result<(), String> {
     if values.len() > 16 {
-        v.err(format!(
-            "{field} may not have more than 16 values, found {}",
-            values.len()
-        ));
+        return Err("may not have more than 16 values".into());
     }
     for sa in values {
+        if sa.is_empty() {
+            return Err(format!("empty value not allowed, found in {field}"));
+        }
         if sa.contains('*') {
-            v.err(format!("wildcard not allowed, found in {field}"));
+            return Err(format!("wildcard not allowed, found in {field}"));
         }
-        if sa.len() > 320 {
-            v.err(format!(
-                "value cannot exceed 320 characters, found in {field}"
-            ));
-        }
-        if sa.split('/').count() > 2 || sa.split('/').any(str::is_empty) {
-            v.err(format!(
+        if sa.matches('/').count() > 1 {
+            return Err(format!(
                 "expected format 'serviceAccount' or 'namespace/serviceAccount', found {sa:?} in {field}"
             ));
         }
+        if sa.len() > 320 {
+            return Err(format!(
+                "value cannot exceed 320 characters, found {sa:?} in {field}"
+            ));
+        }
+        match sa.split_once('/') {
+            Some(("", _)) => {
+                return Err(format!(
+                    "expected format 'serviceAccount' or 'namespace/serviceAccount', found empty namespace {sa:?} in {field}"
+                ));
+            }
+            Some((_, "")) => {
+                return Err(format!(
+                    "expected format 'serviceAccount' or 'namespace/serviceAccount', found empty serviceAccount {sa:?} in {field}"
+                ));
+            }
+            _ => {}
+        }
     }
+    Ok(())
 }
 
 fn check_trust_domains(v: &mut Validation, field: &str, values: &Option<Vec<String>>) {
@@ -174,15 +197,18 @@ fn check_attribute(key: &str, values: &[String]) -> Result<(), String> {
             Err(format!("bad key ({k}): should have format a[b]"))
         }
     };
+    if values.iter().any(String::is_empty) {
+        return Err(format!("empty value not allowed, found in {key}"));
+    }
     let mut ips = Validation::default();
     match key {
         "source.ip" | "destination.ip" | "remote.ip" => {
             check_ips(&mut ips, values);
         }
         "destination.port" => check_ports(&mut ips, values),
+        "source.serviceAccount" => service_account_error(key, values)?,
         "source.namespace"
         | "source.principal"
-        | "source.serviceAccount"
         | "source.trustDomain"
         | "request.auth.principal"
         | "request.auth.audiences"
@@ -232,8 +258,7 @@ pub(crate) fn authorization_policy(ap: &AuthorizationPolicy, _mesh: &MeshSetting
     if action == AuthorizationAction::Custom {
         if spec.rules.is_none() {
             v.err("CUSTOM action without `rules` is meaningless as it will never be triggered, add an empty rule `{}` if you want it be triggered for every request");
-        }
-        if spec
+        } else if spec
             .provider
             .as_ref()
             .and_then(|p| p.name.as_deref())
@@ -275,7 +300,7 @@ pub(crate) fn authorization_policy(ap: &AuthorizationPolicy, _mesh: &MeshSetting
                 ) || c.key.starts_with("request.auth.")
                 {
                     v.err(format!(
-                        "When.{} is currently not supported with CUSTOM action",
+                        "{} is currently not supported with CUSTOM action",
                         c.key
                     ));
                 }
@@ -289,41 +314,6 @@ pub(crate) fn authorization_policy(ap: &AuthorizationPolicy, _mesh: &MeshSetting
     }
     if action == AuthorizationAction::Deny && rules.is_empty() {
         v.err("DENY action without `rules` is meaningless as it will never be triggered, add an empty rule `{}` if you want it be triggered for every request");
-    }
-    if let Some(dr) = ap
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get("istio.io/dry-run"))
-    {
-        if !matches!(
-            action,
-            AuthorizationAction::Allow | AuthorizationAction::Deny
-        ) {
-            v.err(format!(
-                "the annotation istio.io/dry-run currently only supports action ALLOW/DENY, found action {}",
-                action.as_str()
-            ));
-        }
-        if !matches!(
-            dr.as_str(),
-            "true"
-                | "false"
-                | "1"
-                | "0"
-                | "t"
-                | "f"
-                | "TRUE"
-                | "FALSE"
-                | "True"
-                | "False"
-                | "T"
-                | "F"
-        ) {
-            v.err(format!(
-                "the annotation istio.io/dry-run has invalid value ({dr}): strconv.ParseBool: parsing {dr:?}: invalid syntax"
-            ));
-        }
     }
     for (i, rule) in rules.iter().enumerate() {
         if rule.from.as_ref().is_some_and(|f| f.is_empty()) {
@@ -357,8 +347,6 @@ pub(crate) fn authorization_policy(ap: &AuthorizationPolicy, _mesh: &MeshSetting
             check_empty(&mut v, "NotNamespaces", &src.not_namespaces);
             check_empty(&mut v, "NotIpBlocks", &src.not_ip_blocks);
             check_empty(&mut v, "NotRemoteIpBlocks", &src.not_remote_ip_blocks);
-            check_empty(&mut v, "ServiceAccounts", &src.service_accounts);
-            check_empty(&mut v, "NotServiceAccounts", &src.not_service_accounts);
             let has_sa = src.service_accounts.is_some() || src.not_service_accounts.is_some();
             let has_id = src.principals.is_some()
                 || src.not_principals.is_some()
@@ -414,34 +402,50 @@ pub(crate) fn authorization_policy(ap: &AuthorizationPolicy, _mesh: &MeshSetting
                 ));
                 continue;
             }
-            for vals in [values, not_values] {
+            for (vals, what) in [(values, "value"), (not_values, "notValue")] {
                 if !vals.is_empty()
                     && let Err(e) = check_attribute(&c.key, vals)
                 {
-                    v.err(format!("invalid `value` for `key` {}: {e}", c.key));
+                    v.err(format!("invalid `{what}` for `key` {}: {e}", c.key));
                 }
             }
         }
     }
-    // Webhook warning for DENY policies with only HTTP attributes (TCP ports
-    // under the policy's scope would be denied entirely).
+    // Webhook warning for DENY rules using only HTTP attributes (TCP ports
+    // under the policy's scope would be denied entirely), per rule, with
+    // Istio's condition: a `from` without `to` and no L4 source field, or a
+    // `to` without ports.
     if action == AuthorizationAction::Deny {
         for r in rules {
-            let only_http_to = r.to.iter().flatten().all(|t| {
-                t.operation.as_ref().is_some_and(|o| {
-                    o.ports.is_none()
-                        && o.not_ports.is_none()
-                        && (o.methods.is_some()
-                            || o.paths.is_some()
-                            || o.hosts.is_some()
-                            || o.not_methods.is_some()
-                            || o.not_paths.is_some()
-                            || o.not_hosts.is_some())
-                })
-            }) && r.to.as_ref().is_some_and(|t| !t.is_empty());
-            if only_http_to && r.from.is_none() && r.when.is_none() {
+            let sources: Vec<&Source> = r
+                .from
+                .iter()
+                .flatten()
+                .filter_map(|f| f.source.as_ref())
+                .collect();
+            let ops: Vec<_> =
+                r.to.iter()
+                    .flatten()
+                    .filter_map(|t| t.operation.as_ref())
+                    .collect();
+            let tcp_in_from = sources.iter().any(|s| {
+                s.principals.is_some()
+                    || s.not_principals.is_some()
+                    || s.ip_blocks.is_some()
+                    || s.not_ip_blocks.is_some()
+                    || s.namespaces.is_some()
+                    || s.not_namespaces.is_some()
+                    || s.remote_ip_blocks.is_some()
+                    || s.not_remote_ip_blocks.is_some()
+                    || s.service_accounts.is_some()
+                    || s.not_service_accounts.is_some()
+            });
+            let tcp_in_to = ops
+                .iter()
+                .any(|o| o.ports.is_some() || o.not_ports.is_some());
+            let (from_exists, to_exists) = (!sources.is_empty(), !ops.is_empty());
+            if (from_exists && !to_exists && !tcp_in_from) || (to_exists && !tcp_in_to) {
                 v.warn("configured AuthorizationPolicy will deny all traffic to TCP ports under its scope due to the use of only HTTP attributes in a DENY rule; it is recommended to explicitly specify the port");
-                break;
             }
         }
     }
@@ -460,7 +464,7 @@ pub(crate) fn peer_authentication(spec: &PeerAuthenticationSpec) -> Validation {
     for port in spec.port_level_mtls.iter().flat_map(|m| m.keys()) {
         match port.parse::<u32>() {
             Ok(p) if (1..=65535).contains(&p) => {}
-            _ => v.err(format!("port must be in range 1..65535, found {port}")),
+            _ => v.err("port must be in range 1..65535"),
         }
     }
     v
@@ -496,7 +500,12 @@ pub(crate) fn request_authentication(spec: &RequestAuthenticationSpec) -> Valida
             match url::Url::parse(uri) {
                 Ok(u) if matches!(u.scheme(), "http" | "https") => {}
                 Ok(u) => v.err(format!("URI scheme {:?} is not supported", u.scheme())),
-                Err(e) => v.err(format!("invalid jwks_uri {uri:?}: {e}")),
+                // Go's url.Parse takes a scheme-less string as a relative
+                // URL; Istio then refuses its empty scheme.
+                Err(url::ParseError::RelativeUrlWithoutBase) => {
+                    v.err("URI scheme \"\" is not supported")
+                }
+                Err(e) => v.err(format!("parse {uri:?}: {e}")),
             }
         }
         if let Some(j) = rule.jwks.as_deref().filter(|j| !j.is_empty()) {
@@ -530,7 +539,7 @@ pub(crate) fn request_authentication(spec: &RequestAuthenticationSpec) -> Valida
         }
         for c in rule.from_cookies.iter().flatten() {
             if c.is_empty() {
-                v.err("cookie name must be provided");
+                v.err("cookie name must be non-empty string");
             }
         }
         for ch in rule.output_claim_to_headers.iter().flatten() {
@@ -542,7 +551,7 @@ pub(crate) fn request_authentication(spec: &RequestAuthenticationSpec) -> Valida
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             {
                 v.err(format!(
-                    "invalid header name {:?} in outputClaimToHeaders",
+                    "header name {} is not a valid header name",
                     ch.header
                 ));
             }

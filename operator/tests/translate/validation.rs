@@ -90,6 +90,58 @@ fn validation_messages_match_istio() {
             "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: t, namespace: ns}\nspec: {metrics: [{overrides: [{tagOverrides: {a: {operation: REMOVE, value: x}}}]}]}\n",
             "tagOverrides.value may only be set when operation is UPSERT",
         ),
+        (
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: d, namespace: ns, annotations: {istio.io/dry-run: \"yes\"}}\nspec: {action: DENY, rules: [{}]}\n",
+            "ns/d has annotation istio.io/dry-run with invalid value (yes): strconv.ParseBool: parsing \"yes\": invalid syntax",
+        ),
+        (
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: d, namespace: ns, annotations: {istio.io/dry-run: \"true\"}}\nspec: {action: AUDIT, rules: [{}]}\n",
+            "the annotation istio.io/dry-run currently only supports action ALLOW/DENY, found action AUDIT in ns/d",
+        ),
+        (
+            "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: p, namespace: ns, annotations: {istio.io/dry-run: \"true\"}}\nspec: {mtls: {mode: STRICT}}\n",
+            "ns/p has unsupported annotation istio.io/dry-run, please remove the annotation",
+        ),
+        (
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: d, namespace: ns}\nspec: {rules: [{to: [{operation: {ports: [\"+80\", \"70000\"]}}]}]}\n",
+            "invalid policy d.ns: bad port (+80): strconv.ParseUint: parsing \"+80\": invalid syntax",
+        ),
+        (
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: d, namespace: ns}\nspec: {rules: [{to: [{operation: {ports: [\"70000\"]}}]}]}\n",
+            "invalid policy d.ns: bad port (70000): <nil>",
+        ),
+        (
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: d, namespace: ns}\nspec: {rules: [{from: [{source: {serviceAccounts: [a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p, q]}}]}]}\n",
+            "invalid policy d.ns: may not have more than 16 values",
+        ),
+        (
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: d, namespace: ns}\nspec: {rules: [{when: [{key: source.ip, notValues: [\"\"]}]}]}\n",
+            "invalid policy d.ns: invalid `notValue` for `key` source.ip: empty value not allowed, found in source.ip",
+        ),
+        (
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: d, namespace: ns}\nspec: {rules: [{when: [{key: source.serviceAccount, values: [a/b/c]}]}]}\n",
+            "invalid policy d.ns: invalid `value` for `key` source.serviceAccount: expected format 'serviceAccount' or 'namespace/serviceAccount', found \"a/b/c\" in source.serviceAccount",
+        ),
+        (
+            "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: p, namespace: ns}\nspec: {selector: {matchLabels: {a: b}}, portLevelMtls: {\"0\": {mode: STRICT}}}\n",
+            "port must be in range 1..65535",
+        ),
+        (
+            "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: r, namespace: ns}\nspec: {jwtRules: [{jwksUri: \"example.com/keys\", issuer: a}]}\n",
+            "URI scheme \"\" is not supported",
+        ),
+        (
+            "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: r, namespace: ns}\nspec: {jwtRules: [{issuer: a, fromCookies: [\"\"], outputClaimToHeaders: [{header: X.Y, claim: sub}]}]}\n",
+            "cookie name must be non-empty string",
+        ),
+        (
+            "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: r, namespace: ns}\nspec: {jwtRules: [{issuer: a, outputClaimToHeaders: [{header: X.Y, claim: sub}]}]}\n",
+            "header name X.Y is not a valid header name",
+        ),
+        (
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v, namespace: ns}\nspec: {hosts: [a], http: [{redirect: {uri: /x, redirectCode: 300}}]}\n",
+            "Redirect Code 300 is not yet supported (supported: 301, 302, 303, 307, 308)",
+        ),
     ];
     for (yaml, want) in cases {
         let o = objects(yaml).remove(0);
@@ -100,6 +152,65 @@ fn validation_messages_match_istio() {
             v.errors
         );
     }
+}
+
+/// Istio's webhook reports a bad dry-run annotation alone, and asks for
+/// `provider.name` only once a CUSTOM policy has rules.
+#[test]
+fn dry_run_errors_come_alone_and_custom_without_rules_is_one_error() {
+    let mesh = MeshSettings::default();
+    let o = objects(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: d, namespace: ns, annotations: {istio.io/dry-run: x}}\nspec: {action: DENY}\n",
+    )
+    .remove(0);
+    assert_eq!(operator::validate::validate(&o, &mesh).errors.len(), 1);
+    let o = objects(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: d, namespace: ns}\nspec: {action: CUSTOM}\n",
+    )
+    .remove(0);
+    let v = operator::validate::validate(&o, &mesh);
+    assert_eq!(v.errors.len(), 1, "{:?}", v.errors);
+    assert!(v.errors[0].contains("CUSTOM action without `rules`"));
+}
+
+/// The TCP-port warning of DENY rules, per rule with Istio's condition.
+#[test]
+fn deny_rules_with_only_http_attributes_warn() {
+    let mesh = MeshSettings::default();
+    let warns = |rules: &str| {
+        let o = objects(&format!(
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: d, namespace: ns}}\nspec: {{action: DENY, rules: {rules}}}\n"
+        ))
+        .remove(0);
+        let v = operator::validate::validate(&o, &mesh);
+        assert!(v.errors.is_empty(), "{rules}: {:?}", v.errors);
+        v.warnings
+            .iter()
+            .filter(|w| w.contains("deny all traffic to TCP ports"))
+            .count()
+    };
+    assert_eq!(warns("[{to: [{operation: {paths: [/admin]}}]}]"), 1);
+    assert_eq!(
+        warns("[{from: [{source: {namespaces: [a]}}], to: [{operation: {methods: [POST]}}]}]"),
+        1
+    );
+    assert_eq!(
+        warns("[{from: [{source: {requestPrincipals: [\"*\"]}}]}]"),
+        1
+    );
+    assert_eq!(warns("[{from: [{source: {namespaces: [a]}}]}]"), 0);
+    assert_eq!(
+        warns("[{to: [{operation: {methods: [POST], ports: [\"80\"]}}]}]"),
+        0
+    );
+    assert_eq!(
+        warns("[{when: [{key: \"request.headers[x]\", values: [y]}]}]"),
+        0
+    );
+    assert_eq!(
+        warns("[{to: [{operation: {paths: [/a]}}]}, {to: [{operation: {paths: [/b]}}]}]"),
+        2
+    );
 }
 
 #[test]
