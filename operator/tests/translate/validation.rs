@@ -213,6 +213,70 @@ fn deny_rules_with_only_http_attributes_warn() {
     );
 }
 
+/// IST0130/IST0131 texts and cases as Istio's `analyzeUnreachableHTTPRules`.
+#[test]
+fn unreachable_rules_and_covered_prefix_matches() {
+    let mesh = MeshSettings::default();
+    let warnings = |http: &str| {
+        let o = objects(&format!(
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: v, namespace: ns}}\nspec:\n  hosts: [a]\n  http: {http}\n"
+        ))
+        .remove(0);
+        let v = operator::validate::validate(&o, &mesh);
+        assert!(v.errors.is_empty(), "{:?}", v.errors);
+        v.warnings
+    };
+    assert_eq!(
+        warnings(
+            "[{route: [{destination: {host: a}}]}, {match: [{uri: {prefix: /x}}], route: [{destination: {host: a}}]}]"
+        ),
+        vec!["virtualService rule #1 not used (route without matches defined before)"]
+    );
+    assert_eq!(
+        warnings(
+            "[{route: [{destination: {host: a}}]}, {name: last, route: [{destination: {host: a}}]}]"
+        ),
+        vec!["virtualService rule \"last\" not used (only the last rule can have no matches)"]
+    );
+    assert_eq!(
+        warnings(
+            "[{match: [{uri: {exact: /x}}], route: [{destination: {host: a}}]}, {match: [{uri: {exact: /x}}], route: [{destination: {host: a}}]}]"
+        ),
+        vec![
+            "virtualService rule #1 match #0 is not used (duplicate/overlapping match in rule #0)",
+            "virtualService rule #1 not used (all matches used by prior rules)",
+        ]
+    );
+    assert_eq!(
+        warnings(
+            "[{match: [{uri: {prefix: /debug}}], route: [{destination: {host: a}}]}, {match: [{uri: {prefix: /debugs}}], route: [{destination: {host: a}}]}]"
+        ),
+        vec![
+            "virtualService rule #1 match #0 of prefix /debugs is not used (duplicate/overlapping match in rule #0 of prefix /debug on #0)"
+        ]
+    );
+    // A header the earlier rule does not have: not covered.
+    assert!(
+        warnings("[{match: [{uri: {prefix: /debug}}], route: [{destination: {host: a}}]}, {match: [{uri: {prefix: /debugs}, headers: {x: {exact: y}}}], route: [{destination: {host: a}}]}]")
+            .is_empty()
+    );
+}
+
+#[test]
+fn jwt_claim_routing_is_gateway_only() {
+    let mesh = MeshSettings::default();
+    let o = objects(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v, namespace: ns}\nspec:\n  hosts: [a]\n  http: [{match: [{headers: {\"@request.auth.claims.sub\": {exact: u}}}], route: [{destination: {host: a}}]}]\n",
+    )
+    .remove(0);
+    assert_eq!(
+        operator::validate::validate(&o, &mesh).errors,
+        vec![
+            "JWT claim based routing (key: @request.auth.claims.sub) is only supported for gateway, found no gateways: []"
+        ]
+    );
+}
+
 #[test]
 fn analyze_reports_istio_codes() {
     let (c, _) = seed();
