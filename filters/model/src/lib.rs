@@ -45,6 +45,10 @@ pub mod keys {
     /// [`crate::derive::vs_route_id`] and [`crate::derive::httproute_rule_id`]).
     /// Absent when the service has no routes (default route).
     pub const ROUTE: &str = "mesh.route";
+    /// Mirrors chosen for the request by the routing filter: entries
+    /// `<service>|<subset>|<port>` (subset and port may be empty) separated
+    /// by `,`. The host sends each a copy of the request, fire and forget.
+    pub const MIRROR: &str = "mesh.mirror";
     /// Envoy-style response flags of the request, comma-separated when there
     /// are several (`NR`, `NC`, `DI`, `FI`, `RBAC`, `UAEX`). The host puts the
     /// value in the `response_flags` metric label and the access log.

@@ -300,6 +300,22 @@ pub struct HttpRoute {
     /// Fault injection (fault filter).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<crate::fault::HttpFaultInjection>,
+    /// Traffic mirroring: `mirror` + `mirrorPercentage` and `mirrors[]`,
+    /// as one list (the operator folds the single form into it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mirrors: Vec<HttpMirror>,
+}
+
+/// One mirror (`HTTPMirrorPolicy`): a copy of each selected request goes to
+/// `destination`, fire and forget, with `-shadow` appended to its authority.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpMirror {
+    /// Where the copies go.
+    pub destination: Destination,
+    /// Share of requests mirrored; unset = 100 %, `0` = none (Istio).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percentage: Option<crate::fault::Percent>,
 }
 
 /// `HTTPMatchRequest`: all set fields must match (AND).

@@ -199,6 +199,8 @@ fn re2_substitution(s: &str) -> String {
 #[derive(Debug)]
 pub(crate) struct ForwardAction {
     pub dests: Vec<Dest>,
+    /// Mirrors with their share in millionths.
+    pub mirrors: Vec<(MirrorTarget, u32)>,
     pub total_weight: u64,
     pub rewrite: PathRewrite,
     /// Route-level authority (rewrite, then `:authority` header operations).
@@ -225,6 +227,7 @@ impl ForwardAction {
         let total_weight = dests.iter().map(|d| d.weight).sum();
         ForwardAction {
             dests,
+            mirrors: Vec::new(),
             total_weight,
             rewrite,
             authority,
@@ -281,6 +284,29 @@ pub(crate) struct DirectAction {
     pub status: u16,
     pub body: Vec<u8>,
     pub resp_ops: HeaderOps,
+}
+
+/// A mirror destination.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MirrorTarget {
+    /// Service FQDN.
+    pub service: String,
+    /// DestinationRule subset.
+    pub subset: Option<String>,
+    /// Service port; `None` keeps the addressed port.
+    pub port: Option<u16>,
+}
+
+impl MirrorTarget {
+    /// The `mesh.mirror` metadata entry: `<service>|<subset>|<port>`.
+    pub fn encode(&self) -> String {
+        format!(
+            "{}|{}|{}",
+            self.service,
+            self.subset.as_deref().unwrap_or(""),
+            self.port.map(|p| p.to_string()).unwrap_or_default()
+        )
+    }
 }
 
 /// Evaluates the action of the route that matched.
@@ -361,8 +387,15 @@ fn forward<'r>(
     let mut response_headers = Vec::new();
     dest.resp_ops.emit(&mut response_headers);
     f.resp_ops.emit(&mut response_headers);
+    let mirrors = f
+        .mirrors
+        .iter()
+        .filter(|(_, share)| *share >= 1_000_000 || random() % 1_000_000 < u64::from(*share))
+        .map(|(m, _)| m)
+        .collect();
     Decision::Forward(Forward {
         route_id: &route.id,
+        mirrors,
         service,
         subset: dest.subset.as_deref(),
         port: dest.port,

@@ -396,9 +396,34 @@ fn compile_vs_action(http: &HttpRoute, field: &str) -> Result<RouteAction, Confi
     if dests.is_empty() {
         return invalid("total destination weight = 0");
     }
-    Ok(RouteAction::Forward(ForwardAction::new(
-        dests, rewrite, authority, route_req, route_resp,
-    )))
+    let mut forward = ForwardAction::new(dests, rewrite, authority, route_req, route_resp);
+    for (k, m) in http.mirrors.iter().enumerate() {
+        if m.destination.host.is_empty() {
+            return invalid(&format!("mirrors[{k}]: destination is required"));
+        }
+        // Istio: unset percentage mirrors everything, an explicit 0 nothing.
+        let share = match &m.percentage {
+            None => 1_000_000,
+            Some(p) if !(0.0..=100.0).contains(&p.value) => {
+                return invalid(&format!(
+                    "mirror_percentage must have a max value of 100 (it has {})",
+                    p.value
+                ));
+            }
+            Some(p) => (p.value * 10_000.0).round() as u32,
+        };
+        if share > 0 {
+            forward.mirrors.push((
+                crate::MirrorTarget {
+                    service: m.destination.host.clone(),
+                    subset: m.destination.subset.clone().filter(|s| !s.is_empty()),
+                    port: m.destination.port.map(|p| p.number),
+                },
+                share,
+            ));
+        }
+    }
+    Ok(RouteAction::Forward(forward))
 }
 
 fn compile_redirect(

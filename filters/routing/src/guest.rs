@@ -1,7 +1,8 @@
 //! The WebAssembly component: [`Router`] behind the SDK's `Filter` trait.
 //!
 //! Hooks: `request-headers`. Capabilities: `random` (weighted destinations).
-//! Emits, in order: `set-metadata(mesh.route, <id>)`, and either
+//! Emits, in order: `set-metadata(mesh.route, <id>)`, `set-metadata(mesh.mirror,
+//! ...)` when the route mirrors the request, and either
 //! `set-metadata(mesh.response-flag, NR|NC)` + `respond`, or `route`,
 //! `rewrite-path`, `rewrite-authority`, request and response header actions.
 
@@ -59,6 +60,10 @@ impl Filter for Routing {
                 let mut actions =
                     Vec::with_capacity(4 + f.request_headers.len() + f.response_headers.len());
                 actions.push(Action::SetMetadata((keys::ROUTE.into(), f.route_id.into())));
+                if !f.mirrors.is_empty() {
+                    let list: Vec<String> = f.mirrors.iter().map(|m| m.encode()).collect();
+                    actions.push(Action::SetMetadata((keys::MIRROR.into(), list.join(","))));
+                }
                 actions.push(Action::Route(Route {
                     service: f.service.into(),
                     subset: f.subset.map(Into::into),

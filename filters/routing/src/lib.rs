@@ -34,6 +34,7 @@ mod gateway;
 mod guest;
 mod matcher;
 
+pub use action::MirrorTarget;
 use action::eval_action;
 use compile::ServiceTable;
 use filter_model::routing::RoutingConfig;
@@ -102,6 +103,8 @@ pub enum HeaderOp {
 pub struct Forward<'r> {
     /// Id of the selected route (metadata `mesh.route`).
     pub route_id: &'r str,
+    /// Mirrors selected for this request (metadata `mesh.mirror`).
+    pub mirrors: Vec<&'r MirrorTarget>,
     /// Destination service FQDN.
     pub service: &'r str,
     /// DestinationRule subset.

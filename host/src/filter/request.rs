@@ -103,6 +103,8 @@ pub mod keys {
     pub const RESPONSE_FLAG: &str = "mesh.response-flag";
     /// The matched route, for logs.
     pub const ROUTE: &str = "mesh.route";
+    /// Mirrors of the request (`<service>|<subset>|<port>`, comma separated).
+    pub const MIRROR: &str = "mesh.mirror";
     /// The policy that decided an authorization, for logs.
     pub const AUTHZ_POLICY: &str = "mesh.authz.policy";
 }

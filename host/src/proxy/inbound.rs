@@ -1,6 +1,7 @@
 //! One request from arrival to the end of its response.
 
 mod hash;
+mod mirror;
 mod upgrade;
 
 use std::future::Future;
@@ -299,6 +300,10 @@ impl Exchange {
             },
         };
         let authority = headers::authority(&parts);
+        if let Some(meta) = this.rf.metadata(keys::MIRROR) {
+            let clusters = mirror::targets(&this.snap, meta, dest.port);
+            mirror::send(&this.proxy, clusters, &parts, &authority, &body, timeout);
+        }
         let hash = this.hash_key(&target.cluster, &parts);
         match this
             .forward(
@@ -372,32 +377,8 @@ impl Exchange {
         self.rec.route = self.rf.metadata(keys::ROUTE).map(str::to_string);
         let (cluster, pinned, svc) = match (route, &dest.service, dest.direct) {
             (Some(r), _, _) => {
-                let svc =
-                    snap.service(&r.service)
-                        .cloned()
-                        .ok_or_else(|| ProxyError::NoCluster {
-                            service: r.service.clone(),
-                            port: r.port.unwrap_or(dest.port),
-                            subset: r.subset.clone(),
-                        })?;
-                let port = match r.port {
-                    Some(p) => p,
-                    None if svc.ports.len() == 1
-                        && !svc.ports.iter().any(|p| p.port == dest.port) =>
-                    {
-                        svc.ports[0].port
-                    }
-                    None => dest.port,
-                };
-                let cluster = snap
-                    .clusters
-                    .get(&svc.hostname, port, r.subset.as_deref())
-                    .cloned()
-                    .ok_or_else(|| ProxyError::NoCluster {
-                        service: svc.hostname.clone(),
-                        port,
-                        subset: r.subset.clone(),
-                    })?;
+                let (svc, port, cluster) =
+                    service_cluster(&snap, &r.service, r.subset.as_deref(), r.port, dest.port)?;
                 let pinned = match r.endpoint.as_deref() {
                     Some(e) => {
                         Some(e.parse::<SocketAddr>().map_err(|_| ProxyError::NoCluster {
@@ -798,4 +779,42 @@ fn grpc_to_http_status(grpc: u32) -> u16 {
         16 => 401,
         _ => 500,
     }
+}
+
+/// The cluster of `service` (a subset, a port or the addressed one) in a
+/// config snapshot: the service, the port chosen and the cluster. A route
+/// without a port keeps the addressed port, or takes the service's only
+/// port when it has just one other.
+fn service_cluster(
+    snap: &Snapshot,
+    service: &str,
+    subset: Option<&str>,
+    port: Option<u16>,
+    dest_port: u16,
+) -> Result<(Arc<mesh_common::model::WaypointService>, u16, Arc<Cluster>), ProxyError> {
+    let svc = snap
+        .service(service)
+        .cloned()
+        .ok_or_else(|| ProxyError::NoCluster {
+            service: service.to_string(),
+            port: port.unwrap_or(dest_port),
+            subset: subset.map(str::to_string),
+        })?;
+    let port = match port {
+        Some(p) => p,
+        None if svc.ports.len() == 1 && !svc.ports.iter().any(|p| p.port == dest_port) => {
+            svc.ports[0].port
+        }
+        None => dest_port,
+    };
+    let cluster = snap
+        .clusters
+        .get(&svc.hostname, port, subset)
+        .cloned()
+        .ok_or_else(|| ProxyError::NoCluster {
+            service: svc.hostname.clone(),
+            port,
+            subset: subset.map(str::to_string),
+        })?;
+    Ok((svc, port, cluster))
 }

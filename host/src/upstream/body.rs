@@ -169,6 +169,20 @@ impl Replay {
         self.state.lock().ended_at
     }
 
+    /// The whole body, once the downstream body has ended, if it fitted the
+    /// replay buffer (request mirroring copies it then).
+    pub fn buffered(&self) -> Option<Bytes> {
+        let s = self.state.lock();
+        if s.overflowed || !s.ended {
+            return None;
+        }
+        let mut b = bytes::BytesMut::with_capacity(s.buffered);
+        for f in &s.frames {
+            b.extend_from_slice(f);
+        }
+        Some(b.freeze())
+    }
+
     /// Resolves once the downstream body has been read completely (the
     /// route timeout starts then, as in Envoy).
     pub async fn finished(&self) {
@@ -224,6 +238,18 @@ impl ReplayBody {
                         }
                     }
                     self.pos = s.frames.len();
+                    // A client that stops at the announced length never
+                    // polls for the end: note it now (the route timeout
+                    // starts and mirrors copy the body then).
+                    if s.source
+                        .as_ref()
+                        .is_some_and(http_body::Body::is_end_stream)
+                    {
+                        s.ended = true;
+                        s.source = None;
+                        s.ended_at = Some(tokio::time::Instant::now());
+                        s.done.send_replace(true);
+                    }
                     Poll::Ready(Some(Ok(Frame::data(data))))
                 }
                 Err(frame) => {

@@ -398,3 +398,36 @@ async fn grpc_unavailable_is_retried_by_the_default_policy() {
     assert!(out.contains("grpc-status: 3"), "{out}");
     assert_eq!(up.attempts(&rid(502)), 1, "INVALID_ARGUMENT is final");
 }
+
+/// The route timeout starts when the downstream body is complete, also
+/// for a client that sends a `content-length` body (the upstream side
+/// stops reading at that length and never polls for the end).
+#[tokio::test]
+async fn route_timeout_applies_to_requests_with_a_body() {
+    let up = Upstream::start("a", "127.0.0.1").await;
+    let wp = waypoint_with_policy(&up, json!({ "attempts": 0 })).await;
+    let t = Instant::now();
+    let out = curl(&[
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-H",
+        &format!("Host: {SVC}"),
+        "-H",
+        "x-delay-ms: 3000",
+        "-H",
+        "x-test-timeout-ms: 300",
+        "--data-binary",
+        "a body of some bytes",
+        &wp.url("/"),
+    ])
+    .await;
+    assert_eq!(out, "504");
+    assert!(
+        t.elapsed() < Duration::from_millis(2000),
+        "{:?}",
+        t.elapsed()
+    );
+}

@@ -98,3 +98,89 @@ async fn header_match_subsets_and_a_90_10_split() {
         "metrics agree with the upstreams"
     );
 }
+
+/// VirtualService mirroring: every request (no percentage = 100 %) also
+/// goes to the mirror subset, body included, with `-shadow` on its
+/// authority; the client only sees the primary's answer, even when the
+/// mirror fails. A 50 % mirror copies about half; 0 % none.
+#[tokio::test]
+async fn mirrors_get_a_copy_fire_and_forget() {
+    let a = Upstream::start("a", "127.0.0.21").await;
+    let m = Upstream::start("m", "127.0.0.22").await;
+    let eps = vec![
+        a.endpoint(&[("app", "echo"), ("version", "v1")]),
+        m.endpoint(&[("app", "echo"), ("version", "v2")]),
+    ];
+    let v1 = json!({ "destination": { "host": SVC, "subset": "v1" } });
+    let v2 = json!({ "host": SVC, "subset": "v2" });
+    let routing: Value = json!({
+        "waypointNamespace": "test",
+        "services": [{
+            "host": SVC,
+            "virtualServices": [{ "namespace": "test", "name": "echo", "http": [
+                { "match": [{ "uri": { "prefix": "/half" } }], "route": [v1.clone()],
+                  "mirrors": [{ "destination": v2.clone(), "percentage": { "value": 50.0 } }] },
+                { "match": [{ "uri": { "prefix": "/none" } }], "route": [v1.clone()],
+                  "mirrors": [{ "destination": v2.clone(), "percentage": { "value": 0.0 } }] },
+                { "route": [v1.clone()], "mirrors": [{ "destination": v2.clone() }] },
+            ]}],
+        }],
+    });
+    let mut cfg = config(
+        eps,
+        json!({ "subsets": [
+            { "name": "v1", "labels": { "version": "v1" } },
+            { "name": "v2", "labels": { "version": "v2" } },
+        ]}),
+    );
+    cfg["filters"] = json!([{
+        "name": "routing",
+        "module": { "sha256": "", "url": guest("routing").display().to_string() },
+        "config": routing,
+        "capabilities": ["random"],
+    }]);
+    let wp = TestWaypoint::start_with(&cfg, |o| o.random_seed = Some(7)).await;
+
+    let out = curl(&[
+        "-s",
+        "-H",
+        &format!("Host: {SVC}:{SVC_PORT}"),
+        "--data-binary",
+        "payload-123",
+        &wp.url("/orders"),
+    ])
+    .await;
+    assert_eq!(
+        out, "payload-123",
+        "the primary answered (echoing the body)"
+    );
+    wait_until("the mirror got its copy", || m.count() == 1).await;
+    assert_eq!(a.count(), 1);
+    let h = m.seen.last_headers.lock().clone().unwrap();
+    assert_eq!(h["host"], format!("{SVC}-shadow:{SVC_PORT}"));
+    assert_eq!(m.seen.last_uri.lock().as_deref(), Some("/orders"));
+
+    // A failing mirror changes nothing for the client.
+    m.seen
+        .force_status
+        .store(503, std::sync::atomic::Ordering::SeqCst);
+    let (s, _, h) = get(&wp.url("/orders"), &[]).await;
+    assert_eq!((s.as_u16(), h["x-upstream"].to_str().unwrap()), (200, "a"));
+    wait_until("the second copy", || m.count() == 2).await;
+
+    load(&wp.url("/none"), 200, &[]).await;
+    load(&wp.url("/half"), 1000, &[]).await;
+    wait_until("all copies delivered", || {
+        let n = m.count();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        n == m.count()
+    })
+    .await;
+    let half = m.count() - 2;
+    let sd = (1000.0f64 * 0.25).sqrt();
+    assert!(
+        (half as f64 - 500.0).abs() < 4.5 * sd,
+        "50 % mirror copied {half} of 1000 (none of /none)"
+    );
+    assert_eq!(a.count(), 1202);
+}

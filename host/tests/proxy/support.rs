@@ -509,3 +509,15 @@ pub async fn run(cmd: &str, args: &[&str]) -> String {
 pub async fn curl(args: &[&str]) -> String {
     run("curl", &[&["-sS", "--max-time", "20"], args].concat()).await
 }
+
+/// Waits (up to 10 s) until `cond` holds.
+pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < until,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

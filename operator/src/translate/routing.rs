@@ -59,8 +59,9 @@ pub fn vs_routes(cs: &ConfigSet, vs: &VirtualService) -> Result<VirtualServiceRo
             d.destination.host = fqdn(cs, &d.destination.host, &ns);
         }
         let v = serde_json::to_value(&r).map_err(|e| e.to_string())?;
-        let fm: HttpRoute = serde_json::from_value(v)
+        let mut fm: HttpRoute = serde_json::from_value(v)
             .map_err(|e| format!("{}/{}: {e}", ns, vs.metadata.name.as_deref().unwrap_or("")))?;
+        fm.mirrors = mirrors(cs, &r, &ns)?;
         http.push(fm);
     }
     let mut tcp = Vec::new();
@@ -83,6 +84,47 @@ pub fn vs_routes(cs: &ConfigSet, vs: &VirtualService) -> Result<VirtualServiceRo
         http,
         tcp,
     })
+}
+
+/// `mirror` (+ `mirrorPercentage`, or the deprecated `mirrorPercent`) and
+/// `mirrors[]` as one list (Istio's `MirrorPercent`: unset ⇒ 100 %, an
+/// explicit 0 ⇒ no mirroring).
+fn mirrors(
+    cs: &ConfigSet,
+    r: &crate::crd::networking::HttpRoute,
+    ns: &str,
+) -> Result<Vec<filter_model::routing::HttpMirror>, String> {
+    use filter_model::fault::Percent;
+    let dest = |d: &crate::crd::networking::Destination| -> Result<filter_model::routing::Destination, String> {
+        let mut d = d.clone();
+        d.host = fqdn(cs, &d.host, ns);
+        serde_json::from_value(serde_json::to_value(&d).map_err(|e| e.to_string())?)
+            .map_err(|e| format!("mirror destination: {e}"))
+    };
+    let mut out = Vec::new();
+    if let Some(m) = &r.mirror {
+        let percentage = match (
+            r.mirror_percentage,
+            r.mirror_percent.or(r.mirror_percent_snake),
+        ) {
+            (Some(p), _) => Some(Percent { value: p.value }),
+            (None, Some(p)) => Some(Percent {
+                value: f64::from(p),
+            }),
+            (None, None) => None,
+        };
+        out.push(filter_model::routing::HttpMirror {
+            destination: dest(m)?,
+            percentage,
+        });
+    }
+    for m in r.mirrors.iter().flatten() {
+        out.push(filter_model::routing::HttpMirror {
+            destination: dest(&m.destination)?,
+            percentage: m.percentage.map(|p| Percent { value: p.value }),
+        });
+    }
+    Ok(out)
 }
 
 /// Which services (host) an HTTPRoute attaches to, with the parent port.

@@ -116,3 +116,49 @@ fn virtual_service_tcp_routes_are_translated() {
     assert_eq!(vs.tcp[0].route[1].destination.subset.as_deref(), Some("v2"));
     assert_eq!(vs.tcp[0].route[1].weight, 20);
 }
+
+/// `mirror` + `mirrorPercentage` and `mirrors[]` reach the routing filter as
+/// one list, short hosts resolved in the VirtualService's namespace; an
+/// unset percentage stays unset (100 %).
+#[test]
+fn virtual_service_mirrors_are_translated() {
+    let dir = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(data().join("seed")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("08-mirror.yaml"),
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: orders-mirror, namespace: shop}\n\
+         spec:\n  hosts: [orders]\n  http:\n  - match: [{uri: {prefix: /a}}]\n    route: [{destination: {host: orders, subset: v1}}]\n    mirror: {host: orders, subset: v2}\n    mirrorPercentage: {value: 25}\n\
+         \x20 - route: [{destination: {host: orders, subset: v1}}]\n    mirrors: [{destination: {host: orders, subset: v2}}]\n",
+    )
+    .unwrap();
+    let inv = dir.path().join("inventory.yaml");
+    let snap = operator::source::file::load(dir.path(), Some(&inv)).unwrap();
+    assert!(snap.parse_errors.is_empty(), "{:?}", snap.parse_errors);
+    let c = Controller::new(mesh_common::xds::store::ConfigStore::new());
+    c.apply(snap).unwrap();
+    let t = c.translation().unwrap();
+    let routing = t.waypoints[0]
+        .filters
+        .iter()
+        .find(|f| f.name == "routing")
+        .unwrap();
+    let cfg: filter_model::routing::RoutingConfig =
+        serde_json::from_value(routing.config.clone()).unwrap();
+    let vs = cfg
+        .services
+        .iter()
+        .flat_map(|s| &s.virtual_services)
+        .find(|v| v.name == "orders-mirror")
+        .expect("translated");
+    let m0 = &vs.http[0].mirrors;
+    assert_eq!(m0.len(), 1);
+    assert_eq!(m0[0].destination.host, "orders.shop.svc.cluster.local");
+    assert_eq!(m0[0].destination.subset.as_deref(), Some("v2"));
+    assert_eq!(m0[0].percentage.map(|p| p.value), Some(25.0));
+    let m1 = &vs.http[1].mirrors;
+    assert_eq!(m1.len(), 1);
+    assert_eq!(m1[0].percentage, None);
+}
