@@ -72,9 +72,11 @@ pub struct MetricOverride {
     /// `CLIENT`, `SERVER` or `CLIENT_AND_SERVER`.
     #[serde(default = "client_and_server")]
     pub mode: String,
-    /// Disable the metric.
-    #[serde(default)]
-    pub disabled: bool,
+    /// Disable (`true`) or re-enable (`false`) the metric; unset keeps what
+    /// a parent Telemetry decided (Istio: a disabled metric is re-enabled
+    /// only by an explicit `disabled: false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
     /// Tag name → `None` to remove, `Some(expr)` to upsert.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tag_overrides: BTreeMap<String, Option<String>>,

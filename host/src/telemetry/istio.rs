@@ -107,7 +107,9 @@ impl Overrides {
                     continue;
                 }
                 let p = &mut o.plans[i];
-                p.disabled = ov.disabled;
+                if let Some(d) = ov.disabled {
+                    p.disabled = d;
+                }
                 for (tag, value) in &ov.tag_overrides {
                     p.remove.retain(|t| t != tag);
                     p.upsert.retain(|(t, _)| t != tag);
@@ -398,5 +400,41 @@ impl IstioMetrics {
     /// Requests whose series were dropped by the cardinality cap.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ov(metric: &str, disabled: Option<bool>, tag: Option<(&str, &str)>) -> MetricOverride {
+        MetricOverride {
+            metric: metric.into(),
+            mode: "CLIENT_AND_SERVER".into(),
+            disabled,
+            tag_overrides: tag
+                .map(|(k, v)| (k.to_string(), Some(v.to_string())))
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    /// A child Telemetry that only changes tags keeps the parent's
+    /// `disabled`; only an explicit `disabled: false` re-enables.
+    #[test]
+    fn disabled_is_inherited_until_explicitly_re_enabled() {
+        let o = Overrides::new(&[
+            ov("REQUEST_COUNT", Some(true), None),
+            ov("REQUEST_COUNT", None, Some(("x", "'y'"))),
+        ])
+        .unwrap();
+        assert!(o.plans[0].disabled);
+        let o = Overrides::new(&[
+            ov("ALL_METRICS", Some(true), None),
+            ov("REQUEST_COUNT", Some(false), None),
+        ])
+        .unwrap();
+        assert!(!o.plans[0].disabled);
+        assert!(o.plans[1].disabled && o.plans[2].disabled && o.plans[3].disabled);
     }
 }

@@ -91,7 +91,7 @@ pub fn telemetry_for(cs: &ConfigSet, wp: &WaypointInfo) -> TelemetryConfig {
                         .or(sel.metric)
                         .unwrap_or_else(|| "ALL_METRICS".into()),
                     mode: sel.mode.unwrap_or_else(|| "CLIENT_AND_SERVER".into()),
-                    disabled: o.disabled.unwrap_or(false),
+                    disabled: o.disabled,
                     tag_overrides: o
                         .tag_overrides
                         .iter()
