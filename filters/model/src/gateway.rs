@@ -144,8 +144,8 @@ pub enum ValueMatchType {
 #[serde(rename_all = "camelCase")]
 pub struct HttpRouteFilter {
     /// `RequestHeaderModifier`, `ResponseHeaderModifier`, `RequestRedirect`,
-    /// `URLRewrite`, `RequestMirror`, `CORS` (the last two are accepted and
-    /// ignored by the routing filter); anything else is unsupported.
+    /// `URLRewrite`, `RequestMirror`, `CORS` (accepted and ignored by the
+    /// routing filter); anything else is unsupported.
     #[serde(rename = "type")]
     pub kind: String,
     /// For `RequestHeaderModifier`.
@@ -164,6 +164,26 @@ pub struct HttpRouteFilter {
         skip_serializing_if = "Option::is_none"
     )]
     pub url_rewrite: Option<HttpUrlRewriteFilter>,
+    /// For `RequestMirror` (the operator resolves the backend).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_mirror: Option<HttpRequestMirrorFilter>,
+}
+
+/// `HTTPRequestMirrorFilter`, its backend resolved by the operator.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRequestMirrorFilter {
+    /// Service FQDN of `backendRef`; absent = an invalid reference (no
+    /// mirroring).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// `backendRef.port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Share mirrored in millionths (from `percent` or `fraction`); unset =
+    /// every request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_million: Option<u32>,
 }
 
 /// `HTTPHeaderFilter`.

@@ -296,6 +296,7 @@ fn compile_rule_action(
     let mut authority = None;
     let mut redirect = None;
     let mut rewrite = PathRewrite::None;
+    let mut mirrors = Vec::new();
     for f in &rule.filters {
         match f.kind.as_str() {
             "RequestHeaderModifier" | "ResponseHeaderModifier" => match header_filter(f) {
@@ -336,7 +337,24 @@ fn compile_rule_action(
                     }
                 }
             }
-            "RequestMirror" | "CORS" => {}
+            "RequestMirror" => {
+                if let Some(m) = &f.request_mirror
+                    && let Some(host) = m.host.as_ref().filter(|h| !h.is_empty())
+                {
+                    let share = m.per_million.unwrap_or(1_000_000).min(1_000_000);
+                    if share > 0 {
+                        mirrors.push((
+                            crate::MirrorTarget {
+                                service: host.clone(),
+                                subset: None,
+                                port: m.port,
+                            },
+                            share,
+                        ));
+                    }
+                }
+            }
+            "CORS" => {}
             _ => return Ok(Err(Unsupported)),
         }
     }
@@ -406,7 +424,7 @@ fn compile_rule_action(
         }
         dests.push(d);
     }
-    Ok(Ok(RouteAction::Forward(ForwardAction::new(
-        dests, rewrite, authority, req_ops, resp_ops,
-    ))))
+    let mut forward = ForwardAction::new(dests, rewrite, authority, req_ops, resp_ops);
+    forward.mirrors = mirrors;
+    Ok(Ok(RouteAction::Forward(forward)))
 }

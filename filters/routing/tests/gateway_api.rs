@@ -334,3 +334,38 @@ fn unsupported_filter_drops_the_route_and_parent_port_restricts() {
     assert_eq!(host(&get("/").route(&r)), "p");
     assert_eq!(get("/").port(8080).route(&r), Decision::Default);
 }
+
+/// `RequestMirror`: the resolved backend gets every request (no percent),
+/// or none at 0 %; an unresolved backend mirrors nothing.
+#[test]
+fn request_mirror() {
+    let r = gw(json!([route(
+        "r",
+        "t",
+        json!([
+            {"matches": [{"path": {"value": "/all"}}],
+             "filters": [{"type": "RequestMirror", "requestMirror": {"host": "shadow", "port": 8080}}],
+             "backendRefs": [backend("b", None)]},
+            {"matches": [{"path": {"value": "/none"}}],
+             "filters": [{"type": "RequestMirror", "requestMirror": {"host": "shadow", "perMillion": 0}}],
+             "backendRefs": [backend("b", None)]},
+            {"matches": [{"path": {"value": "/bad"}}],
+             "filters": [{"type": "RequestMirror", "requestMirror": {}}],
+             "backendRefs": [backend("b", None)]},
+        ])
+    )]));
+    let Decision::Forward(f) = get("/all").route(&r) else {
+        panic!()
+    };
+    assert_eq!(f.service, "b");
+    assert_eq!(
+        f.mirrors.iter().map(|m| m.encode()).collect::<Vec<_>>(),
+        vec!["shadow||8080"]
+    );
+    for path in ["/none", "/bad"] {
+        let Decision::Forward(f) = get(path).route(&r) else {
+            panic!("{path}")
+        };
+        assert!(f.mirrors.is_empty(), "{path}");
+    }
+}

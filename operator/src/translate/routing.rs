@@ -170,6 +170,59 @@ fn backend(cs: &ConfigSet, b: &CrdBackend, ns: &str) -> Result<HttpBackendRef, S
     })
 }
 
+/// `RequestMirror`: the backend resolved as backends are (a Service in the
+/// route's namespace), the share from `percent` or `fraction` (Gateway API:
+/// neither = 100 %).
+fn request_mirror(
+    cs: &ConfigSet,
+    m: &serde_json::Value,
+    ns: &str,
+) -> filter_model::gateway::HttpRequestMirrorFilter {
+    let b = m.get("backendRef");
+    let name = b
+        .and_then(|b| b.get("name"))
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
+    let kind_ok = b
+        .and_then(|b| b.get("kind"))
+        .and_then(|v| v.as_str())
+        .unwrap_or("Service")
+        == "Service"
+        && b.and_then(|b| b.get("group"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .is_empty();
+    let bns = b
+        .and_then(|b| b.get("namespace"))
+        .and_then(|v| v.as_str())
+        .unwrap_or(ns);
+    let exists = cs
+        .services
+        .iter()
+        .any(|s| s.namespace == bns && s.name == name);
+    let per_million = match (m.get("percent").and_then(|v| v.as_u64()), m.get("fraction")) {
+        (Some(p), _) => Some(u32::try_from(p.min(100) * 10_000).unwrap_or(1_000_000)),
+        (None, Some(f)) => {
+            let num = f.get("numerator").and_then(|v| v.as_u64()).unwrap_or(0);
+            let den = f
+                .get("denominator")
+                .and_then(|v| v.as_u64())
+                .unwrap_or(100)
+                .max(1);
+            Some(u32::try_from((num.min(den) * 1_000_000) / den).unwrap_or(1_000_000))
+        }
+        (None, None) => None,
+    };
+    filter_model::gateway::HttpRequestMirrorFilter {
+        host: (kind_ok && exists && bns == ns).then(|| super::workloads::hostname(cs, name, bns)),
+        port: b
+            .and_then(|b| b.get("port"))
+            .and_then(|v| v.as_u64())
+            .and_then(|p| u16::try_from(p).ok()),
+        per_million,
+    }
+}
+
 /// Convert an HTTPRoute (rules with resolved backends).
 pub fn gateway_route(
     cs: &ConfigSet,
@@ -184,6 +237,11 @@ pub fn gateway_route(
             o.remove("backendRefs");
         }
         let mut rule: HttpRouteRule = serde_json::from_value(v).map_err(|e| e.to_string())?;
+        for (f, crd) in rule.filters.iter_mut().zip(r.filters.iter().flatten()) {
+            if let Some(m) = &crd.request_mirror {
+                f.request_mirror = Some(request_mirror(cs, m, &ns));
+            }
+        }
         rule.backend_refs = r
             .backend_refs
             .iter()
