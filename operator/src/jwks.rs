@@ -13,7 +13,7 @@
 
 use crate::controller::Controller;
 use crate::fetch;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -28,7 +28,7 @@ pub const MAX_FAILURE_INTERVAL: Duration = Duration::from_secs(60 * 60);
 pub const REFRESH_RETRIES: u32 = 7;
 /// Eviction of unused entries.
 pub const EVICT_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
-/// Fetch timeout (rule `timeout` default).
+/// Fetch timeout when a rule sets no `timeout` (Istio's default).
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Timing knobs (tests shorten them).
@@ -76,14 +76,18 @@ pub fn failure_backoff(t: &JwksTiming, failures: u32) -> Duration {
     (t.failure * 2u32.pow(exp)).min(t.max_failure)
 }
 
-async fn fetch_jwks(key: &str, tls: &Arc<rustls::ClientConfig>) -> Result<String, String> {
+async fn fetch_jwks(
+    key: &str,
+    tls: &Arc<rustls::ClientConfig>,
+    timeout: Duration,
+) -> Result<String, String> {
     let uri = match key.strip_prefix("issuer:") {
         Some(iss) => {
             let disc = format!(
                 "{}/.well-known/openid-configuration",
                 iss.trim_end_matches('/')
             );
-            let body = fetch::get(&disc, tls, FETCH_TIMEOUT, Some("application/json"))
+            let body = fetch::get(&disc, tls, timeout, Some("application/json"))
                 .await
                 .map_err(|e| e.to_string())?;
             let v: serde_json::Value =
@@ -95,7 +99,7 @@ async fn fetch_jwks(key: &str, tls: &Arc<rustls::ClientConfig>) -> Result<String
         }
         None => key.to_string(),
     };
-    let body = fetch::get(&uri, tls, FETCH_TIMEOUT, Some("application/json"))
+    let body = fetch::get(&uri, tls, timeout, Some("application/json"))
         .await
         .map_err(|e| e.to_string())?;
     let text = String::from_utf8(body.to_vec()).map_err(|e| format!("{uri}: {e}"))?;
@@ -119,13 +123,13 @@ pub async fn run(
     let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
     let mut generation = controller.watch();
     loop {
-        let wanted: BTreeSet<String> = controller
+        let wanted: BTreeMap<String, Duration> = controller
             .translation()
             .map(|t| t.wanted_jwks.clone())
             .unwrap_or_default();
         let now = Instant::now();
         let mut changed = false;
-        for k in &wanted {
+        for k in wanted.keys() {
             let e = entries.entry(k.clone()).or_insert_with(|| Entry {
                 jwks: None,
                 next_refresh: now,
@@ -150,7 +154,8 @@ pub async fn run(
                 if i > 0 {
                     tokio::time::sleep(timing.retry_spacing).await;
                 }
-                result = fetch_jwks(&k, &tls).await;
+                let timeout = wanted.get(&k).copied().unwrap_or(FETCH_TIMEOUT);
+                result = fetch_jwks(&k, &tls, timeout).await;
                 if result.is_ok() {
                     break;
                 }
@@ -177,7 +182,7 @@ pub async fn run(
         let before = entries.len();
         let now = Instant::now();
         entries.retain(|k, e| {
-            wanted.contains(k)
+            wanted.contains_key(k)
                 || (now.duration_since(e.last_used) < timing.evict_after
                     && e.last_success
                         .is_none_or(|s| now.duration_since(s) < timing.evict_after))

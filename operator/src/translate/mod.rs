@@ -81,8 +81,10 @@ pub struct Translation {
     pub waypoint_infos: BTreeMap<String, WaypointInfo>,
     /// Status conditions.
     pub statuses: Statuses,
-    /// JWKS sources needed (`jwksUri` or `issuer:<iss>`).
-    pub wanted_jwks: BTreeSet<String>,
+    /// JWKS sources needed (`jwksUri` or `issuer:<iss>`), with the fetch
+    /// timeout (the longest `timeout` of the rules naming the source,
+    /// default 5 s).
+    pub wanted_jwks: BTreeMap<String, std::time::Duration>,
 }
 
 /// JWKS cache key of a rule.
@@ -95,6 +97,16 @@ pub fn jwks_key(rule: &crate::crd::security::JwtRule) -> Option<String> {
         (_, Some(i)) if !i.is_empty() => Some(format!("issuer:{i}")),
         _ => None,
     }
+}
+
+/// A rule's JWKS fetch timeout: `timeout`, default 5 s (Istio).
+fn jwks_timeout(rule: &crate::crd::security::JwtRule) -> std::time::Duration {
+    rule.timeout
+        .as_deref()
+        .and_then(crate::validate::parse_duration_nanos)
+        .and_then(|n| u64::try_from(n).ok())
+        .filter(|n| *n > 0)
+        .map_or(crate::jwks::FETCH_TIMEOUT, std::time::Duration::from_nanos)
 }
 
 fn jwt_rule(
@@ -154,7 +166,7 @@ pub fn translate(cs: &ConfigSet, ctx: &TranslateContext) -> Translation {
         }
     }
     let mut ra_att: Vec<(&crate::crd::RequestAuthentication, Attachments)> = Vec::new();
-    let mut wanted_jwks = BTreeSet::new();
+    let mut wanted_jwks: BTreeMap<String, std::time::Duration> = BTreeMap::new();
     for ra in &cs.resources.request_authentications {
         let (ns, name) = (
             ra.metadata.namespace.as_deref().unwrap_or(""),
@@ -169,7 +181,13 @@ pub fn translate(cs: &ConfigSet, ctx: &TranslateContext) -> Translation {
             &mut statuses,
         );
         if !a.is_empty() {
-            wanted_jwks.extend(ra.spec.jwt_rules.iter().flatten().filter_map(jwks_key));
+            for rule in ra.spec.jwt_rules.iter().flatten() {
+                if let Some(k) = jwks_key(rule) {
+                    let t = jwks_timeout(rule);
+                    let e = wanted_jwks.entry(k).or_insert(t);
+                    *e = (*e).max(t);
+                }
+            }
             ra_att.push((ra, a));
         }
     }
