@@ -664,6 +664,9 @@ fn check_traffic_policy(v: &mut Validation, p: &TrafficPolicy) {
     if let Some(lb) = &p.load_balancer {
         check_lb(v, lb);
     }
+    if let Some(t) = &p.tls {
+        check_tls(v, t);
+    }
     for pl in &p.port_level_settings {
         if pl.port.is_none() {
             v.err("portTrafficPolicy must have valid port");
@@ -683,6 +686,39 @@ fn check_traffic_policy(v: &mut Validation, p: &TrafficPolicy) {
         }
         if let Some(lb) = &pl.load_balancer {
             check_lb(v, lb);
+        }
+        if let Some(t) = &pl.tls {
+            check_tls(v, t);
+        }
+    }
+}
+
+/// `ClientTLSSettings` (Istio's `ValidateTLS`).
+fn check_tls(v: &mut Validation, t: &serde_json::Value) {
+    let s = |k: &str| t.get(k).and_then(|x| x.as_str()).unwrap_or("");
+    let mode = s("mode");
+    let set = |k: &str| !s(k).is_empty();
+    let sans = t.get("subjectAltNames").is_some_and(|x| !x.is_null());
+    if t.get("insecureSkipVerify").and_then(|x| x.as_bool()) == Some(true) {
+        if mode == "SIMPLE" && (set("caCertificates") || set("credentialName") || sans) {
+            v.err("cannot specify CaCertificates or CredentialName or SubjectAltNames when InsecureSkipVerify is set true");
+        }
+        if mode == "MUTUAL" && (set("caCertificates") || sans) {
+            v.err("cannot specify CaCertificates or SubjectAltNames when InsecureSkipVerify is set true");
+        }
+    }
+    if matches!(mode, "SIMPLE" | "MUTUAL") && set("credentialName") {
+        if set("clientCertificate") || set("caCertificates") || set("privateKey") || set("caCrl") {
+            v.err("cannot specify client certificates or CA certificate or CA CRL If credentialName is set");
+        }
+        return;
+    }
+    if mode == "MUTUAL" {
+        if !set("clientCertificate") {
+            v.err("client certificate required for mutual tls");
+        }
+        if !set("privateKey") {
+            v.err("private key required for mutual tls");
         }
     }
 }

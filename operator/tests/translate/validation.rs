@@ -142,6 +142,18 @@ fn validation_messages_match_istio() {
             "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v, namespace: ns}\nspec: {hosts: [a], http: [{redirect: {uri: /x, redirectCode: 300}}]}\n",
             "Redirect Code 300 is not yet supported (supported: 301, 302, 303, 307, 308)",
         ),
+        (
+            "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d, namespace: ns}\nspec: {host: a, trafficPolicy: {tls: {mode: MUTUAL}}}\n",
+            "client certificate required for mutual tls",
+        ),
+        (
+            "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d, namespace: ns}\nspec: {host: a, trafficPolicy: {portLevelSettings: [{port: {number: 80}, tls: {mode: MUTUAL, clientCertificate: /c}}]}}\n",
+            "private key required for mutual tls",
+        ),
+        (
+            "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d, namespace: ns}\nspec: {host: a, trafficPolicy: {tls: {mode: SIMPLE, credentialName: s, caCertificates: /ca}}}\n",
+            "cannot specify client certificates or CA certificate or CA CRL If credentialName is set",
+        ),
     ];
     for (yaml, want) in cases {
         let o = objects(yaml).remove(0);
