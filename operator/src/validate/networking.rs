@@ -189,19 +189,20 @@ fn http_route(v: &mut Validation, r: &HttpRoute, idx: usize, mesh: &MeshSettings
                 check_string_match(v, sm, what);
             }
         }
-        for (name, sm) in m
-            .headers
-            .iter()
-            .flatten()
-            .chain(m.without_headers.iter().flatten())
-        {
-            if name.is_empty() {
-                v.err("header name cannot be empty");
+        // Istio names the field, not the key, in these messages.
+        for (field, map) in [
+            ("headers", &m.headers),
+            ("withoutHeaders", &m.without_headers),
+        ] {
+            for (name, sm) in map.iter().flatten() {
+                if name.is_empty() {
+                    v.err("header name cannot be empty");
+                }
+                check_string_match(v, sm, field);
             }
-            check_string_match(v, sm, name);
         }
-        for (name, sm) in m.query_params.iter().flatten() {
-            check_string_match(v, sm, name);
+        for sm in m.query_params.iter().flat_map(|q| q.values()) {
+            check_string_match(v, sm, "queryParams");
         }
         if let Some(p) = m.port
             && (p == 0 || p > 65535)
@@ -344,7 +345,7 @@ fn http_route(v: &mut Validation, r: &HttpRoute, idx: usize, mesh: &MeshSettings
     // Direct response.
     if let Some(dr) = &r.direct_response {
         if dr.status < 200 || dr.status > 600 {
-            v.err(format!("invalid direct response status code {}", dr.status));
+            v.err(format!("HTTP status {} is not in range 200-599", dr.status));
         }
         if let Some(b) = &dr.body {
             let len = b
@@ -354,9 +355,9 @@ fn http_route(v: &mut Validation, r: &HttpRoute, idx: usize, mesh: &MeshSettings
                 .or(b.bytes.as_ref().map(|s| s.len() * 3 / 4))
                 .unwrap_or(0);
             if len > 1024 * 1024 {
-                v.err(format!("large direct_responses may impact control plane performance, must be less than 1048576 bytes, got {len}"));
+                v.err("large direct_responses may impact control plane performance, must be less than 1MB");
             } else if len > 100 * 1024 {
-                v.warn(format!("large direct_responses may impact control plane performance, must be less than 1048576 bytes, got {len}"));
+                v.warn("large direct_responses may impact control plane performance");
             }
         }
     }
@@ -865,12 +866,9 @@ pub(crate) fn destination_rule(spec: &DestinationRuleSpec) -> Validation {
             v.err(format!("duplicate subset names: {}", s.name));
         }
         if s.name.is_empty() {
-            v.err("name cannot be empty");
+            v.err("subset name cannot be empty");
         } else if !is_dns1123_label(&s.name) {
-            v.err(format!(
-                "name must be valid DNS1123 label, found {:?}",
-                s.name
-            ));
+            v.err(format!("subset name is invalid: {}", s.name));
         }
         if let Some(p) = &s.traffic_policy {
             check_traffic_policy(&mut v, p);

@@ -154,6 +154,18 @@ fn validation_messages_match_istio() {
             "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d, namespace: ns}\nspec: {host: a, trafficPolicy: {tls: {mode: SIMPLE, credentialName: s, caCertificates: /ca}}}\n",
             "cannot specify client certificates or CA certificate or CA CRL If credentialName is set",
         ),
+        (
+            "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d, namespace: ns}\nspec: {host: a, subsets: [{name: V1}]}\n",
+            "subset name is invalid: V1",
+        ),
+        (
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v, namespace: ns}\nspec: {hosts: [a], http: [{directResponse: {status: 700}}]}\n",
+            "HTTP status 700 is not in range 200-599",
+        ),
+        (
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v, namespace: ns}\nspec: {hosts: [a], http: [{match: [{headers: {x-user: {prefix: \"\"}}}], route: [{destination: {host: a}}]}]}\n",
+            "\"headers\": prefix string match should not be empty",
+        ),
     ];
     for (yaml, want) in cases {
         let o = objects(yaml).remove(0);
