@@ -219,6 +219,22 @@ pub fn analyze(cs: &ConfigSet, namespace: Option<&str>) -> Vec<Message> {
                     );
                     continue;
                 };
+                if let Some(p) = d.port.as_ref().map(|p| p.number)
+                    && !svc.ports.iter().any(|sp| u32::from(sp.port) == p)
+                {
+                    push(
+                        "IST0101",
+                        "ReferencedResourceNotFound",
+                        Level::Error,
+                        "VirtualService",
+                        &ns,
+                        &name,
+                        format!(
+                            "Referenced host:port not found: {:?}",
+                            format!("{}:{p}", d.host)
+                        ),
+                    );
+                }
                 if d.port.is_none() && svc.ports.len() > 1 && !mirror {
                     let ports = svc
                         .ports
@@ -400,7 +416,22 @@ pub fn analyze(cs: &ConfigSet, namespace: Option<&str>) -> Vec<Message> {
         }
     }
     for (kind, ns, name, labels) in selectors {
-        if !selects_any(&ns, ns == root, &labels) {
+        if !selects_any(&ns, ns == root, &labels) && kind == "Telemetry" {
+            // Istio's Telemetry analyzer reports its selector as a missing
+            // reference.
+            push(
+                "IST0101",
+                "ReferencedResourceNotFound",
+                Level::Error,
+                kind,
+                &ns,
+                &name,
+                format!(
+                    "Referenced selector not found: {:?}",
+                    selector_string(&labels)
+                ),
+            );
+        } else if !selects_any(&ns, ns == root, &labels) {
             push(
                 "IST0127",
                 "NoMatchingWorkloadsFound",

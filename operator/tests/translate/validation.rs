@@ -317,7 +317,7 @@ fn analyze_reports_istio_codes() {
     cs2.pods.retain(|p| p.name != "orders-v2-0");
     cs2.resources.virtual_services.truncate(1);
     for o in objects(
-        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x, namespace: shop}\nspec: {hosts: [x.shop.svc.cluster.local], http: [{route: [{destination: {host: nowhere}}]}]}\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ns-ref, namespace: shop}\nspec: {selector: {matchLabels: {app: ghost}}, rules: [{from: [{source: {namespaces: [ghost-ns]}}]}]}\n",
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x, namespace: shop}\nspec: {hosts: [x.shop.svc.cluster.local], http: [{route: [{destination: {host: nowhere}}]}]}\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ns-ref, namespace: shop}\nspec: {selector: {matchLabels: {app: ghost}}, rules: [{from: [{source: {namespaces: [ghost-ns]}}]}]}\n---\napiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: t, namespace: shop}\nspec: {selector: {matchLabels: {app: ghost}}, tracing: [{randomSamplingPercentage: 1}]}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: p, namespace: shop}\nspec: {hosts: [y.shop.svc.cluster.local], http: [{route: [{destination: {host: orders, port: {number: 9999}}}]}]}\n",
     ) {
         cs2.resources.push(o);
     }
@@ -335,6 +335,14 @@ fn analyze_reports_istio_codes() {
     );
     assert!(
         find("IST0101").contains(&"Referenced namespace not found: \"ghost-ns\"".to_string()),
+        "{msgs:#?}"
+    );
+    assert!(
+        find("IST0101").contains(&"Referenced selector not found: \"app=ghost\"".to_string()),
+        "{msgs:#?}"
+    );
+    assert!(
+        find("IST0101").contains(&"Referenced host:port not found: \"orders:9999\"".to_string()),
         "{msgs:#?}"
     );
     assert!(
