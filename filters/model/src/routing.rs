@@ -304,6 +304,41 @@ pub struct HttpRoute {
     /// as one list (the operator folds the single form into it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mirrors: Vec<HttpMirror>,
+    /// CORS (`corsPolicy`), applied by the routing filter as Envoy's CORS
+    /// filter does for the route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors_policy: Option<CorsPolicy>,
+}
+
+/// `CorsPolicy`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CorsPolicy {
+    /// Allowed origins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_origins: Vec<StringMatch>,
+    /// Deprecated exact origins (`allowOrigin`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_origin: Vec<String>,
+    /// `access-control-allow-methods` of preflight answers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_methods: Vec<String>,
+    /// `access-control-allow-headers` of preflight answers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_headers: Vec<String>,
+    /// `access-control-expose-headers` of actual responses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expose_headers: Vec<String>,
+    /// `access-control-max-age` (seconds) of preflight answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<Duration>,
+    /// `access-control-allow-credentials: true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_credentials: Option<bool>,
+    /// `FORWARD` (default: preflights from other origins go upstream) or
+    /// `IGNORE` (they are answered 200 without CORS headers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unmatched_preflights: Option<String>,
 }
 
 /// One mirror (`HTTPMirrorPolicy`): a copy of each selected request goes to

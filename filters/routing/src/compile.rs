@@ -48,6 +48,8 @@ pub(crate) struct CompiledRoute {
     pub id: String,
     pub matches: Vec<RouteMatch>,
     pub action: RouteAction,
+    /// The route's `corsPolicy`.
+    pub cors: Option<crate::cors::Cors>,
 }
 
 /// What a successful match tells the action.
@@ -203,10 +205,18 @@ fn compile_vs_route(
         return Ok(None);
     }
     let action = compile_vs_action(http, field)?;
+    let cors = match &http.cors_policy {
+        Some(p) => Some(crate::cors::Cors::compile(
+            p,
+            &format!("{field}.corsPolicy"),
+        )?),
+        None => None,
+    };
     Ok(Some(CompiledRoute {
         id,
         matches,
         action,
+        cors,
     }))
 }
 

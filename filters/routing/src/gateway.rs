@@ -147,6 +147,7 @@ fn compile_rule(
                 id,
                 matches: route_matches,
                 action,
+                cors: None,
             },
         ));
         return Ok(Ok(out));
@@ -164,6 +165,7 @@ fn compile_rule(
                 id: id.clone(),
                 matches: vec![route_match],
                 action,
+                cors: None,
             },
         ));
     }

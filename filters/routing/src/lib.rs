@@ -29,6 +29,7 @@
 
 mod action;
 mod compile;
+mod cors;
 mod gateway;
 #[cfg(target_arch = "wasm32")]
 mod guest;
@@ -186,14 +187,15 @@ impl Router {
     /// Every header name a match condition reads (lower-case, sorted): the
     /// only headers the filter needs to see.
     pub fn header_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .tables
-            .iter()
-            .flat_map(|t| &t.routes)
+        let routes = || self.tables.iter().flat_map(|t| &t.routes);
+        let mut names: Vec<String> = routes()
             .flat_map(|r| &r.matches)
             .flat_map(|m| &m.headers)
             .map(|h| h.name.clone())
             .collect();
+        if routes().any(|r| r.cors.is_some()) {
+            names.extend(cors::Cors::HEADERS.iter().map(|h| h.to_string()));
+        }
         names.sort();
         names.dedup();
         names
@@ -234,7 +236,30 @@ impl Router {
             }
             any_applicable = true;
             if let Some(m) = route.first_match(req, port) {
-                return eval_action(route, m, req, target, random);
+                let cors = match &route.cors {
+                    Some(c) => c.apply(req, &route.id),
+                    None => cors::CorsOutcome::None,
+                };
+                return match cors {
+                    cors::CorsOutcome::None => eval_action(route, m, req, target, random),
+                    cors::CorsOutcome::Reply(r) => Decision::Respond(r),
+                    cors::CorsOutcome::Headers(ops) => {
+                        let mut d = eval_action(route, m, req, target, random);
+                        match &mut d {
+                            Decision::Forward(f) => f.response_headers.extend(ops),
+                            Decision::Respond(r) => {
+                                for op in ops {
+                                    if let HeaderOp::Set(n, v) = op {
+                                        r.headers.retain(|(h, _)| !h.eq_ignore_ascii_case(&n));
+                                        r.headers.push((n, v));
+                                    }
+                                }
+                            }
+                            Decision::Default => {}
+                        }
+                        d
+                    }
+                };
             }
         }
         if !any_applicable {

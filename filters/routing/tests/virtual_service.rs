@@ -455,3 +455,95 @@ fn claim_routing_never_matches_at_a_waypoint() {
         "default"
     );
 }
+
+/// `corsPolicy` as Envoy's CORS filter applies a route's policy.
+#[test]
+fn cors_policy_preflights_and_actual_requests() {
+    let r = vs(json!([
+        {"match": [{"uri": {"prefix": "/ignore"}}], "route": [dest("v1", 0)],
+         "corsPolicy": {"allowOrigins": [{"exact": "https://a.example"}], "unmatchedPreflights": "IGNORE"}},
+        {"match": [{"uri": {"prefix": "/any"}}], "route": [dest("v1", 0)],
+         "corsPolicy": {"allowOrigins": [{"exact": "*"}]}},
+        {"route": [dest("v1", 0)],
+         "corsPolicy": {"allowOrigins": [{"exact": "https://a.example"}, {"prefix": "https://dev."}],
+                        "allowMethods": ["GET", "POST"], "allowHeaders": ["x-a", "x-b"],
+                        "exposeHeaders": ["x-c"], "maxAge": "24h", "allowCredentials": true}},
+    ]));
+    let preflight = |path: &str, origin: &str| {
+        get(path)
+            .method("OPTIONS")
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+    };
+    // Allowed preflight: answered locally with the allow headers.
+    let Decision::Respond(reply) = preflight("/x", "https://dev.example").route(&r) else {
+        panic!("preflight answered locally")
+    };
+    assert_eq!(reply.status, 200);
+    let h = |name: &str| {
+        reply
+            .headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        h("access-control-allow-origin").as_deref(),
+        Some("https://dev.example")
+    );
+    assert_eq!(
+        h("access-control-allow-methods").as_deref(),
+        Some("GET,POST")
+    );
+    assert_eq!(
+        h("access-control-allow-headers").as_deref(),
+        Some("x-a,x-b")
+    );
+    assert_eq!(h("access-control-max-age").as_deref(), Some("86400"));
+    assert_eq!(
+        h("access-control-allow-credentials").as_deref(),
+        Some("true")
+    );
+    // Another origin's preflight goes upstream (FORWARD by default) ...
+    assert!(matches!(
+        preflight("/x", "https://evil.example").route(&r),
+        Decision::Forward(_)
+    ));
+    // ... or is answered without CORS headers with IGNORE.
+    let Decision::Respond(reply) = preflight("/ignore", "https://evil.example").route(&r) else {
+        panic!()
+    };
+    assert!(reply.headers.is_empty());
+    // Actual requests: allowed origins get the response headers.
+    let Decision::Forward(f) = get("/x").header("origin", "https://a.example").route(&r) else {
+        panic!()
+    };
+    assert!(f.response_headers.contains(&HeaderOp::Set(
+        "access-control-allow-origin".into(),
+        "https://a.example".into()
+    )));
+    assert!(f.response_headers.contains(&HeaderOp::Set(
+        "access-control-expose-headers".into(),
+        "x-c".into()
+    )));
+    let Decision::Forward(f) = get("/x").header("origin", "https://evil.example").route(&r) else {
+        panic!()
+    };
+    assert!(f.response_headers.is_empty());
+    // A matcher of "*" allows every origin, echoed back.
+    let Decision::Forward(f) = get("/any").header("origin", "https://b.example").route(&r) else {
+        panic!()
+    };
+    assert_eq!(
+        f.response_headers,
+        vec![HeaderOp::Set(
+            "access-control-allow-origin".into(),
+            "https://b.example".into()
+        )]
+    );
+    // Not a CORS request: untouched.
+    let Decision::Forward(f) = get("/x").route(&r) else {
+        panic!()
+    };
+    assert!(f.response_headers.is_empty());
+}

@@ -184,3 +184,57 @@ async fn mirrors_get_a_copy_fire_and_forget() {
     );
     assert_eq!(a.count(), 1202);
 }
+
+/// `corsPolicy` through the real chain: the routing guest is shown the
+/// CORS request headers, answers allowed preflights itself and adds the
+/// allow-origin header to actual responses.
+#[tokio::test]
+async fn cors_preflight_and_actual_request() {
+    let a = Upstream::start("a", "127.0.0.23").await;
+    let routing: Value = json!({
+        "waypointNamespace": "test",
+        "services": [{
+            "host": SVC,
+            "virtualServices": [{ "namespace": "test", "name": "echo", "http": [
+                { "route": [{ "destination": { "host": SVC } }],
+                  "corsPolicy": { "allowOrigins": [{ "exact": "https://app.example" }],
+                                  "allowMethods": ["POST"], "maxAge": "10m" } },
+            ]}],
+        }],
+    });
+    let mut cfg = config(vec![a.endpoint(&[])], json!({}));
+    cfg["filters"] = json!([{
+        "name": "routing",
+        "module": { "sha256": "", "url": guest("routing").display().to_string() },
+        "config": routing,
+        "capabilities": ["random"],
+    }]);
+    let wp = TestWaypoint::start(&cfg).await;
+    let out = curl(&[
+        "-s",
+        "-i",
+        "-X",
+        "OPTIONS",
+        "-H",
+        &format!("Host: {SVC}"),
+        "-H",
+        "Origin: https://app.example",
+        "-H",
+        "Access-Control-Request-Method: POST",
+        &wp.url("/api"),
+    ])
+    .await
+    .to_ascii_lowercase();
+    assert!(out.starts_with("http/1.1 200"), "{out}");
+    assert!(
+        out.contains("access-control-allow-origin: https://app.example"),
+        "{out}"
+    );
+    assert!(out.contains("access-control-allow-methods: post"), "{out}");
+    assert!(out.contains("access-control-max-age: 600"), "{out}");
+    assert_eq!(a.count(), 0, "the preflight was answered by the waypoint");
+    let (s, _, h) = get(&wp.url("/api"), &[("origin", "https://app.example")]).await;
+    assert_eq!(s, 200);
+    assert_eq!(h["access-control-allow-origin"], "https://app.example");
+    assert_eq!(a.count(), 1);
+}

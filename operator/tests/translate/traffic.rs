@@ -121,7 +121,7 @@ fn virtual_service_tcp_routes_are_translated() {
 /// one list, short hosts resolved in the VirtualService's namespace; an
 /// unset percentage stays unset (100 %).
 #[test]
-fn virtual_service_mirrors_are_translated() {
+fn virtual_service_mirrors_and_cors_are_translated() {
     let dir = tempfile::tempdir().unwrap();
     for e in std::fs::read_dir(data().join("seed")).unwrap() {
         let p = e.unwrap().path();
@@ -130,7 +130,7 @@ fn virtual_service_mirrors_are_translated() {
     std::fs::write(
         dir.path().join("08-mirror.yaml"),
         "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: orders-mirror, namespace: shop}\n\
-         spec:\n  hosts: [orders]\n  http:\n  - match: [{uri: {prefix: /a}}]\n    route: [{destination: {host: orders, subset: v1}}]\n    mirror: {host: orders, subset: v2}\n    mirrorPercentage: {value: 25}\n\
+         spec:\n  hosts: [orders]\n  http:\n  - match: [{uri: {prefix: /a}}]\n    route: [{destination: {host: orders, subset: v1}}]\n    mirror: {host: orders, subset: v2}\n    mirrorPercentage: {value: 25}\n    corsPolicy: {allowOrigins: [{exact: https://a.example}], maxAge: 24h, allowCredentials: true}\n\
          \x20 - route: [{destination: {host: orders, subset: v1}}]\n    mirrors: [{destination: {host: orders, subset: v2}}]\n",
     )
     .unwrap();
@@ -158,6 +158,16 @@ fn virtual_service_mirrors_are_translated() {
     assert_eq!(m0[0].destination.host, "orders.shop.svc.cluster.local");
     assert_eq!(m0[0].destination.subset.as_deref(), Some("v2"));
     assert_eq!(m0[0].percentage.map(|p| p.value), Some(25.0));
+    let cors = vs.http[0]
+        .cors_policy
+        .as_ref()
+        .expect("corsPolicy translated");
+    assert_eq!(
+        cors.allow_origins[0].exact.as_deref(),
+        Some("https://a.example")
+    );
+    assert_eq!(cors.max_age.map(|d| d.as_millis()), Some(86_400_000));
+    assert_eq!(cors.allow_credentials, Some(true));
     let m1 = &vs.http[1].mirrors;
     assert_eq!(m1.len(), 1);
     assert_eq!(m1[0].percentage, None);
