@@ -144,8 +144,45 @@ fn check_trust_domains(v: &mut Validation, field: &str, values: &Option<Vec<Stri
     }
 }
 
+fn nonempty(v: &Option<Vec<String>>) -> bool {
+    v.as_ref().is_some_and(|v| !v.is_empty())
+}
+
+/// Istio checks lengths: a field set to `[]` counts as empty.
 fn source_is_empty(s: &Source) -> bool {
-    *s == Source::default()
+    [
+        &s.principals,
+        &s.not_principals,
+        &s.request_principals,
+        &s.not_request_principals,
+        &s.namespaces,
+        &s.not_namespaces,
+        &s.service_accounts,
+        &s.not_service_accounts,
+        &s.ip_blocks,
+        &s.not_ip_blocks,
+        &s.remote_ip_blocks,
+        &s.not_remote_ip_blocks,
+        &s.trust_domains,
+        &s.not_trust_domains,
+    ]
+    .iter()
+    .all(|f| f.as_ref().is_none_or(Vec::is_empty))
+}
+
+fn operation_is_empty(o: &crate::crd::security::Operation) -> bool {
+    [
+        &o.hosts,
+        &o.not_hosts,
+        &o.ports,
+        &o.not_ports,
+        &o.methods,
+        &o.not_methods,
+        &o.paths,
+        &o.not_paths,
+    ]
+    .iter()
+    .all(|f| f.as_ref().is_none_or(Vec::is_empty))
 }
 
 /// Path template checks (`{*}` / `{**}`).
@@ -271,16 +308,16 @@ pub(crate) fn authorization_policy(ap: &AuthorizationPolicy, _mesh: &MeshSetting
             for f in r.from.iter().flatten() {
                 let Some(s) = &f.source else { continue };
                 let fields: [(&str, bool); 10] = [
-                    ("Namespaces", s.namespaces.is_some()),
-                    ("NotNamespaces", s.not_namespaces.is_some()),
-                    ("ServiceAccounts", s.service_accounts.is_some()),
-                    ("NotServiceAccounts", s.not_service_accounts.is_some()),
-                    ("TrustDomains", s.trust_domains.is_some()),
-                    ("NotTrustDomains", s.not_trust_domains.is_some()),
-                    ("Principals", s.principals.is_some()),
-                    ("NotPrincipals", s.not_principals.is_some()),
-                    ("RequestPrincipals", s.request_principals.is_some()),
-                    ("NotRequestPrincipals", s.not_request_principals.is_some()),
+                    ("Namespaces", nonempty(&s.namespaces)),
+                    ("NotNamespaces", nonempty(&s.not_namespaces)),
+                    ("ServiceAccounts", nonempty(&s.service_accounts)),
+                    ("NotServiceAccounts", nonempty(&s.not_service_accounts)),
+                    ("TrustDomains", nonempty(&s.trust_domains)),
+                    ("NotTrustDomains", nonempty(&s.not_trust_domains)),
+                    ("Principals", nonempty(&s.principals)),
+                    ("NotPrincipals", nonempty(&s.not_principals)),
+                    ("RequestPrincipals", nonempty(&s.request_principals)),
+                    ("NotRequestPrincipals", nonempty(&s.not_request_principals)),
                 ];
                 for (name, set) in fields {
                     if set {
@@ -370,7 +407,7 @@ pub(crate) fn authorization_policy(ap: &AuthorizationPolicy, _mesh: &MeshSetting
                 v.err(format!("`to.operation` must not be nil, found at rule {i}"));
                 continue;
             };
-            if *op == Default::default() {
+            if operation_is_empty(op) {
                 v.err(format!(
                     "`to.operation` must not be empty, found at rule {i}"
                 ));

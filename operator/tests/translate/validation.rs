@@ -166,6 +166,14 @@ fn validation_messages_match_istio() {
             "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v, namespace: ns}\nspec: {hosts: [a], http: [{match: [{headers: {x-user: {prefix: \"\"}}}], route: [{destination: {host: a}}]}]}\n",
             "\"headers\": prefix string match should not be empty",
         ),
+        (
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: d, namespace: ns}\nspec: {rules: [{from: [{source: {principals: []}}]}]}\n",
+            "invalid policy d.ns: `from.source` must not be empty, found at rule 0",
+        ),
+        (
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: d, namespace: ns}\nspec: {rules: [{to: [{operation: {ports: []}}]}]}\n",
+            "invalid policy d.ns: `to.operation` must not be empty, found at rule 0",
+        ),
     ];
     for (yaml, want) in cases {
         let o = objects(yaml).remove(0);
