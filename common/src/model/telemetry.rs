@@ -16,6 +16,12 @@ pub struct TelemetryConfig {
     /// Metric overrides, in application order (mesh → namespace → workload).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metrics: Vec<MetricOverride>,
+    /// The effective settings for traffic addressed to one service (FQDN),
+    /// where a Telemetry with `targetRefs` to that Service applies on top
+    /// of the waypoint's. Their `services` are empty and their trace
+    /// export endpoint is the waypoint's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub services: BTreeMap<String, TelemetryConfig>,
 }
 
 /// Access logging.

@@ -167,7 +167,8 @@ pub(crate) async fn handle(
     let authority = authority(&parts);
     let dest = snap.destination(down.target, &authority);
     ensure_request_id(&mut parts.headers);
-    let span = proxy.telemetry.start_span(&parts.headers);
+    let addressed = dest.service.as_ref().map(|s| s.hostname.as_str());
+    let span = proxy.telemetry.start_span(&parts.headers, addressed);
     let rec = RequestRecord {
         start: Instant::now(),
         start_time: SystemTime::now(),
@@ -184,7 +185,7 @@ pub(crate) async fn handle(
             _ => "HTTP/1.1",
         },
         grpc: is_grpc(&parts.headers),
-        headers: if proxy.telemetry.needs_request_headers(&span) {
+        headers: if proxy.telemetry.needs_request_headers(&span, addressed) {
             parts.headers.clone()
         } else {
             http::HeaderMap::new()
@@ -194,6 +195,7 @@ pub(crate) async fn handle(
         local_address: down.target.unwrap_or(down.local),
         mtls: down.mtls,
         service: dest.service.clone(),
+        addressed: dest.service.clone(),
         service_port: dest.port,
         upstream: None,
         upstream_address: None,

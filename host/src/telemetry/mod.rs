@@ -7,7 +7,7 @@
 //! 2. `configure(&waypoint_config)` on every config change; an invalid
 //!    setting (bad CEL filter, non-HTTP OTLP endpoint, sampling outside
 //!    0–100) refuses the config.
-//! 3. Per request: `start_span(headers)` when headers arrive; fill a
+//! 3. Per request: `start_span(headers, service)` when headers arrive; fill a
 //!    [`RequestRecord`]; `finish(&record)` when the response ends (last
 //!    byte, error or downstream disconnect).
 //! 4. `encode(&mut text)` serves `/stats/prometheus`.
@@ -22,13 +22,13 @@ pub mod tcp;
 pub mod trace;
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use http::HeaderMap;
-use mesh_common::model::{WaypointConfig, WaypointEndpoint, WaypointService};
+use mesh_common::model::{TelemetryConfig, WaypointConfig, WaypointEndpoint, WaypointService};
 
 pub use accesslog::AccessLogSink;
 pub use record::{BodyBytes, PeerInfo, RequestRecord};
@@ -73,6 +73,43 @@ struct Settings {
     custom_tags: BTreeMap<String, String>,
     overrides: Overrides,
     waypoint: String,
+    /// Settings for traffic addressed to these services (Telemetry
+    /// `targetRefs` to a Service).
+    by_service: HashMap<String, Settings>,
+}
+
+impl Settings {
+    fn for_service(&self, service: Option<&str>) -> &Settings {
+        if self.by_service.is_empty() {
+            return self;
+        }
+        service.and_then(|s| self.by_service.get(s)).unwrap_or(self)
+    }
+
+    fn from_config(t: &TelemetryConfig, waypoint: &str) -> Result<Self, TelemetryError> {
+        let access_filter = t
+            .access_log
+            .filter
+            .as_deref()
+            .filter(|f| !f.trim().is_empty())
+            .map(Expr::parse)
+            .transpose()
+            .map_err(TelemetryError::AccessLogFilter)?;
+        let sampling = t.tracing.sampling_percentage;
+        if !(0.0..=100.0).contains(&sampling) || sampling.is_nan() {
+            return Err(TelemetryError::Sampling(sampling));
+        }
+        let overrides = Overrides::new(&t.metrics).map_err(TelemetryError::TagOverride)?;
+        Ok(Settings {
+            access_log: t.access_log.enabled,
+            access_filter,
+            sampling,
+            custom_tags: t.tracing.custom_tags.clone(),
+            overrides,
+            waypoint: waypoint.to_string(),
+            by_service: HashMap::new(),
+        })
+    }
 }
 
 /// Checked telemetry settings, ready to commit.
@@ -123,20 +160,13 @@ impl Telemetry {
     /// applying them.
     pub fn prepare(&self, cfg: &WaypointConfig) -> Result<Prepared, TelemetryError> {
         let t = &cfg.telemetry;
-        let access_filter = t
-            .access_log
-            .filter
-            .as_deref()
-            .filter(|f| !f.trim().is_empty())
-            .map(Expr::parse)
-            .transpose()
-            .map_err(TelemetryError::AccessLogFilter)?;
-        let sampling = t.tracing.sampling_percentage;
-        if !(0.0..=100.0).contains(&sampling) || sampling.is_nan() {
-            return Err(TelemetryError::Sampling(sampling));
-        }
-        let overrides = Overrides::new(&t.metrics).map_err(TelemetryError::TagOverride)?;
         let waypoint = format!("{}.{}", cfg.name, cfg.namespace);
+        let mut settings = Settings::from_config(t, &waypoint)?;
+        for (svc, st) in &t.services {
+            settings
+                .by_service
+                .insert(svc.clone(), Settings::from_config(st, &waypoint)?);
+        }
         let target = match (&t.tracing.otlp_endpoint, t.tracing.disable_span_reporting) {
             (Some(e), false) => Some(
                 ExportTarget::for_endpoint(e, waypoint.clone())
@@ -144,17 +174,7 @@ impl Telemetry {
             ),
             _ => None,
         };
-        Ok(Prepared {
-            settings: Settings {
-                access_log: t.access_log.enabled,
-                access_filter,
-                sampling,
-                custom_tags: t.tracing.custom_tags.clone(),
-                overrides,
-                waypoint,
-            },
-            target,
-        })
+        Ok(Prepared { settings, target })
     }
 
     /// Applies prepared settings.
@@ -171,15 +191,17 @@ impl Telemetry {
     }
 
     /// Starts the waypoint's span for a request.
-    pub fn start_span(&self, headers: &HeaderMap) -> SpanContext {
-        SpanContext::start(headers.get("traceparent"), self.settings.load().sampling)
+    pub fn start_span(&self, headers: &HeaderMap, service: Option<&str>) -> SpanContext {
+        let s = self.settings.load();
+        SpanContext::start(headers.get("traceparent"), s.for_service(service).sampling)
     }
 
     /// Must a request's record keep a copy of its request headers? Only the
     /// access log (and its filter), metric tag expressions and exported
     /// spans read them; otherwise the per-request copy is skipped.
-    pub fn needs_request_headers(&self, span: &SpanContext) -> bool {
+    pub fn needs_request_headers(&self, span: &SpanContext, service: Option<&str>) -> bool {
         let s = self.settings.load();
+        let s = s.for_service(service);
         s.access_log
             || s.overrides.evaluates_expressions()
             || (span.sampled && self.exporter.enabled())
@@ -311,6 +333,7 @@ impl Telemetry {
     /// Records a finished request: metrics, access log, span.
     pub fn finish(&self, r: &RequestRecord) {
         let s = self.settings.load();
+        let s = s.for_service(r.addressed.as_ref().map(|a| a.hostname.as_str()));
         let labels = self.labels(r);
         self.istio.record(&labels, r, &s.overrides);
         if s.access_log && s.access_filter.as_ref().is_none_or(|f| f.test(r)) {

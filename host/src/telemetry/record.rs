@@ -153,6 +153,9 @@ pub struct RequestRecord {
     pub mtls: bool,
     /// Destination service.
     pub service: Option<Arc<WaypointService>>,
+    /// The service the client addressed (telemetry settings follow it,
+    /// whatever the route chose).
+    pub addressed: Option<Arc<WaypointService>>,
     /// Service port.
     pub service_port: u16,
     /// The endpoint of the last attempt.

@@ -531,3 +531,52 @@ async fn spans_are_exported_over_otlp_grpc() {
     let resource = got.lock()[0].resource_spans[0].resource.clone().unwrap();
     assert_eq!(resource.attributes[0].key, "service.name");
 }
+
+/// Telemetry `targetRefs` to a Service: the operator sends the service's
+/// effective settings under `services`; traffic addressed to that service
+/// follows them, other traffic the waypoint's.
+#[tokio::test]
+async fn per_service_telemetry_applies_to_traffic_for_that_service() {
+    let up = Upstream::start("a", "127.0.0.1").await;
+    let mut cfg = config(vec![up.endpoint(&[])], json!({}));
+    let service_settings = json!({
+        "accessLog": { "enabled": true },
+        "tracing": { "samplingPercentage": 1.0 },
+        "metrics": [{ "metric": "REQUEST_SIZE", "disabled": true }],
+    });
+    cfg["telemetry"] = json!({
+        "accessLog": { "enabled": false },
+        "services": { "other.test.svc.cluster.local": service_settings.clone() },
+    });
+    let wp = TestWaypoint::start(&cfg).await;
+    assert_eq!(get(&wp.url("/first"), &[]).await.0, 200);
+    let m = wp.metrics().await;
+    assert!(
+        m.contains("istio_request_bytes_count{"),
+        "waypoint settings: {m}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&wp.access_log).unwrap_or_default(),
+        ""
+    );
+
+    cfg["telemetry"]["services"] = json!({ SVC: service_settings });
+    wp.reconfigure(&cfg).await;
+    assert_eq!(get(&wp.url("/second"), &[]).await.0, 200);
+    let log = std::fs::read_to_string(&wp.access_log).unwrap();
+    assert_eq!(log.lines().count(), 1, "{log}");
+    assert!(log.contains("/second"), "{log}");
+    let m = wp.metrics().await;
+    let count = |name: &str| {
+        m.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    assert_eq!(count("istio_requests_total{"), 2.0);
+    assert_eq!(
+        count("istio_request_bytes_count{"),
+        1.0,
+        "REQUEST_SIZE disabled for the service's traffic: {m}"
+    );
+}

@@ -451,6 +451,11 @@ pub fn translate(cs: &ConfigSet, ctx: &TranslateContext) -> Translation {
         ));
         push_users(2, &mut chain);
         push_users(3, &mut chain);
+        let svc_keys: Vec<(&str, &str, &str)> = wsvcs
+            .iter()
+            .map(|s| (s.hostname.as_str(), s.namespace.as_str(), s.name.as_str()))
+            .collect();
+        let telemetry = telemetry::telemetry_for(cs, wp, &svc_keys);
         waypoint_cfgs.push(WaypointConfig {
             name: wp.name.clone(),
             namespace: wp.namespace.clone(),
@@ -460,7 +465,7 @@ pub fn translate(cs: &ConfigSet, ctx: &TranslateContext) -> Translation {
             services: wsvcs,
             workloads: wl_eps,
             filters: chain,
-            telemetry: telemetry::telemetry_for(cs, wp),
+            telemetry,
         });
     }
 

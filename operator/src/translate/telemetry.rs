@@ -29,8 +29,23 @@ fn applies(cs: &ConfigSet, t: &Telemetry, wp: &WaypointInfo) -> Option<u8> {
     }
 }
 
-/// Effective telemetry of a waypoint: mesh → namespace → targetRefs.
-pub fn telemetry_for(cs: &ConfigSet, wp: &WaypointInfo) -> TelemetryConfig {
+/// Does `t` target the Service `ns/name` (`targetRefs` kind Service, in
+/// the Telemetry's own namespace)?
+fn targets_service(t: &Telemetry, ns: &str, name: &str) -> bool {
+    t.metadata.namespace.as_deref() == Some(ns)
+        && t.spec.all_target_refs().iter().any(|r| {
+            r.kind == "Service" && r.group.as_deref().unwrap_or("").is_empty() && r.name == name
+        })
+}
+
+/// Effective telemetry of a waypoint: mesh → namespace → targetRefs to the
+/// waypoint; plus, per service `(hostname, namespace, name)` that a
+/// Telemetry targets, the same with that Telemetry on top.
+pub fn telemetry_for(
+    cs: &ConfigSet,
+    wp: &WaypointInfo,
+    services: &[(&str, &str, &str)],
+) -> TelemetryConfig {
     let mut ts: Vec<(u8, &Telemetry)> = cs
         .resources
         .telemetries
@@ -38,9 +53,32 @@ pub fn telemetry_for(cs: &ConfigSet, wp: &WaypointInfo) -> TelemetryConfig {
         .filter_map(|t| applies(cs, t, wp).map(|l| (l, t)))
         .collect();
     ts.sort_by_key(|(l, t)| (*l, t.metadata.name.clone()));
+    let mut out = effective(cs, &ts);
+    for (host, ns, name) in services {
+        let mut extra: Vec<(u8, &Telemetry)> = cs
+            .resources
+            .telemetries
+            .iter()
+            .filter(|t| targets_service(t, ns, name))
+            .map(|t| (3, t))
+            .collect();
+        if extra.is_empty() {
+            continue;
+        }
+        extra.sort_by_key(|(_, t)| t.metadata.name.clone());
+        let mut all = ts.clone();
+        all.extend(extra);
+        out.services
+            .insert((*host).to_string(), effective(cs, &all));
+    }
+    out
+}
+
+/// Applies Telemetries in order (parents first).
+fn effective(cs: &ConfigSet, ts: &[(u8, &Telemetry)]) -> TelemetryConfig {
     let mut out = TelemetryConfig::default();
     out.tracing.sampling_percentage = cs.mesh.trace_sampling();
-    for (_, t) in ts {
+    for (_, t) in ts.iter().copied() {
         for a in t.spec.access_logging.iter().flatten().take(1) {
             out.access_log.enabled = !a.disabled.unwrap_or(false);
             out.access_log.providers = a

@@ -45,3 +45,47 @@ fn tracing_provider_protocol_follows_the_extension_provider() {
         );
     }
 }
+
+/// A Telemetry with `targetRefs` to a Service bound to the waypoint: the
+/// waypoint gets that service's effective settings (its Telemetry on top
+/// of the mesh/namespace ones) under `services`; the waypoint-wide
+/// settings are unchanged.
+#[test]
+fn telemetry_targeting_a_service_gives_per_service_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(data().join("seed")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("08-telemetry-svc.yaml"),
+        "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: orders-trace, namespace: shop}\n\
+         spec:\n  targetRefs: [{kind: Service, group: \"\", name: orders}]\n  tracing:\n  - randomSamplingPercentage: 100\n  metrics:\n  - overrides: [{match: {metric: REQUEST_SIZE}, disabled: true}]\n",
+    )
+    .unwrap();
+    let inv = dir.path().join("inventory.yaml");
+    let snap = operator::source::file::load(dir.path(), Some(&inv)).unwrap();
+    assert!(snap.parse_errors.is_empty(), "{:?}", snap.parse_errors);
+    let c = Controller::new(mesh_common::xds::store::ConfigStore::new());
+    c.apply(snap).unwrap();
+    let t = c.translation().unwrap();
+    let tel = &t.waypoints[0].telemetry;
+    assert_ne!(
+        tel.tracing.sampling_percentage, 100.0,
+        "waypoint-wide unchanged"
+    );
+    let svc = tel
+        .services
+        .get("orders.shop.svc.cluster.local")
+        .expect("per-service settings");
+    assert_eq!(svc.tracing.sampling_percentage, 100.0);
+    assert!(
+        svc.metrics
+            .iter()
+            .any(|m| m.metric == "REQUEST_SIZE" && m.disabled == Some(true))
+    );
+    assert_eq!(
+        svc.access_log, tel.access_log,
+        "what the service's Telemetry does not set is inherited"
+    );
+}
