@@ -343,7 +343,7 @@ impl Telemetry {
             && span.sampled
             && self.exporter.enabled()
         {
-            self.exporter.export(self.span(r, span, &s));
+            self.exporter.export(self.span(r, span, s));
         }
     }
 
