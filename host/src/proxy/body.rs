@@ -110,9 +110,12 @@ impl ResponseBody {
         }
     }
 
-    fn count(&mut self, n: usize) {
+    fn count(&mut self, data: &[u8]) {
         if let Some(f) = self.finish.as_mut() {
-            f.rec.response_body_bytes += n as u64;
+            f.rec.response_body_bytes += data.len() as u64;
+            if f.rec.grpc {
+                f.rec.response_grpc.feed(data);
+            }
         }
     }
 
@@ -171,7 +174,7 @@ impl Body for ResponseBody {
             }
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(d) = frame.data_ref() {
-                    this.count(d.len());
+                    this.count(d);
                 } else if let Some(t) = frame.trailers_ref() {
                     this.trailers(t);
                 }

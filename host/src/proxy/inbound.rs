@@ -194,6 +194,8 @@ pub(crate) async fn handle(
         source_address: down.remote,
         local_address: down.target.unwrap_or(down.local),
         mtls: down.mtls,
+        request_grpc: Default::default(),
+        response_grpc: Default::default(),
         service: dest.service.clone(),
         addressed: dest.service.clone(),
         service_port: dest.port,
@@ -331,6 +333,9 @@ impl Exchange {
             return (self, ReqBody::Empty);
         }
         let r = Replay::new(body);
+        if self.rec.grpc {
+            r.count_grpc_messages();
+        }
         self.rec.request_body = BodyBytes::Streamed(r.clone());
         (self, ReqBody::Replay(r))
     }
@@ -361,6 +366,9 @@ impl Exchange {
                 }
             }
             let mut bytes = buf.freeze();
+            if self.rec.grpc {
+                self.rec.request_grpc.feed(&bytes);
+            }
             if let Verdict::Respond(r) = self.rf.on_request_body(parts, &mut bytes).await {
                 self.rec.request_body = BodyBytes::Known(bytes.len() as u64);
                 self.rec.details = Some("filter_local_reply".into());

@@ -28,7 +28,7 @@ pub const BUCKETS: [f64; 19] = [
 /// Series kept per metric before new label combinations are dropped.
 pub const MAX_SERIES_PER_METRIC: usize = 10_000;
 
-/// The four standard metrics.
+/// The standard HTTP metrics (the two message counters only for gRPC).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Metric {
     /// `istio_requests_total` (REQUEST_COUNT).
@@ -39,14 +39,31 @@ pub enum Metric {
     RequestBytes,
     /// `istio_response_bytes` (RESPONSE_SIZE).
     ResponseBytes,
+    /// `istio_request_messages_total` (GRPC_REQUEST_MESSAGES).
+    RequestMessages,
+    /// `istio_response_messages_total` (GRPC_RESPONSE_MESSAGES).
+    ResponseMessages,
+}
+
+/// Number of standard metrics.
+const METRICS: usize = 6;
+
+/// The first four, recorded for every request; the others only for gRPC.
+const HTTP_METRICS: usize = 4;
+
+/// Counters (the rest are histograms).
+fn is_counter(i: usize) -> bool {
+    matches!(i, 0 | 4 | 5)
 }
 
 impl Metric {
-    const ALL: [Metric; 4] = [
+    const ALL: [Metric; METRICS] = [
         Metric::Requests,
         Metric::Duration,
         Metric::RequestBytes,
         Metric::ResponseBytes,
+        Metric::RequestMessages,
+        Metric::ResponseMessages,
     ];
 
     fn name(self) -> &'static str {
@@ -55,6 +72,8 @@ impl Metric {
             Metric::Duration => "istio_request_duration_milliseconds",
             Metric::RequestBytes => "istio_request_bytes",
             Metric::ResponseBytes => "istio_response_bytes",
+            Metric::RequestMessages => "istio_request_messages_total",
+            Metric::ResponseMessages => "istio_response_messages_total",
         }
     }
 
@@ -64,6 +83,8 @@ impl Metric {
             Metric::Duration => "REQUEST_DURATION",
             Metric::RequestBytes => "REQUEST_SIZE",
             Metric::ResponseBytes => "RESPONSE_SIZE",
+            Metric::RequestMessages => "GRPC_REQUEST_MESSAGES",
+            Metric::ResponseMessages => "GRPC_RESPONSE_MESSAGES",
         }
     }
 
@@ -75,6 +96,8 @@ impl Metric {
             }
             Metric::RequestBytes => "Request size (headers and body), in bytes.",
             Metric::ResponseBytes => "Response size (headers and body), in bytes.",
+            Metric::RequestMessages => "gRPC messages received from the client.",
+            Metric::ResponseMessages => "gRPC messages sent to the client.",
         }
     }
 }
@@ -90,7 +113,7 @@ struct Plan {
 /// Resolved overrides of all metrics.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
-    plans: [Plan; 4],
+    plans: [Plan; METRICS],
 }
 
 impl Overrides {
@@ -166,11 +189,12 @@ enum Series {
 }
 
 impl Series {
-    /// Counts one request (counter) or observes `v` (histogram).
+    /// Adds `v` (a count, for counters) or observes it (histogram).
     fn add(&self, v: f64) {
         match self {
             Series::Counter(c) => {
-                c.fetch_add(1, Ordering::Relaxed);
+                // Counts are whole numbers well inside u64.
+                c.fetch_add(v as u64, Ordering::Relaxed);
             }
             Series::Histogram(h) => h.observe(v),
         }
@@ -218,7 +242,7 @@ type SeriesSets = HashMap<Arc<str>, Arc<[Arc<Series>; 4]>, std::hash::BuildHashe
 /// The store.
 #[derive(Debug)]
 pub struct IstioMetrics {
-    series: [RwLock<SeriesMap>; 4],
+    series: [RwLock<SeriesMap>; METRICS],
     /// Shortcut for requests whose four metrics all use the standard labels
     /// (no override disables a metric or edits its tags): the usual case.
     plain: RwLock<SeriesSets>,
@@ -288,7 +312,7 @@ impl IstioMetrics {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return None;
         }
-        let s = Arc::new(if i == 0 {
+        let s = Arc::new(if is_counter(i) {
             Series::Counter(AtomicU64::new(0))
         } else {
             Series::Histogram(Histogram::new())
@@ -309,8 +333,12 @@ impl IstioMetrics {
             rec.duration().as_secs_f64() * 1000.0,
             (rec.request_header_bytes + rec.request_body.get()) as f64,
             (rec.response_header_bytes + rec.response_body_bytes) as f64,
+            rec.request_messages() as f64,
+            rec.response_grpc.messages() as f64,
         ];
-        let all_plain = (0..4).all(|i| !ov.plans[i].disabled && ov.is_plain(i));
+        let count = if rec.grpc { METRICS } else { HTTP_METRICS };
+        let all_plain = (0..HTTP_METRICS).all(|i| !ov.plans[i].disabled && ov.is_plain(i));
+        let mut plain_hit = false;
         let base = KEY.with_borrow_mut(|key| {
             key.clear();
             render_into(labels, key);
@@ -318,15 +346,19 @@ impl IstioMetrics {
                 for (series, v) in set.iter().zip(values) {
                     series.add(v);
                 }
-                return None;
+                plain_hit = true;
+                if count == HTTP_METRICS {
+                    return None;
+                }
             }
             Some(key.clone())
         });
         let Some(base) = base else {
             return;
         };
-        let mut resolved: [Option<Arc<Series>>; 4] = Default::default();
-        for (i, v) in values.into_iter().enumerate() {
+        let first = if plain_hit { HTTP_METRICS } else { 0 };
+        let mut resolved: [Option<Arc<Series>>; HTTP_METRICS] = Default::default();
+        for (i, v) in values.into_iter().enumerate().take(count).skip(first) {
             let plan = &ov.plans[i];
             if plan.disabled {
                 continue;
@@ -352,11 +384,16 @@ impl IstioMetrics {
                 continue;
             };
             series.add(v);
-            resolved[i] = Some(series);
+            if i < HTTP_METRICS {
+                resolved[i] = Some(series);
+            }
         }
         // Remember the four series of a plain label set for the next
         // request with the same labels.
-        if all_plain && let [Some(a), Some(b), Some(c), Some(d)] = resolved {
+        if all_plain
+            && !plain_hit
+            && let [Some(a), Some(b), Some(c), Some(d)] = resolved
+        {
             self.plain
                 .write()
                 .insert(Arc::from(base.as_str()), Arc::new([a, b, c, d]));
@@ -371,7 +408,11 @@ impl IstioMetrics {
                 continue;
             }
             let name = m.name();
-            let kind = if i == 0 { "counter" } else { "histogram" };
+            let kind = if is_counter(i) {
+                "counter"
+            } else {
+                "histogram"
+            };
             let _ = writeln!(out, "# HELP {name} {}\n# TYPE {name} {kind}", m.help());
             let mut keys: Vec<&Arc<str>> = map.keys().collect();
             keys.sort();

@@ -14,6 +14,7 @@
 
 pub mod accesslog;
 pub mod expr;
+pub mod grpc_frames;
 pub mod istio;
 pub mod otlp_grpc;
 pub mod prom;

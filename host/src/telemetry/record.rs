@@ -122,6 +122,16 @@ impl BodyBytes {
     }
 }
 
+impl RequestRecord {
+    /// gRPC messages in the request body so far.
+    pub fn request_messages(&self) -> u64 {
+        match &self.request_body {
+            BodyBytes::Streamed(r) => r.grpc_messages(),
+            _ => self.request_grpc.messages(),
+        }
+    }
+}
+
 /// One request's telemetry.
 #[derive(Debug)]
 pub struct RequestRecord {
@@ -151,6 +161,11 @@ pub struct RequestRecord {
     pub local_address: SocketAddr,
     /// Arrived over mTLS (HBONE).
     pub mtls: bool,
+    /// gRPC messages of a request body buffered for the filters (a
+    /// streamed body counts its own, see [`BodyBytes::Streamed`]).
+    pub request_grpc: super::grpc_frames::GrpcFrames,
+    /// gRPC messages of the response body.
+    pub response_grpc: super::grpc_frames::GrpcFrames,
     /// Destination service.
     pub service: Option<Arc<WaypointService>>,
     /// The service the client addressed (telemetry settings follow it,

@@ -93,6 +93,8 @@ struct State {
     limit: usize,
     ended_at: Option<tokio::time::Instant>,
     done: watch::Sender<bool>,
+    /// gRPC message counter of the downstream body, when it is gRPC.
+    grpc: Option<crate::telemetry::grpc_frames::GrpcFrames>,
 }
 
 /// Shared state of a replayable downstream body.
@@ -133,6 +135,7 @@ impl Replay {
                 limit,
                 ended_at: None,
                 done,
+                grpc: None,
             })),
             done: rx,
         }
@@ -162,6 +165,16 @@ impl Replay {
     /// Body bytes received from downstream so far.
     pub fn bytes_read(&self) -> u64 {
         self.state.lock().read
+    }
+
+    /// Count the gRPC messages of the downstream body from now on.
+    pub fn count_grpc_messages(&self) {
+        self.state.lock().grpc.get_or_insert_with(Default::default);
+    }
+
+    /// gRPC messages received from downstream so far (0 unless counting).
+    pub fn grpc_messages(&self) -> u64 {
+        self.state.lock().grpc.map_or(0, |g| g.messages())
     }
 
     /// When the downstream body ended, if it has.
@@ -227,6 +240,9 @@ impl ReplayBody {
             Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                 Ok(data) => {
                     s.read += data.len() as u64;
+                    if let Some(g) = s.grpc.as_mut() {
+                        g.feed(&data);
+                    }
                     if !s.overflowed {
                         if s.buffered + data.len() > s.limit {
                             s.overflowed = true;

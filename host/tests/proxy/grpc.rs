@@ -133,6 +133,17 @@ async fn grpc_unary_streaming_errors_and_deadlines() {
     };
     assert_eq!(grpc("0"), Some(2.0), "{m}");
     assert!(grpc("14").unwrap() >= 1.0, "{m}");
+    // Message counts (Istio's gRPC stats): the OK unary call and the
+    // stream each sent one request message; they answered 1 and 3.
+    let messages = |name: &str| {
+        metric(
+            &m,
+            name,
+            &[("request_protocol", "grpc"), ("grpc_response_status", "0")],
+        )
+    };
+    assert_eq!(messages("istio_request_messages_total"), Some(2.0), "{m}");
+    assert_eq!(messages("istio_response_messages_total"), Some(4.0), "{m}");
 }
 
 /// The waypoint enforces `grpc-timeout` itself (the upstream here knows
