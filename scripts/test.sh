@@ -13,6 +13,25 @@ step() { printf '\n==> [%4ss] %s\n' "$(( $(date +%s) - t0 ))" "$*"; }
 step "setup (apt, guest toolchains, tools)"
 scripts/setup.sh
 
+# The shared target directory only grows: every rebuilt crate leaves its
+# old artifacts and incremental data behind (a long-lived cache reached
+# 58 GB and filled the disk). Keep it bounded; what is dropped is rebuilt.
+step "cache size (limit ${MESH_CACHE_LIMIT_GB:=40} GB)"
+for dir in "$CARGO_TARGET_DIR" "$MESH_CACHE/guest-target"; do
+  [ -d "$dir" ] || continue
+  used=$(du -s --block-size=1G "$dir" 2>/dev/null | cut -f1)
+  echo "$dir: ${used} GB"
+  if (( used > MESH_CACHE_LIMIT_GB )); then
+    echo "  over the limit: dropping incremental compilation data"
+    rm -rf "$dir"/*/incremental "$dir"/*/*/incremental
+    used=$(du -s --block-size=1G "$dir" 2>/dev/null | cut -f1)
+    if (( used > MESH_CACHE_LIMIT_GB )); then
+      echo "  still ${used} GB: dropping debug artifacts (rebuilt below)"
+      rm -rf "$dir/debug"
+    fi
+  fi
+done
+
 step "format check"
 cargo fmt --all -- --check
 cargo fmt --manifest-path filters/Cargo.toml --all -- --check
