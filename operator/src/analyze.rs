@@ -368,6 +368,49 @@ pub fn analyze(cs: &ConfigSet, namespace: Option<&str>) -> Vec<Message> {
                 ),
             );
         }
+        // IST0128/IST0129: SIMPLE or MUTUAL TLS that verifies nothing.
+        let unverified = |t: &serde_json::Value| -> Option<String> {
+            let s = |k: &str| t.get(k).and_then(|x| x.as_str()).unwrap_or("");
+            let mode = s("mode");
+            (matches!(mode, "SIMPLE" | "MUTUAL")
+                && s("caCertificates").is_empty()
+                && s("credentialName").is_empty()
+                && t.get("insecureSkipVerify").and_then(|x| x.as_bool()) != Some(true))
+            .then(|| mode.to_string())
+        };
+        if let Some(tp) = &dr.spec.traffic_policy {
+            if let Some(mode) = tp.tls.as_ref().and_then(unverified) {
+                push(
+                    "IST0128",
+                    "NoServerCertificateVerificationDestinationLevel",
+                    Level::Warning,
+                    "DestinationRule",
+                    &ns,
+                    &name,
+                    format!(
+                        "DestinationRule {ns}/{name} in namespace {ns} has TLS mode set to {mode} but no caCertificates are set to validate server identity for host: {}",
+                        dr.spec.host
+                    ),
+                );
+            }
+            for pl in &tp.port_level_settings {
+                if let Some(mode) = pl.tls.as_ref().and_then(unverified) {
+                    let port = pl.port.as_ref().map(|p| p.number).unwrap_or(0);
+                    push(
+                        "IST0129",
+                        "NoServerCertificateVerificationPortLevel",
+                        Level::Warning,
+                        "DestinationRule",
+                        &ns,
+                        &name,
+                        format!(
+                            "DestinationRule {ns}/{name} in namespace {ns} has TLS mode set to {mode} but no caCertificates are set to validate server identity for host: {} at port number:{port}",
+                            dr.spec.host
+                        ),
+                    );
+                }
+            }
+        }
         if let Some(svc) = svc {
             let pods = crate::translate::workloads::service_pods(
                 cs,

@@ -325,7 +325,7 @@ fn analyze_reports_istio_codes() {
     cs2.pods.retain(|p| p.name != "orders-v2-0");
     cs2.resources.virtual_services.truncate(1);
     for o in objects(
-        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x, namespace: shop}\nspec: {hosts: [x.shop.svc.cluster.local], http: [{route: [{destination: {host: nowhere}}]}]}\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ns-ref, namespace: shop}\nspec: {selector: {matchLabels: {app: ghost}}, rules: [{from: [{source: {namespaces: [ghost-ns]}}]}]}\n---\napiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: t, namespace: shop}\nspec: {selector: {matchLabels: {app: ghost}}, tracing: [{randomSamplingPercentage: 1}]}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: p, namespace: shop}\nspec: {hosts: [y.shop.svc.cluster.local], http: [{route: [{destination: {host: orders, port: {number: 9999}}}]}]}\n",
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x, namespace: shop}\nspec: {hosts: [x.shop.svc.cluster.local], http: [{route: [{destination: {host: nowhere}}]}]}\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ns-ref, namespace: shop}\nspec: {selector: {matchLabels: {app: ghost}}, rules: [{from: [{source: {namespaces: [ghost-ns]}}]}]}\n---\napiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: t, namespace: shop}\nspec: {selector: {matchLabels: {app: ghost}}, tracing: [{randomSamplingPercentage: 1}]}\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: db-tls, namespace: shop}\nspec: {host: mydbserver.prod.svc.cluster.local, trafficPolicy: {tls: {mode: SIMPLE}, portLevelSettings: [{port: {number: 443}, tls: {mode: SIMPLE}}]}}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: p, namespace: shop}\nspec: {hosts: [y.shop.svc.cluster.local], http: [{route: [{destination: {host: orders, port: {number: 9999}}}]}]}\n",
     ) {
         cs2.resources.push(o);
     }
@@ -352,6 +352,18 @@ fn analyze_reports_istio_codes() {
     assert!(
         find("IST0101").contains(&"Referenced host:port not found: \"orders:9999\"".to_string()),
         "{msgs:#?}"
+    );
+    assert_eq!(
+        find("IST0128"),
+        vec![
+            "DestinationRule shop/db-tls in namespace shop has TLS mode set to SIMPLE but no caCertificates are set to validate server identity for host: mydbserver.prod.svc.cluster.local"
+        ]
+    );
+    assert_eq!(
+        find("IST0129"),
+        vec![
+            "DestinationRule shop/db-tls in namespace shop has TLS mode set to SIMPLE but no caCertificates are set to validate server identity for host: mydbserver.prod.svc.cluster.local at port number:443"
+        ]
     );
     assert!(
         find("IST0127").contains(
