@@ -44,7 +44,7 @@ pub use policy::{
     Authorization, Connection, RbacAction, RbacMatch, RbacScope, ServiceAccountMatch, StringMatch,
 };
 pub use service::{Endpoint, Service, ServicePort};
-pub use telemetry::{AccessLogConfig, MetricOverride, TelemetryConfig, TracingConfig};
+pub use telemetry::{AccessLogConfig, MetricOverride, TagSource, TelemetryConfig, TracingConfig};
 pub use waypoint::{
     ConnectionPool, ConsistentHash, HashKey, LoadBalancer, OutlierDetection, Subset, TrafficPolicy,
     WaypointConfig, WaypointEndpoint, WaypointService,

@@ -56,6 +56,12 @@ pub struct TracingConfig {
     /// Custom span tags: name → literal value.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub custom_tags: BTreeMap<String, String>,
+    /// Custom span tags read from a request header: name → source.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub header_tags: BTreeMap<String, TagSource>,
+    /// Custom span tags read from the waypoint's environment: name → source.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub environment_tags: BTreeMap<String, TagSource>,
 }
 
 impl Default for TracingConfig {
@@ -65,6 +71,8 @@ impl Default for TracingConfig {
             otlp_endpoint: None,
             disable_span_reporting: false,
             custom_tags: BTreeMap::new(),
+            header_tags: BTreeMap::new(),
+            environment_tags: BTreeMap::new(),
         }
     }
 }
@@ -90,4 +98,16 @@ pub struct MetricOverride {
 
 fn client_and_server() -> String {
     "CLIENT_AND_SERVER".to_string()
+}
+
+/// Where a custom span tag takes its value (Telemetry `customTags` of type
+/// `header` or `environment`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TagSource {
+    /// Header or environment variable name.
+    pub name: String,
+    /// Value when it is absent; absent and no default ⇒ no tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_value: Option<String>,
 }

@@ -71,7 +71,10 @@ struct Settings {
     access_log: bool,
     access_filter: Option<Expr>,
     sampling: f64,
+    /// Literal and environment tags, resolved when the config is applied.
     custom_tags: BTreeMap<String, String>,
+    /// Tags read from request headers: tag, header, default.
+    header_tags: Vec<(String, http::HeaderName, Option<String>)>,
     overrides: Overrides,
     waypoint: String,
     /// Settings for traffic addressed to these services (Telemetry
@@ -105,7 +108,27 @@ impl Settings {
             access_log: t.access_log.enabled,
             access_filter,
             sampling,
-            custom_tags: t.tracing.custom_tags.clone(),
+            custom_tags: {
+                let mut tags = t.tracing.custom_tags.clone();
+                for (tag, src) in &t.tracing.environment_tags {
+                    if let Some(v) = std::env::var(&src.name)
+                        .ok()
+                        .or_else(|| src.default_value.clone())
+                    {
+                        tags.insert(tag.clone(), v);
+                    }
+                }
+                tags
+            },
+            header_tags: t
+                .tracing
+                .header_tags
+                .iter()
+                .filter_map(|(tag, src)| {
+                    let name = http::HeaderName::from_bytes(src.name.as_bytes()).ok()?;
+                    Some((tag.clone(), name, src.default_value.clone()))
+                })
+                .collect(),
             overrides,
             waypoint: waypoint.to_string(),
             by_service: HashMap::new(),
@@ -395,6 +418,17 @@ impl Telemetry {
         ];
         for (k, v) in &s.custom_tags {
             attributes.push((k.clone(), v.clone()));
+        }
+        for (tag, header, default) in &s.header_tags {
+            let value = r
+                .headers
+                .get(header)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+                .or_else(|| default.clone());
+            if let Some(v) = value {
+                attributes.push((tag.clone(), v));
+            }
         }
         FinishedSpan {
             ctx,

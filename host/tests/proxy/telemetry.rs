@@ -345,11 +345,17 @@ async fn access_logs_and_traces_follow_telemetry_settings() {
     let mut cfg = config(vec![up.endpoint(&[])], json!({}));
     cfg["telemetry"] = json!({
         "accessLog": { "enabled": true, "filter": "response.code >= 400" },
-        "tracing": { "samplingPercentage": 100.0, "otlpEndpoint": format!("http://127.0.0.1:{port}"), "customTags": { "env": "test" } },
+        "tracing": { "samplingPercentage": 100.0, "otlpEndpoint": format!("http://127.0.0.1:{port}"), "customTags": { "env": "test" },
+                     "headerTags": { "user": { "name": "x-user" }, "tier": { "name": "x-tier", "defaultValue": "free" } },
+                     "environmentTags": { "home": { "name": "HOME" }, "zone": { "name": "MESH_TEST_UNSET_VARIABLE", "defaultValue": "z1" } } },
     });
     let wp = TestWaypoint::start(&cfg).await;
     let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    let (s, _, h) = get(&wp.url("/traced"), &[("traceparent", incoming)]).await;
+    let (s, _, h) = get(
+        &wp.url("/traced"),
+        &[("traceparent", incoming), ("x-user", "alice")],
+    )
+    .await;
     assert_eq!(s, 200);
     let seen = h
         .get("x-seen-traceparent")
@@ -384,6 +390,20 @@ async fn access_logs_and_traces_follow_telemetry_settings() {
         attrs
             .iter()
             .any(|a| a["key"] == "env" && a["value"]["stringValue"] == "test")
+    );
+    let attr = |k: &str| {
+        attrs
+            .iter()
+            .find(|a| a["key"] == k)
+            .map(|a| a["value"]["stringValue"].as_str().unwrap().to_string())
+    };
+    assert_eq!(attr("user").as_deref(), Some("alice"), "header tag");
+    assert_eq!(attr("tier").as_deref(), Some("free"), "header tag default");
+    assert_eq!(attr("home"), std::env::var("HOME").ok(), "environment tag");
+    assert_eq!(
+        attr("zone").as_deref(),
+        Some("z1"),
+        "environment tag default"
     );
     assert!(
         attrs

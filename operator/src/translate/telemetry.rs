@@ -97,9 +97,22 @@ fn effective(cs: &ConfigSet, ts: &[(u8, &Telemetry)]) -> TelemetryConfig {
                 out.tracing.disable_span_reporting = d;
             }
             if let Some(tags) = &tr.custom_tags {
+                // A child's customTags replace the parent's entirely.
                 out.tracing.custom_tags = tags
                     .iter()
                     .filter_map(|(k, v)| v.literal.as_ref().map(|l| (k.clone(), l.value.clone())))
+                    .collect();
+                let source = |s: &crate::crd::telemetry::TagSource| mesh_common::model::TagSource {
+                    name: s.name.clone(),
+                    default_value: s.default_value.clone(),
+                };
+                out.tracing.header_tags = tags
+                    .iter()
+                    .filter_map(|(k, v)| v.header.as_ref().map(|h| (k.clone(), source(h))))
+                    .collect();
+                out.tracing.environment_tags = tags
+                    .iter()
+                    .filter_map(|(k, v)| v.environment.as_ref().map(|e| (k.clone(), source(e))))
                     .collect();
             }
             if let Some(p) = tr.providers.iter().flatten().next() {

@@ -89,3 +89,32 @@ fn telemetry_targeting_a_service_gives_per_service_settings() {
         "what the service's Telemetry does not set is inherited"
     );
 }
+
+/// Tracing `customTags` of the three kinds reach the waypoint.
+#[test]
+fn custom_tags_of_every_kind_are_translated() {
+    let dir = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(data().join("seed")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("08-tags.yaml"),
+        "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: tags, namespace: istio-system}\n\
+         spec:\n  tracing:\n  - customTags:\n      team: {literal: {value: shop}}\n      user: {header: {name: x-user, defaultValue: anon}}\n      zone: {environment: {name: ZONE}}\n",
+    )
+    .unwrap();
+    let inv = dir.path().join("inventory.yaml");
+    let snap = operator::source::file::load(dir.path(), Some(&inv)).unwrap();
+    let c = Controller::new(mesh_common::xds::store::ConfigStore::new());
+    c.apply(snap).unwrap();
+    let t = c.translation().unwrap();
+    let tr = &t.waypoints[0].telemetry.tracing;
+    assert_eq!(tr.custom_tags.get("team").map(String::as_str), Some("shop"));
+    let user = tr.header_tags.get("user").unwrap();
+    assert_eq!(
+        (user.name.as_str(), user.default_value.as_deref()),
+        ("x-user", Some("anon"))
+    );
+    assert_eq!(tr.environment_tags.get("zone").unwrap().name, "ZONE");
+}
