@@ -9,6 +9,7 @@ use crate::cmd::AnalyzeArgs;
 use crate::context::RunDir;
 use crate::mesh::Mesh;
 use crate::output::{Format, print_structured};
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 /// Exit code when errors are found (istioctl's).
@@ -57,13 +58,50 @@ pub fn offline(
     files: &[std::path::PathBuf],
     namespace: Option<&str>,
 ) -> anyhow::Result<Vec<Message>> {
+    // A document that does not parse is reported (IST0106, as istioctl
+    // reports a schema error) and the others are still analyzed.
     let mut docs = Vec::new();
+    let mut broken = Vec::new();
     for f in files {
-        docs.extend(manifest::load(f, "default")?);
+        for path in manifest::files(f)? {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let (d, errors) =
+                manifest::parse_text_lenient(&text, &path.display().to_string(), "default");
+            docs.extend(d);
+            broken.extend(errors);
+        }
     }
     let cs = offline_config(docs).map_err(anyhow::Error::msg)?;
     let msgs = operator::analyze::analyze(&cs, namespace);
-    Ok(serde_json::from_value(serde_json::to_value(&msgs)?)?)
+    let mut out: Vec<Message> = serde_json::from_value(serde_json::to_value(&msgs)?)?;
+    for e in broken {
+        let (resource, ns) = match &e {
+            manifest::ManifestError::Parse(operator::config::parse::ParseError::Schema {
+                kind,
+                name,
+                ..
+            }) => (
+                format!("{kind} {name}"),
+                name.split_once('/')
+                    .map(|(n, _)| n.to_string())
+                    .unwrap_or_default(),
+            ),
+            _ => (String::new(), String::new()),
+        };
+        if namespace.is_some_and(|n| !ns.is_empty() && n != ns) {
+            continue;
+        }
+        out.push(Message {
+            code: "IST0106".into(),
+            name: "SchemaValidationError".into(),
+            level: "Error".into(),
+            resource,
+            namespace: ns,
+            message: e.to_string(),
+        });
+    }
+    Ok(out)
 }
 
 /// `analyze`.

@@ -286,3 +286,41 @@ fn b64url(s: &str) -> Vec<u8> {
     }
     out
 }
+
+/// A document that does not parse is reported as IST0106 and the rest of
+/// the files are still analyzed (istioctl reports schema errors per
+/// resource).
+#[test]
+fn analyze_reports_a_broken_document_and_goes_on() {
+    if !built() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("broken.yaml");
+    std::fs::write(
+        &f,
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p, namespace: foo}\nspec: {rules: [null]}\n---\n\
+         apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v, namespace: foo}\nspec: {hosts: [nowhere.foo.svc.cluster.local], http: [{route: [{destination: {host: ghost}}]}]}\n",
+    )
+    .unwrap();
+    let r = meshctl(&["analyze", f.to_str().unwrap(), "-A"]);
+    assert_eq!(r.code, 79, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains("Error [IST0106] (AuthorizationPolicy foo/p)")
+            && r.stdout.contains("expected struct Rule"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("[IST0101] (VirtualService foo/v)"),
+        "the other document is analyzed: {}",
+        r.stdout
+    );
+    assert_eq!(
+        r.stdout.matches("expected struct Rule").count(),
+        1,
+        "the parse error is said once: {}",
+        r.stdout
+    );
+}

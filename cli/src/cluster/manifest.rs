@@ -28,7 +28,7 @@ pub enum ManifestError {
         message: String,
     },
     /// A document the operator's schema refuses.
-    #[error("{0}")]
+    #[error(transparent)]
     Parse(#[from] operator::config::parse::ParseError),
     /// A core object with a missing or bad field.
     #[error("{origin}: {kind} {name}: {message}")]
@@ -282,6 +282,46 @@ pub fn parse_text(text: &str, origin: &str, default_ns: &str) -> Result<Vec<Doc>
         }
     }
     Ok(out)
+}
+
+/// Like [`parse_text`], but a document that does not parse is reported
+/// and skipped instead of failing the whole text (a YAML syntax error still
+/// ends the text: the stream cannot continue after it).
+pub fn parse_text_lenient(
+    text: &str,
+    origin: &str,
+    default_ns: &str,
+) -> (Vec<Doc>, Vec<ManifestError>) {
+    let (mut docs, mut errors) = (Vec::new(), Vec::new());
+    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let origin = format!("{origin} (document {})", i + 1);
+        let v = match Value::deserialize(doc) {
+            Ok(v) => v,
+            Err(e) => {
+                errors.push(ManifestError::Yaml {
+                    origin,
+                    message: e.to_string(),
+                });
+                break;
+            }
+        };
+        let items: Vec<Value> = match v {
+            Value::Null => Vec::new(),
+            v if v.get("kind").and_then(Value::as_str) == Some("List") => v
+                .get("items")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+            v => vec![v],
+        };
+        for item in items {
+            match parse_doc(item, &origin, default_ns) {
+                Ok(d) => docs.push(d),
+                Err(e) => errors.push(e),
+            }
+        }
+    }
+    (docs, errors)
 }
 
 /// YAML files under `path` (a file, or a directory read recursively in name
