@@ -76,8 +76,27 @@ impl Filter for Routing {
                 if let Some(a) = f.authority {
                     actions.push(Action::RewriteAuthority(a));
                 }
-                actions.extend(f.request_headers.into_iter().map(request_op));
-                actions.extend(f.response_headers.into_iter().map(response_op));
+                let c = &ctx.connection;
+                let vars = crate::format::Vars {
+                    remote: (&c.source_address, c.source_port),
+                    local: (&c.destination_address, c.destination_port),
+                    peer: c.source_principal.as_deref(),
+                    protocol: &req.protocol,
+                    headers: &req.headers,
+                };
+                let expand = |op: HeaderOp| match op {
+                    HeaderOp::Set(n, v) => {
+                        let v = crate::format::expand(&v, &vars).into_owned();
+                        HeaderOp::Set(n, v)
+                    }
+                    HeaderOp::Add(n, v) => {
+                        let v = crate::format::expand(&v, &vars).into_owned();
+                        HeaderOp::Add(n, v)
+                    }
+                    other => other,
+                };
+                actions.extend(f.request_headers.into_iter().map(expand).map(request_op));
+                actions.extend(f.response_headers.into_iter().map(expand).map(response_op));
                 actions
             }
             Decision::Respond(reply) => {

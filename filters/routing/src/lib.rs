@@ -30,6 +30,7 @@
 mod action;
 mod compile;
 mod cors;
+pub mod format;
 mod gateway;
 #[cfg(target_arch = "wasm32")]
 mod guest;
@@ -195,6 +196,19 @@ impl Router {
             .collect();
         if routes().any(|r| r.cors.is_some()) {
             names.extend(cors::Cors::HEADERS.iter().map(|h| h.to_string()));
+        }
+        // Headers `%REQ(...)%` reads in header values.
+        for r in routes() {
+            if let action::RouteAction::Forward(f) = &r.action {
+                let ops = [&f.req_ops, &f.resp_ops]
+                    .into_iter()
+                    .chain(f.dests.iter().flat_map(|d| [&d.req_ops, &d.resp_ops]));
+                for o in ops {
+                    for (_, v, _) in &o.set_add {
+                        names.extend(format::referenced_headers(v));
+                    }
+                }
+            }
         }
         names.sort();
         names.dedup();

@@ -238,3 +238,42 @@ async fn cors_preflight_and_actual_request() {
     assert_eq!(h["access-control-allow-origin"], "https://app.example");
     assert_eq!(a.count(), 1);
 }
+
+/// Route header values are Envoy format strings (`%VAR%`), expanded per
+/// request: the client address, a request header, the protocol.
+#[tokio::test]
+async fn header_values_expand_envoy_variables() {
+    let a = Upstream::start("a", "127.0.0.24").await;
+    let routing: Value = json!({
+        "waypointNamespace": "test",
+        "services": [{
+            "host": SVC,
+            "virtualServices": [{ "namespace": "test", "name": "echo", "http": [
+                { "route": [{ "destination": { "host": SVC } }],
+                  "headers": {
+                      "request": { "set": {
+                          "x-client": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+                          "x-copy": "%REQ(x-user)%",
+                          "x-literal": "100%%",
+                      } },
+                      "response": { "set": { "x-proto": "%PROTOCOL%" } },
+                  } },
+            ]}],
+        }],
+    });
+    let mut cfg = config(vec![a.endpoint(&[])], json!({}));
+    cfg["filters"] = json!([{
+        "name": "routing",
+        "module": { "sha256": "", "url": guest("routing").display().to_string() },
+        "config": routing,
+        "capabilities": ["random"],
+    }]);
+    let wp = TestWaypoint::start(&cfg).await;
+    let (s, _, h) = get(&wp.url("/"), &[("x-user", "alice")]).await;
+    assert_eq!(s, 200);
+    assert_eq!(h["x-proto"], "HTTP/1.1");
+    let seen = a.seen.last_headers.lock().clone().unwrap();
+    assert_eq!(seen["x-client"], "127.0.0.1");
+    assert_eq!(seen["x-copy"], "alice");
+    assert_eq!(seen["x-literal"], "100%");
+}

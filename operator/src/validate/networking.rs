@@ -91,6 +91,10 @@ fn check_header_ops(
 ) {
     let Some(ops) = ops else { return };
     for (name, val) in ops.set.iter().flatten().chain(ops.add.iter().flatten()) {
+        // Values are Envoy format strings (Istio's ValidateHTTPHeaderValue).
+        if val.matches('%').count() % 2 != 0 {
+            v.err("single % not allowed.  Escape by doubling to %% or encase Envoy variable name in pair of %");
+        }
         let lower = name.to_ascii_lowercase();
         if request && (lower == ":authority" || lower == "host") {
             if let Some(prev) = authority.as_ref()

@@ -174,6 +174,10 @@ fn validation_messages_match_istio() {
             "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: d, namespace: ns}\nspec: {rules: [{to: [{operation: {ports: []}}]}]}\n",
             "invalid policy d.ns: `to.operation` must not be empty, found at rule 0",
         ),
+        (
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v, namespace: ns}\nspec: {hosts: [a], http: [{route: [{destination: {host: a}}], headers: {request: {set: {x-off: \"50% off\"}}}}]}\n",
+            "single % not allowed.  Escape by doubling to %% or encase Envoy variable name in pair of %",
+        ),
     ];
     for (yaml, want) in cases {
         let o = objects(yaml).remove(0);
