@@ -224,6 +224,25 @@ pub fn upstream_request(
     Ok(req)
 }
 
+/// The HTTP status a gRPC status stands for (Envoy's
+/// `Grpc::Utility::grpcToHttpStatus`).
+pub fn grpc_to_http_status(grpc: u32) -> u16 {
+    match grpc {
+        0 => 200,
+        1 => 499,
+        3 | 9 | 11 => 400,
+        4 => 504,
+        5 => 404,
+        6 | 10 => 409,
+        7 => 403,
+        8 => 429,
+        12 => 501,
+        14 => 503,
+        16 => 401,
+        _ => 500,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

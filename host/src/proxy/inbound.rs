@@ -388,7 +388,7 @@ impl Exchange {
         let (cluster, pinned, svc) = match (route, &dest.service, dest.direct) {
             (Some(r), _, _) => {
                 let (svc, port, cluster) =
-                    service_cluster(&snap, &r.service, r.subset.as_deref(), r.port, dest.port)?;
+                    snap.service_cluster(&r.service, r.subset.as_deref(), r.port, dest.port)?;
                 let pinned = match r.endpoint.as_deref() {
                     Some(e) => {
                         Some(e.parse::<SocketAddr>().map_err(|_| ProxyError::NoCluster {
@@ -528,7 +528,7 @@ impl Exchange {
                     // Outlier detection sees a gRPC error as the HTTP
                     // status it maps to (Envoy's router does the same:
                     // UNAVAILABLE counts as a 503).
-                    let status = grpc.map_or(r.status().as_u16(), grpc_to_http_status);
+                    let status = grpc.map_or(r.status().as_u16(), headers::grpc_to_http_status);
                     (
                         Some(AttemptResult::Http(status)),
                         AttemptOutcome::Response(r.status()),
@@ -770,61 +770,4 @@ impl Exchange {
         let body = body.on_finish(self.proxy.telemetry.clone(), rec, self.guards);
         Response::from_parts(parts, body)
     }
-}
-
-/// The HTTP status a gRPC status stands for (Envoy's
-/// `Grpc::Utility::grpcToHttpStatus`).
-fn grpc_to_http_status(grpc: u32) -> u16 {
-    match grpc {
-        0 => 200,
-        1 => 499,
-        3 | 9 | 11 => 400,
-        4 => 504,
-        5 => 404,
-        6 | 10 => 409,
-        7 => 403,
-        8 => 429,
-        12 => 501,
-        14 => 503,
-        16 => 401,
-        _ => 500,
-    }
-}
-
-/// The cluster of `service` (a subset, a port or the addressed one) in a
-/// config snapshot: the service, the port chosen and the cluster. A route
-/// without a port keeps the addressed port, or takes the service's only
-/// port when it has just one other.
-fn service_cluster(
-    snap: &Snapshot,
-    service: &str,
-    subset: Option<&str>,
-    port: Option<u16>,
-    dest_port: u16,
-) -> Result<(Arc<mesh_common::model::WaypointService>, u16, Arc<Cluster>), ProxyError> {
-    let svc = snap
-        .service(service)
-        .cloned()
-        .ok_or_else(|| ProxyError::NoCluster {
-            service: service.to_string(),
-            port: port.unwrap_or(dest_port),
-            subset: subset.map(str::to_string),
-        })?;
-    let port = match port {
-        Some(p) => p,
-        None if svc.ports.len() == 1 && !svc.ports.iter().any(|p| p.port == dest_port) => {
-            svc.ports[0].port
-        }
-        None => dest_port,
-    };
-    let cluster = snap
-        .clusters
-        .get(&svc.hostname, port, subset)
-        .cloned()
-        .ok_or_else(|| ProxyError::NoCluster {
-            service: svc.hostname.clone(),
-            port,
-            subset: subset.map(str::to_string),
-        })?;
-    Ok((svc, port, cluster))
 }

@@ -11,6 +11,7 @@ use mesh_common::model::{WaypointConfig, WaypointEndpoint, WaypointService};
 
 use crate::cluster::ClusterSet;
 use crate::config::chains::ChainMap;
+use crate::respond::ProxyError;
 
 use super::tcp::{TcpAuthz, TcpRoutes};
 
@@ -61,6 +62,44 @@ pub fn split_authority(a: &str) -> (&str, Option<u16>) {
 }
 
 impl Snapshot {
+    /// The cluster of `service` (a subset, a port or the addressed one):
+    /// the service, the port chosen and the cluster. Without a port, the
+    /// addressed port is kept, or the service's only port taken when it has
+    /// just one other.
+    pub(crate) fn service_cluster(
+        &self,
+        service: &str,
+        subset: Option<&str>,
+        port: Option<u16>,
+        dest_port: u16,
+    ) -> Result<(Arc<WaypointService>, u16, Arc<crate::cluster::Cluster>), ProxyError> {
+        let svc = self
+            .service(service)
+            .cloned()
+            .ok_or_else(|| ProxyError::NoCluster {
+                service: service.to_string(),
+                port: port.unwrap_or(dest_port),
+                subset: subset.map(str::to_string),
+            })?;
+        let port = match port {
+            Some(p) => p,
+            None if svc.ports.len() == 1 && !svc.ports.iter().any(|p| p.port == dest_port) => {
+                svc.ports[0].port
+            }
+            None => dest_port,
+        };
+        let cluster = self
+            .clusters
+            .get(&svc.hostname, port, subset)
+            .cloned()
+            .ok_or_else(|| ProxyError::NoCluster {
+                service: svc.hostname.clone(),
+                port,
+                subset: subset.map(str::to_string),
+            })?;
+        Ok((svc, port, cluster))
+    }
+
     /// Builds the lookup tables around already-built clusters and chains.
     pub fn new(
         version: String,

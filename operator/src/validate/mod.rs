@@ -14,6 +14,7 @@
 mod networking;
 mod other;
 mod security;
+mod unreachable;
 
 use crate::config::{IstioObject, MeshSettings};
 

@@ -342,28 +342,14 @@ fn a_gateway_ref_attaches_to_the_whole_waypoint_whatever_the_ref_order() {
 /// with the provider's upstream; AUDIT/DENY/ALLOW stay after JWT.
 #[test]
 fn custom_policies_run_first_in_the_ext_authz_build() {
-    let dir = tempfile::tempdir().unwrap();
-    for e in std::fs::read_dir(data().join("seed")).unwrap() {
-        let p = e.unwrap().path();
-        std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
-    }
-    let inv = dir.path().join("inventory.yaml");
-    let mut text = std::fs::read_to_string(&inv).unwrap();
-    text.push_str(
+    let t = seed_translation_with(
+        &[(
+            "90-custom.yaml",
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ext-check, namespace: shop}\n\
+         spec:\n  targetRefs: [{kind: Service, group: \"\", name: orders}]\n  action: CUSTOM\n  provider: {name: ext}\n  rules: [{to: [{operation: {paths: [/admin/*]}}]}]\n",
+        )],
         "meshConfig:\n  extensionProviders:\n  - name: ext\n    envoyExtAuthzHttp: {service: authz.shop.svc.cluster.local, port: 8000}\n",
     );
-    std::fs::write(&inv, text).unwrap();
-    std::fs::write(
-        dir.path().join("90-custom.yaml"),
-        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ext-check, namespace: shop}\n\
-         spec:\n  targetRefs: [{kind: Service, group: \"\", name: orders}]\n  action: CUSTOM\n  provider: {name: ext}\n  rules: [{to: [{operation: {paths: [/admin/*]}}]}]\n",
-    )
-    .unwrap();
-    let snap = operator::source::file::load(dir.path(), Some(&inv)).unwrap();
-    assert!(snap.parse_errors.is_empty(), "{:?}", snap.parse_errors);
-    let c = Controller::new(mesh_common::xds::store::ConfigStore::new());
-    c.apply(snap).unwrap();
-    let t = c.translation().unwrap();
     let w = &t.waypoints[0];
     let chain: Vec<&str> = w.filters.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(

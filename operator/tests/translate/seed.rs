@@ -242,22 +242,14 @@ fn fault_with_retries_is_valid_as_in_istio_and_the_seed_rule_is_opt_in() {
 /// A rule's `timeout` bounds the operator's JWKS fetch for its source.
 #[test]
 fn jwt_rule_timeout_bounds_the_jwks_fetch() {
-    let dir = tempfile::tempdir().unwrap();
-    for e in std::fs::read_dir(data().join("seed")).unwrap() {
-        let p = e.unwrap().path();
-        std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
-    }
-    std::fs::write(
-        dir.path().join("09-ra-timeout.yaml"),
-        "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: slow, namespace: shop}\n\
+    let t = seed_translation_with(
+        &[(
+            "09-ra-timeout.yaml",
+            "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: slow, namespace: shop}\n\
          spec:\n  targetRefs: [{kind: Service, group: \"\", name: orders}]\n  jwtRules: [{issuer: https://slow.example, jwksUri: https://slow.example/jwks, timeout: 1500ms}]\n",
-    )
-    .unwrap();
-    let inv = dir.path().join("inventory.yaml");
-    let snap = operator::source::file::load(dir.path(), Some(&inv)).unwrap();
-    let c = Controller::new(mesh_common::xds::store::ConfigStore::new());
-    c.apply(snap).unwrap();
-    let t = c.translation().unwrap();
+        )],
+        "",
+    );
     assert_eq!(
         t.wanted_jwks.get("https://slow.example/jwks"),
         Some(&std::time::Duration::from_millis(1500))

@@ -105,3 +105,30 @@ pub fn ztunnel_status(cs: &ConfigSet, name: &str) -> (bool, String, String) {
 }
 
 pub const X: &str = "cluster.local/ns/a/sa/x";
+
+/// The seed mesh (`tests/data/seed`) with `files` added next to it and
+/// `inventory_extra` appended to its inventory, loaded and translated.
+pub fn seed_translation_with(
+    files: &[(&str, &str)],
+    inventory_extra: &str,
+) -> std::sync::Arc<operator::translate::Translation> {
+    let dir = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(data().join("seed")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+    }
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let inv = dir.path().join("inventory.yaml");
+    if !inventory_extra.is_empty() {
+        let mut text = std::fs::read_to_string(&inv).unwrap();
+        text.push_str(inventory_extra);
+        std::fs::write(&inv, text).unwrap();
+    }
+    let snap = operator::source::file::load(dir.path(), Some(&inv)).unwrap();
+    assert!(snap.parse_errors.is_empty(), "{:?}", snap.parse_errors);
+    let c = Controller::new(mesh_common::xds::store::ConfigStore::new());
+    c.apply(snap).unwrap();
+    c.translation().unwrap()
+}

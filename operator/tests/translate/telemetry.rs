@@ -16,28 +16,16 @@ fn tracing_provider_protocol_follows_the_extension_provider() {
             "http://otel.istio-system.svc.cluster.local:4318/v1/traces",
         ),
     ] {
-        let dir = tempfile::tempdir().unwrap();
-        for e in std::fs::read_dir(data().join("seed")).unwrap() {
-            let p = e.unwrap().path();
-            std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
-        }
-        let inv = dir.path().join("inventory.yaml");
-        let mut text = std::fs::read_to_string(&inv).unwrap();
-        text.push_str(&format!(
-            "meshConfig:\n  extensionProviders:\n  - name: otel\n    opentelemetry: {provider}\n"
-        ));
-        std::fs::write(&inv, text).unwrap();
-        std::fs::write(
-            dir.path().join("07-telemetry.yaml"),
-            "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: mesh-default, namespace: istio-system}\n\
-             spec:\n  tracing:\n  - providers: [{name: otel}]\n    randomSamplingPercentage: 5.0\n",
-        )
-        .unwrap();
-        let snap = operator::source::file::load(dir.path(), Some(&inv)).unwrap();
-        assert!(snap.parse_errors.is_empty(), "{:?}", snap.parse_errors);
-        let c = Controller::new(mesh_common::xds::store::ConfigStore::new());
-        c.apply(snap).unwrap();
-        let t = c.translation().unwrap();
+        let t = seed_translation_with(
+            &[(
+                "07-telemetry.yaml",
+                "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: mesh-default, namespace: istio-system}\n\
+                 spec:\n  tracing:\n  - providers: [{name: otel}]\n    randomSamplingPercentage: 5.0\n",
+            )],
+            &format!(
+                "meshConfig:\n  extensionProviders:\n  - name: otel\n    opentelemetry: {provider}\n"
+            ),
+        );
         assert_eq!(
             t.waypoints[0].telemetry.tracing.otlp_endpoint.as_deref(),
             Some(want),
@@ -52,23 +40,14 @@ fn tracing_provider_protocol_follows_the_extension_provider() {
 /// settings are unchanged.
 #[test]
 fn telemetry_targeting_a_service_gives_per_service_settings() {
-    let dir = tempfile::tempdir().unwrap();
-    for e in std::fs::read_dir(data().join("seed")).unwrap() {
-        let p = e.unwrap().path();
-        std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
-    }
-    std::fs::write(
-        dir.path().join("08-telemetry-svc.yaml"),
-        "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: orders-trace, namespace: shop}\n\
+    let t = seed_translation_with(
+        &[(
+            "08-telemetry-svc.yaml",
+            "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: orders-trace, namespace: shop}\n\
          spec:\n  targetRefs: [{kind: Service, group: \"\", name: orders}]\n  tracing:\n  - randomSamplingPercentage: 100\n  metrics:\n  - overrides: [{match: {metric: REQUEST_SIZE}, disabled: true}]\n",
-    )
-    .unwrap();
-    let inv = dir.path().join("inventory.yaml");
-    let snap = operator::source::file::load(dir.path(), Some(&inv)).unwrap();
-    assert!(snap.parse_errors.is_empty(), "{:?}", snap.parse_errors);
-    let c = Controller::new(mesh_common::xds::store::ConfigStore::new());
-    c.apply(snap).unwrap();
-    let t = c.translation().unwrap();
+        )],
+        "",
+    );
     let tel = &t.waypoints[0].telemetry;
     assert_ne!(
         tel.tracing.sampling_percentage, 100.0,
@@ -93,22 +72,14 @@ fn telemetry_targeting_a_service_gives_per_service_settings() {
 /// Tracing `customTags` of the three kinds reach the waypoint.
 #[test]
 fn custom_tags_of_every_kind_are_translated() {
-    let dir = tempfile::tempdir().unwrap();
-    for e in std::fs::read_dir(data().join("seed")).unwrap() {
-        let p = e.unwrap().path();
-        std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
-    }
-    std::fs::write(
-        dir.path().join("08-tags.yaml"),
-        "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: tags, namespace: istio-system}\n\
+    let t = seed_translation_with(
+        &[(
+            "08-tags.yaml",
+            "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: tags, namespace: istio-system}\n\
          spec:\n  tracing:\n  - customTags:\n      team: {literal: {value: shop}}\n      user: {header: {name: x-user, defaultValue: anon}}\n      zone: {environment: {name: ZONE}}\n",
-    )
-    .unwrap();
-    let inv = dir.path().join("inventory.yaml");
-    let snap = operator::source::file::load(dir.path(), Some(&inv)).unwrap();
-    let c = Controller::new(mesh_common::xds::store::ConfigStore::new());
-    c.apply(snap).unwrap();
-    let t = c.translation().unwrap();
+        )],
+        "",
+    );
     let tr = &t.waypoints[0].telemetry.tracing;
     assert_eq!(tr.custom_tags.get("team").map(String::as_str), Some("shop"));
     let user = tr.header_tags.get("user").unwrap();

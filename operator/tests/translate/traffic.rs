@@ -73,23 +73,14 @@ fn reference_5_5_destination_rule_merge() {
 /// (destination hosts resolved to FQDNs), for the waypoint's TCP path.
 #[test]
 fn virtual_service_tcp_routes_are_translated() {
-    let dir = tempfile::tempdir().unwrap();
-    for e in std::fs::read_dir(data().join("seed")).unwrap() {
-        let p = e.unwrap().path();
-        std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
-    }
-    std::fs::write(
-        dir.path().join("08-tcp.yaml"),
-        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: orders-tcp, namespace: shop}\n\
+    let t = seed_translation_with(
+        &[(
+            "08-tcp.yaml",
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: orders-tcp, namespace: shop}\n\
          spec:\n  hosts: [orders]\n  tcp:\n  - match: [{port: 5432}]\n    route:\n    - {destination: {host: orders, subset: v1}, weight: 80}\n    - {destination: {host: orders, subset: v2}, weight: 20}\n",
-    )
-    .unwrap();
-    let inv = dir.path().join("inventory.yaml");
-    let snap = operator::source::file::load(dir.path(), Some(&inv)).unwrap();
-    assert!(snap.parse_errors.is_empty(), "{:?}", snap.parse_errors);
-    let c = Controller::new(mesh_common::xds::store::ConfigStore::new());
-    c.apply(snap).unwrap();
-    let t = c.translation().unwrap();
+        )],
+        "",
+    );
     let routing = t.waypoints[0]
         .filters
         .iter()
@@ -122,24 +113,15 @@ fn virtual_service_tcp_routes_are_translated() {
 /// unset percentage stays unset (100 %).
 #[test]
 fn virtual_service_mirrors_and_cors_are_translated() {
-    let dir = tempfile::tempdir().unwrap();
-    for e in std::fs::read_dir(data().join("seed")).unwrap() {
-        let p = e.unwrap().path();
-        std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
-    }
-    std::fs::write(
-        dir.path().join("08-mirror.yaml"),
-        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: orders-mirror, namespace: shop}\n\
+    let t = seed_translation_with(
+        &[(
+            "08-mirror.yaml",
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: orders-mirror, namespace: shop}\n\
          spec:\n  hosts: [orders]\n  http:\n  - match: [{uri: {prefix: /a}}]\n    route: [{destination: {host: orders, subset: v1}}]\n    mirror: {host: orders, subset: v2}\n    mirrorPercentage: {value: 25}\n    corsPolicy: {allowOrigins: [{exact: https://a.example}], maxAge: 24h, allowCredentials: true}\n\
          \x20 - route: [{destination: {host: orders, subset: v1}}]\n    mirrors: [{destination: {host: orders, subset: v2}}]\n",
-    )
-    .unwrap();
-    let inv = dir.path().join("inventory.yaml");
-    let snap = operator::source::file::load(dir.path(), Some(&inv)).unwrap();
-    assert!(snap.parse_errors.is_empty(), "{:?}", snap.parse_errors);
-    let c = Controller::new(mesh_common::xds::store::ConfigStore::new());
-    c.apply(snap).unwrap();
-    let t = c.translation().unwrap();
+        )],
+        "",
+    );
     let routing = t.waypoints[0]
         .filters
         .iter()

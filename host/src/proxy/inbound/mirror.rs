@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{ReqBody, service_cluster};
+use super::ReqBody;
 use crate::cluster::Cluster;
 use crate::proxy::headers;
 use crate::proxy::{Proxy, Snapshot};
@@ -28,7 +28,7 @@ pub(super) fn targets(snap: &Snapshot, meta: &str, dest_port: u16) -> Vec<Arc<Cl
             let service = f.next().filter(|s| !s.is_empty())?;
             let subset = f.next().filter(|s| !s.is_empty());
             let port = f.next().and_then(|p| p.parse::<u16>().ok());
-            match service_cluster(snap, service, subset, port, dest_port) {
+            match snap.service_cluster(service, subset, port, dest_port) {
                 Ok((_, _, cluster)) => Some(cluster),
                 Err(e) => {
                     tracing::debug!(mirror = entry, error = %e, "mirror target not found; not mirrored");
