@@ -84,15 +84,14 @@ impl Filter for Routing {
                     protocol: &req.protocol,
                     headers: &req.headers,
                 };
+                // Values without a `%` (nearly all) are moved, not copied.
+                let format = |v: String| match crate::format::expand(&v, &vars) {
+                    std::borrow::Cow::Borrowed(_) => v,
+                    std::borrow::Cow::Owned(o) => o,
+                };
                 let expand = |op: HeaderOp| match op {
-                    HeaderOp::Set(n, v) => {
-                        let v = crate::format::expand(&v, &vars).into_owned();
-                        HeaderOp::Set(n, v)
-                    }
-                    HeaderOp::Add(n, v) => {
-                        let v = crate::format::expand(&v, &vars).into_owned();
-                        HeaderOp::Add(n, v)
-                    }
+                    HeaderOp::Set(n, v) => HeaderOp::Set(n, format(v)),
+                    HeaderOp::Add(n, v) => HeaderOp::Add(n, format(v)),
                     other => other,
                 };
                 actions.extend(f.request_headers.into_iter().map(expand).map(request_op));
