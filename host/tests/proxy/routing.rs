@@ -62,12 +62,7 @@ async fn header_match_subsets_and_a_90_10_split() {
             "trafficPolicies": [{ "port": SVC_PORT, "loadBalancer": "ROUND_ROBIN" }],
         }),
     );
-    cfg["filters"] = json!([{
-        "name": "routing",
-        "module": { "sha256": "", "url": guest("routing").display().to_string() },
-        "config": routing,
-        "capabilities": ["random"],
-    }]);
+    cfg["filters"] = json!([routing_filter(routing)]);
     let wp = TestWaypoint::start_with(&cfg, |o| o.random_seed = Some(7)).await;
     let url = wp.url("/");
 
@@ -133,12 +128,7 @@ async fn mirrors_get_a_copy_fire_and_forget() {
             { "name": "v2", "labels": { "version": "v2" } },
         ]}),
     );
-    cfg["filters"] = json!([{
-        "name": "routing",
-        "module": { "sha256": "", "url": guest("routing").display().to_string() },
-        "config": routing,
-        "capabilities": ["random"],
-    }]);
+    cfg["filters"] = json!([routing_filter(routing)]);
     let wp = TestWaypoint::start_with(&cfg, |o| o.random_seed = Some(7)).await;
 
     let out = curl(&[
@@ -203,12 +193,7 @@ async fn cors_preflight_and_actual_request() {
         }],
     });
     let mut cfg = config(vec![a.endpoint(&[])], json!({}));
-    cfg["filters"] = json!([{
-        "name": "routing",
-        "module": { "sha256": "", "url": guest("routing").display().to_string() },
-        "config": routing,
-        "capabilities": ["random"],
-    }]);
+    cfg["filters"] = json!([routing_filter(routing)]);
     let wp = TestWaypoint::start(&cfg).await;
     let out = curl(&[
         "-s",
@@ -262,12 +247,7 @@ async fn header_values_expand_envoy_variables() {
         }],
     });
     let mut cfg = config(vec![a.endpoint(&[])], json!({}));
-    cfg["filters"] = json!([{
-        "name": "routing",
-        "module": { "sha256": "", "url": guest("routing").display().to_string() },
-        "config": routing,
-        "capabilities": ["random"],
-    }]);
+    cfg["filters"] = json!([routing_filter(routing)]);
     let wp = TestWaypoint::start(&cfg).await;
     let (s, _, h) = get(&wp.url("/"), &[("x-user", "alice")]).await;
     assert_eq!(s, 200);

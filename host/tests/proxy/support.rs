@@ -357,6 +357,17 @@ pub fn policy_filter(config: Value) -> Value {
     })
 }
 
+/// The first-party `routing` filter with `config` (a routing filter
+/// configuration), as the operator grants it.
+pub fn routing_filter(config: Value) -> Value {
+    json!({
+        "name": "routing",
+        "module": { "sha256": "", "url": guest("routing").display().to_string() },
+        "config": config,
+        "capabilities": ["random"],
+    })
+}
+
 /// A waypoint running in this process on ephemeral ports, configured from
 /// a file it watches.
 pub struct TestWaypoint {

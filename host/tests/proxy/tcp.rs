@@ -318,13 +318,10 @@ async fn virtual_service_tcp_routes_pick_subsets_by_weight() {
         )
     };
     let routes = |tcp: Value| {
-        json!([{
-            "name": "routing",
-            "module": { "sha256": "", "url": guest("routing").display().to_string() },
-            "config": {"waypointNamespace": "test", "services": [{"host": SVC,
-                "virtualServices": [{"namespace": "test", "name": "db", "http": [], "tcp": tcp}]}]},
-            "capabilities": ["random"],
-        }])
+        json!([routing_filter(
+            json!({"waypointNamespace": "test", "services": [{"host": SVC,
+                "virtualServices": [{"namespace": "test", "name": "db", "http": [], "tcp": tcp}]}]})
+        )])
     };
     let mut cfg = config(
         vec![ep("db-v1", v1, "v1"), ep("db-v2", v2, "v2")],

@@ -132,3 +132,15 @@ pub fn seed_translation_with(
     c.apply(snap).unwrap();
     c.translation().unwrap()
 }
+
+/// The routing filter's configuration in the first waypoint of `t`.
+pub fn routing_config(
+    t: &operator::translate::Translation,
+) -> filter_model::routing::RoutingConfig {
+    let routing = t.waypoints[0]
+        .filters
+        .iter()
+        .find(|f| f.name == "routing")
+        .expect("routing filter in the chain");
+    serde_json::from_value(routing.config.clone()).unwrap()
+}

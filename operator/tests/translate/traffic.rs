@@ -81,13 +81,7 @@ fn virtual_service_tcp_routes_are_translated() {
         )],
         "",
     );
-    let routing = t.waypoints[0]
-        .filters
-        .iter()
-        .find(|f| f.name == "routing")
-        .unwrap();
-    let cfg: filter_model::routing::RoutingConfig =
-        serde_json::from_value(routing.config.clone()).unwrap();
+    let cfg = routing_config(&t);
     let orders = cfg
         .services
         .iter()
@@ -122,13 +116,7 @@ fn virtual_service_mirrors_and_cors_are_translated() {
         )],
         "",
     );
-    let routing = t.waypoints[0]
-        .filters
-        .iter()
-        .find(|f| f.name == "routing")
-        .unwrap();
-    let cfg: filter_model::routing::RoutingConfig =
-        serde_json::from_value(routing.config.clone()).unwrap();
+    let cfg = routing_config(&t);
     let vs = cfg
         .services
         .iter()
