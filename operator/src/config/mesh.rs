@@ -26,6 +26,9 @@ pub struct MeshSettings {
     pub default_trace_sampling: Option<f64>,
     /// Extension providers by name.
     pub extension_providers: BTreeMap<String, ExtensionProvider>,
+    /// `meshConfig.defaultProviders`: the providers a Telemetry entry
+    /// without `providers` uses.
+    pub default_providers: DefaultProviders,
     /// Reject a VirtualService route that combines `fault` with `retries`
     /// or `timeout`. Off by default: Istio accepts the combination (the
     /// fault filter runs before the router, so an aborted request is never
@@ -51,10 +54,35 @@ impl Default for MeshSettings {
             domain_suffix: DEFAULT_DOMAIN_SUFFIX.into(),
             default_trace_sampling: None,
             extension_providers: BTreeMap::new(),
+            default_providers: DefaultProviders::default(),
             reject_fault_with_retries: false,
             multiple_custom_authz_providers: false,
             ztunnel_dry_run: false,
             auto_allow_waypoint_policy: false,
+        }
+    }
+}
+
+/// `meshConfig.defaultProviders`: provider names per telemetry kind.
+/// Istio's default installation sets only `metrics: [prometheus]`, so an
+/// `accessLogging` entry that names no provider configures nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct DefaultProviders {
+    /// Access logging providers.
+    pub access_logging: Vec<String>,
+    /// Tracing providers.
+    pub tracing: Vec<String>,
+    /// Metrics providers.
+    pub metrics: Vec<String>,
+}
+
+impl Default for DefaultProviders {
+    fn default() -> Self {
+        DefaultProviders {
+            access_logging: Vec::new(),
+            tracing: Vec::new(),
+            metrics: vec!["prometheus".into()],
         }
     }
 }
@@ -69,6 +97,9 @@ pub struct ExtensionProvider {
     pub opentelemetry: Option<OtelProvider>,
     /// Access log to a file (`envoy` provider = stdout).
     pub envoy_file_access_log: Option<serde_json::Value>,
+    /// Lightstep tracing (deprecated in Istio; recognised so that
+    /// `analyze` can say so, not exported to).
+    pub lightstep: Option<serde_json::Value>,
 }
 
 /// ext-authz HTTP provider.
@@ -110,6 +141,7 @@ struct RawMeshConfig {
     trust_domain_aliases: Vec<String>,
     default_config: Option<serde_json::Value>,
     extension_providers: Vec<RawProvider>,
+    default_providers: Option<DefaultProviders>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -141,6 +173,9 @@ impl MeshSettings {
         }
         for p in raw.extension_providers {
             self.extension_providers.insert(p.name, p.provider);
+        }
+        if let Some(d) = raw.default_providers {
+            self.default_providers = d;
         }
         Ok(())
     }

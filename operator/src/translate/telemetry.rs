@@ -80,13 +80,24 @@ fn effective(cs: &ConfigSet, ts: &[(u8, &Telemetry)]) -> TelemetryConfig {
     out.tracing.sampling_percentage = cs.mesh.trace_sampling();
     for (_, t) in ts.iter().copied() {
         for a in t.spec.access_logging.iter().flatten().take(1) {
-            out.access_log.enabled = !a.disabled.unwrap_or(false);
-            out.access_log.providers = a
+            let disabled = a.disabled.unwrap_or(false);
+            let mut providers: Vec<String> = a
                 .providers
                 .iter()
                 .flatten()
                 .map(|p| p.name.clone())
                 .collect();
+            if providers.is_empty() {
+                providers.clone_from(&cs.mesh.default_providers.access_logging);
+            }
+            // No provider named and no default provider: Istio ignores the
+            // entry (`istioctl analyze` says so, IST0157); `disabled` still
+            // turns the parent's logging off.
+            if providers.is_empty() && !disabled {
+                continue;
+            }
+            out.access_log.enabled = !disabled;
+            out.access_log.providers = providers;
             out.access_log.filter = a.filter.as_ref().and_then(|f| f.expression.clone());
         }
         for tr in t.spec.tracing.iter().flatten().take(1) {

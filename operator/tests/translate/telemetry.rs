@@ -89,3 +89,47 @@ fn custom_tags_of_every_kind_are_translated() {
     );
     assert_eq!(tr.environment_tags.get("zone").unwrap().name, "ZONE");
 }
+
+/// An `accessLogging` entry that names no provider uses
+/// `meshConfig.defaultProviders.accessLogging`; with none (Istio's
+/// default installation) the entry configures nothing, so the parent's
+/// setting stays. `disabled: true` without providers still turns logging
+/// off.
+#[test]
+fn access_logging_without_providers_uses_the_default_providers() {
+    let ns_telemetry = |body: &str| {
+        format!(
+            "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {{name: shop-logs, namespace: shop}}\nspec:\n  accessLogging:\n  - {body}\n"
+        )
+    };
+    let mesh_off = "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: mesh-default, namespace: istio-system}\nspec:\n  accessLogging:\n  - {disabled: true}\n";
+    // No default provider: ignored, the mesh-wide "off" stays.
+    let t = seed_translation_with(
+        &[
+            ("07-telemetry.yaml", mesh_off),
+            (
+                "08-shop.yaml",
+                &ns_telemetry("filter: {expression: \"response.code >= 400\"}"),
+            ),
+        ],
+        "",
+    );
+    let log = &t.waypoints[0].telemetry.access_log;
+    assert!(!log.enabled, "{log:?}");
+    assert_eq!(log.filter, None);
+    // A default provider: the same entry turns logging on through it.
+    let t = seed_translation_with(
+        &[
+            ("07-telemetry.yaml", mesh_off),
+            (
+                "08-shop.yaml",
+                &ns_telemetry("filter: {expression: \"response.code >= 400\"}"),
+            ),
+        ],
+        "meshConfig:\n  defaultProviders:\n    accessLogging: [envoy]\n",
+    );
+    let log = &t.waypoints[0].telemetry.access_log;
+    assert!(log.enabled, "{log:?}");
+    assert_eq!(log.providers, vec!["envoy".to_string()]);
+    assert_eq!(log.filter.as_deref(), Some("response.code >= 400"));
+}

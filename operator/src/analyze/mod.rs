@@ -15,6 +15,9 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
 
+mod gateways;
+mod telemetry;
+
 /// Message level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum Level {
@@ -63,6 +66,27 @@ impl fmt::Display for Message {
     }
 }
 
+impl Message {
+    fn new(
+        code: &'static str,
+        name: &'static str,
+        level: Level,
+        kind: &str,
+        ns: &str,
+        n: &str,
+        message: String,
+    ) -> Message {
+        Message {
+            code,
+            name,
+            level,
+            resource: res(kind, ns, n),
+            namespace: ns.to_string(),
+            message,
+        }
+    }
+}
+
 fn res(kind: &str, ns: &str, name: &str) -> String {
     if ns.is_empty() {
         format!("{kind} {name}")
@@ -82,14 +106,7 @@ fn selector_string(l: &BTreeMap<String, String>) -> String {
 pub fn analyze(cs: &ConfigSet, namespace: Option<&str>) -> Vec<Message> {
     let mut out: Vec<Message> = Vec::new();
     let mut push = |code, name, level, kind: &str, ns: &str, n: &str, message: String| {
-        out.push(Message {
-            code,
-            name,
-            level,
-            resource: res(kind, ns, n),
-            namespace: ns.to_string(),
-            message,
-        });
+        out.push(Message::new(code, name, level, kind, ns, n, message));
     };
     // Webhook validation.
     let mut valid = cs.clone();
@@ -176,23 +193,6 @@ pub fn analyze(cs: &ConfigSet, namespace: Option<&str>) -> Vec<Message> {
                     .entry(fqdn(cs, h, &ns))
                     .or_default()
                     .push(format!("{ns}/{name}"));
-            }
-        }
-        for g in vs.spec.gateways.iter().filter(|g| *g != "mesh") {
-            let (gns, gname) = g.split_once('/').unwrap_or((ns.as_str(), g.as_str()));
-            if !cs.resources.gateways.iter().any(|x| {
-                x.metadata.namespace.as_deref() == Some(gns)
-                    && x.metadata.name.as_deref() == Some(gname)
-            }) {
-                push(
-                    "IST0101",
-                    "ReferencedResourceNotFound",
-                    Level::Error,
-                    "VirtualService",
-                    &ns,
-                    &name,
-                    format!("Referenced gateway not found: {g:?}"),
-                );
             }
         }
         for r in &vs.spec.http {
@@ -459,7 +459,9 @@ pub fn analyze(cs: &ConfigSet, namespace: Option<&str>) -> Vec<Message> {
         }
     }
     for (kind, ns, name, labels) in selectors {
-        if !selects_any(&ns, ns == root, &labels) && kind == "Telemetry" {
+        // Istio's Telemetry analyzer looks for pods in the Telemetry's own
+        // namespace only, even in the root namespace.
+        if kind == "Telemetry" && !selects_any(&ns, false, &labels) {
             // Istio's Telemetry analyzer reports its selector as a missing
             // reference.
             push(
@@ -568,6 +570,8 @@ pub fn analyze(cs: &ConfigSet, namespace: Option<&str>) -> Vec<Message> {
             }
         }
     }
+    out.extend(gateways::analyze(cs));
+    out.extend(telemetry::analyze(cs));
     if let Some(n) = namespace {
         out.retain(|m| m.namespace == n);
     }
