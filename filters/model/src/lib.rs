@@ -49,6 +49,10 @@ pub mod keys {
     /// `<service>|<subset>|<port>` (subset and port may be empty) separated
     /// by `,`. The host sends each a copy of the request, fire and forget.
     pub const MIRROR: &str = "mesh.mirror";
+    /// `reuse` when the request's route has `retryIgnorePreviousHosts:
+    /// false`: the host may send a retry to an endpoint already tried
+    /// (by default it avoids them). Set by the retry filter.
+    pub const RETRY_HOSTS: &str = "mesh.retry.hosts";
     /// Envoy-style response flags of the request, comma-separated when there
     /// are several (`NR`, `NC`, `DI`, `FI`, `RBAC`, `UAEX`). The host puts the
     /// value in the `response_flags` metric label and the access log.

@@ -54,8 +54,9 @@ pub struct HttpRetry {
     /// the cap is 10× the base).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff: Option<Duration>,
-    /// Endpoint selection hint for the host (default true: avoid hosts
-    /// already tried); not used by the filter itself.
+    /// Endpoint selection for retries (default true: avoid endpoints
+    /// already tried). `false` makes the filter set metadata
+    /// `mesh.retry.hosts: reuse`, which lets the host pick any endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_ignore_previous_hosts: Option<bool>,
 }

@@ -1,7 +1,8 @@
 //! The WebAssembly component: [`RetryPolicies`] behind the SDK's `Filter`.
 //!
 //! Hooks: `request-headers` (emits `timeout` and `per-try-timeout` for the
-//! route in metadata `mesh.route`) and `attempt` (retry decision with
+//! route in metadata `mesh.route`, and `mesh.retry.hosts: reuse` when its
+//! policy has `retryIgnorePreviousHosts: false`) and `attempt` (retry decision with
 //! backoff). Capabilities: `random` (backoff jitter).
 
 use crate::{Outcome, Retry, RetryPolicies, grpc_timeout_ms};
@@ -22,7 +23,7 @@ impl Filter for RetryFilter {
         // Without a configured route or per-try timeout the request hook
         // has nothing to add (the host itself enforces a gRPC request's
         // `grpc-timeout`): skip the call on every request.
-        let hooks = if self.policies.sets_timeouts() {
+        let hooks = if self.policies.sets_timeouts() || self.policies.reuses_hosts() {
             Hooks::REQUEST_HEADERS | Hooks::ATTEMPT
         } else {
             Hooks::ATTEMPT
@@ -40,10 +41,12 @@ impl Filter for RetryFilter {
         } else {
             None
         };
-        let t = self
-            .policies
-            .timeouts(ctx.get_metadata(keys::ROUTE), grpc, header);
+        let route = ctx.get_metadata(keys::ROUTE);
+        let t = self.policies.timeouts(route, grpc, header);
         let mut actions = Vec::with_capacity(2);
+        if self.policies.policy(route).is_some_and(|p| p.reuse_hosts) {
+            actions.push(Action::SetMetadata((keys::RETRY_HOSTS.into(), "reuse".into())));
+        }
         if let Some(ms) = t.route_ms {
             actions.push(Action::Timeout(ms));
         }

@@ -127,6 +127,9 @@ pub struct RoutePolicy {
     pub per_try_timeout_ms: Option<u32>,
     /// Backoff base interval.
     pub backoff_base_ms: u32,
+    /// `retryIgnorePreviousHosts: false`: a retry may go to an endpoint
+    /// already tried (the host avoids them by default).
+    pub reuse_hosts: bool,
 }
 
 impl RoutePolicy {
@@ -139,6 +142,7 @@ impl RoutePolicy {
             codes,
             per_try_timeout_ms: None,
             backoff_base_ms: DEFAULT_BACKOFF_BASE_MS,
+            reuse_hosts: false,
         }
     }
 
@@ -175,6 +179,7 @@ impl RoutePolicy {
         if let Some(b) = r.backoff.filter(|d| !d.is_zero()) {
             policy.backoff_base_ms = b.as_millis_u32();
         }
+        policy.reuse_hosts = r.retry_ignore_previous_hosts == Some(false);
         Ok(Some(policy))
     }
 
@@ -327,6 +332,13 @@ impl RetryPolicies {
                 .routes
                 .values()
                 .any(|r| r.timeout_ms != 0 || per_try(r.retry.as_ref()))
+    }
+
+    /// Does any policy let retries reuse endpoints already tried? Only
+    /// then does the filter need the request-headers hook for it.
+    pub fn reuses_hosts(&self) -> bool {
+        let reuse = |p: Option<&RoutePolicy>| p.is_some_and(|p| p.reuse_hosts);
+        reuse(self.default.as_ref()) || self.routes.values().any(|r| reuse(r.retry.as_ref()))
     }
 
     /// The policy in force for a route (`None`: no retries).

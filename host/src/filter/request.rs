@@ -105,6 +105,8 @@ pub mod keys {
     pub const ROUTE: &str = "mesh.route";
     /// Mirrors of the request (`<service>|<subset>|<port>`, comma separated).
     pub const MIRROR: &str = "mesh.mirror";
+    /// `reuse`: retries may go to endpoints already tried.
+    pub const RETRY_HOSTS: &str = "mesh.retry.hosts";
     /// The policy that decided an authorization, for logs.
     pub const AUTHZ_POLICY: &str = "mesh.authz.policy";
 }

@@ -598,7 +598,12 @@ impl Exchange {
             };
             _retry_permit = Some(p);
             drop((outcome, permit, active));
-            tried.push(host.addr);
+            // Envoy's previous-hosts predicate (Istio's default
+            // `retryIgnorePreviousHosts: true`) unless the route turned it
+            // off.
+            if self.rf.metadata(keys::RETRY_HOSTS) != Some("reuse") {
+                tried.push(host.addr);
+            }
             if let Some(t) = per_try_timeout {
                 per_try = non_zero(Some(t));
             }

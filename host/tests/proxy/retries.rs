@@ -431,3 +431,53 @@ async fn route_timeout_applies_to_requests_with_a_body() {
         t.elapsed()
     );
 }
+
+/// Retries avoid the endpoints already tried (Envoy's previous-hosts
+/// predicate, Istio's default `retryIgnorePreviousHosts: true`); with
+/// `retryIgnorePreviousHosts: false` the first-party retry filter tells
+/// the host so and a retry may land on the same endpoint. Two endpoints,
+/// RANDOM balancing, every attempt answered 503, one retry. With the
+/// predicate the host redraws up to 5 times (Istio's
+/// `hostSelectionRetryMaxAttempts`), so 1/32 of retries still land on the
+/// endpoint already tried; without it, half do.
+#[tokio::test]
+async fn retry_ignore_previous_hosts_false_lets_retries_reuse_an_endpoint() {
+    let a = Upstream::start("a", "127.0.0.1").await;
+    let b = Upstream::start("b", "127.0.0.2").await;
+    for (ignore_previous, base) in [(true, 500u32), (false, 700)] {
+        let mut cfg = config(
+            vec![a.endpoint(&[]), b.endpoint(&[])],
+            json!({
+                "trafficPolicies": [{ "port": SVC_PORT, "loadBalancer": "RANDOM" }]
+            }),
+        );
+        cfg["filters"] = json!([{
+            "name": "retry",
+            "module": { "sha256": "", "url": guest("retry").display().to_string() },
+            "config": { "defaultPolicy": {
+                "attempts": 1,
+                "retryOn": "5xx",
+                "retryIgnorePreviousHosts": ignore_previous,
+            }, "routes": {} },
+            "capabilities": ["random"],
+        }]);
+        let wp = TestWaypoint::start(&cfg).await;
+        let mut same = 0;
+        for i in 0..100 {
+            let id = rid(base + i);
+            let (s, _, _) = get(&wp.url("/"), &[("x-request-id", &id), ("x-status", "503")]).await;
+            assert_eq!(s, 503);
+            assert_eq!(a.attempts(&id) + b.attempts(&id), 2, "one retry");
+            if a.attempts(&id) == 2 || b.attempts(&id) == 2 {
+                same += 1;
+            }
+        }
+        // Binomial(100, 1/32) exceeds 12 and Binomial(100, 1/2) falls
+        // under 30 with probabilities below 1e-4.
+        if ignore_previous {
+            assert!(same <= 12, "{same} of 100 retries reused the endpoint");
+        } else {
+            assert!(same >= 30, "only {same} of 100 retries reused the endpoint");
+        }
+    }
+}
