@@ -144,8 +144,7 @@ pub enum ValueMatchType {
 #[serde(rename_all = "camelCase")]
 pub struct HttpRouteFilter {
     /// `RequestHeaderModifier`, `ResponseHeaderModifier`, `RequestRedirect`,
-    /// `URLRewrite`, `RequestMirror`, `CORS` (accepted and ignored by the
-    /// routing filter); anything else is unsupported.
+    /// `URLRewrite`, `RequestMirror`, `CORS`; anything else is unsupported.
     #[serde(rename = "type")]
     pub kind: String,
     /// For `RequestHeaderModifier`.
@@ -167,6 +166,11 @@ pub struct HttpRouteFilter {
     /// For `RequestMirror` (the operator resolves the backend).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_mirror: Option<HttpRequestMirrorFilter>,
+    /// For `CORS`: the `HTTPCORSFilter` as the operator converts it (Istio's
+    /// `createCorsFilter`: origins with `*` become prefix or regex matches,
+    /// unmatched preflights are ignored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors_policy: Option<crate::routing::CorsPolicy>,
 }
 
 /// `HTTPRequestMirrorFilter`, its backend resolved by the operator.

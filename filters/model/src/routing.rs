@@ -311,7 +311,7 @@ pub struct HttpRoute {
 }
 
 /// `CorsPolicy`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CorsPolicy {
     /// Allowed origins.

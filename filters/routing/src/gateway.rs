@@ -147,7 +147,7 @@ fn compile_rule(
                 id,
                 matches: route_matches,
                 action,
-                cors: None,
+                cors: rule_cors(rule, field)?,
             },
         ));
         return Ok(Ok(out));
@@ -165,7 +165,7 @@ fn compile_rule(
                 id: id.clone(),
                 matches: vec![route_match],
                 action,
-                cors: None,
+                cors: rule_cors(rule, field)?,
             },
         ));
     }
@@ -287,6 +287,15 @@ fn header_filter(
         })),
         _ => Err(Unsupported),
     }
+}
+
+/// The rule's `CORS` filter, compiled as a VirtualService `corsPolicy`.
+fn rule_cors(rule: &HttpRouteRule, field: &str) -> Result<Option<crate::cors::Cors>, ConfigError> {
+    rule.filters
+        .iter()
+        .find_map(|f| f.cors_policy.as_ref())
+        .map(|p| crate::cors::Cors::compile(p, &format!("{field}.filters.cors")))
+        .transpose()
 }
 
 fn compile_rule_action(

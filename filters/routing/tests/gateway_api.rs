@@ -369,3 +369,52 @@ fn request_mirror() {
         assert!(f.mirrors.is_empty(), "{path}");
     }
 }
+
+/// The `CORS` filter, as the operator converts it (`corsPolicy` with
+/// `unmatchedPreflights: IGNORE`): an allowed preflight is answered with
+/// the allow headers, another origin's preflight is answered without them
+/// (never forwarded), actual requests from allowed origins get the
+/// response headers.
+#[test]
+fn cors_filter() {
+    let r = gw(json!([route(
+        "r",
+        "t",
+        json!([
+            {"filters": [{"type": "CORS", "corsPolicy": {
+                "allowOrigins": [{"exact": "https://a.example"}, {"prefix": "https://dev."}],
+                "allowMethods": ["GET"], "maxAge": "5s", "unmatchedPreflights": "IGNORE"}}],
+             "backendRefs": [backend("b", None)]},
+        ])
+    )]));
+    let preflight = |origin: &str| {
+        get("/x")
+            .method("OPTIONS")
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+    };
+    let Decision::Respond(reply) = preflight("https://dev.example").route(&r) else {
+        panic!("allowed preflight answered locally")
+    };
+    assert!(reply.headers.contains(&(
+        "access-control-allow-origin".into(),
+        "https://dev.example".into()
+    )));
+    assert!(
+        reply
+            .headers
+            .contains(&("access-control-max-age".into(), "5".into()))
+    );
+    let Decision::Respond(reply) = preflight("https://evil.example").route(&r) else {
+        panic!("other origins' preflights are not forwarded")
+    };
+    assert!(reply.headers.is_empty());
+    let Decision::Forward(f) = get("/x").header("origin", "https://a.example").route(&r) else {
+        panic!()
+    };
+    assert_eq!(f.service, "b");
+    assert!(f.response_headers.contains(&HeaderOp::Set(
+        "access-control-allow-origin".into(),
+        "https://a.example".into()
+    )));
+}

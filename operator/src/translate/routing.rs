@@ -223,6 +223,69 @@ fn request_mirror(
     }
 }
 
+/// `HTTPCORSFilter` → `corsPolicy`, as Istio's `createCorsFilter`: `*`
+/// alone matches any well-formed origin, an origin without `*` exactly,
+/// one trailing `*` as a prefix, other wildcards as a regex; unmatched
+/// preflights are ignored (answered without CORS headers).
+fn cors_policy(c: &serde_json::Value) -> filter_model::routing::CorsPolicy {
+    use filter_model::StringMatch;
+    let strings = |key: &str| -> Vec<String> {
+        c.get(key)
+            .and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let allow_origins = strings("allowOrigins")
+        .into_iter()
+        .filter(|o| !o.is_empty())
+        .map(|o| {
+            if o == "*" {
+                StringMatch {
+                    regex: Some(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s?#]+$".into()),
+                    ..Default::default()
+                }
+            } else if !o.contains('*') {
+                StringMatch {
+                    exact: Some(o),
+                    ..Default::default()
+                }
+            } else if o.matches('*').count() == 1 && o.ends_with('*') {
+                StringMatch {
+                    prefix: Some(o.trim_end_matches('*').to_string()),
+                    ..Default::default()
+                }
+            } else {
+                StringMatch {
+                    regex: Some(format!("^{}$", regex::escape(&o).replace(r"\*", ".*"))),
+                    ..Default::default()
+                }
+            }
+        })
+        .collect();
+    let max_age = c
+        .get("maxAge")
+        .and_then(|v| v.as_i64())
+        .filter(|s| *s > 0)
+        .map(|s| filter_model::Duration::from_millis(s.unsigned_abs().saturating_mul(1000)));
+    filter_model::routing::CorsPolicy {
+        allow_origins,
+        allow_origin: Vec::new(),
+        allow_methods: strings("allowMethods"),
+        allow_headers: strings("allowHeaders"),
+        expose_headers: strings("exposeHeaders"),
+        max_age,
+        allow_credentials: c
+            .get("allowCredentials")
+            .and_then(|v| v.as_bool())
+            .filter(|b| *b),
+        unmatched_preflights: Some("IGNORE".into()),
+    }
+}
+
 /// Convert an HTTPRoute (rules with resolved backends).
 pub fn gateway_route(
     cs: &ConfigSet,
@@ -240,6 +303,9 @@ pub fn gateway_route(
         for (f, crd) in rule.filters.iter_mut().zip(r.filters.iter().flatten()) {
             if let Some(m) = &crd.request_mirror {
                 f.request_mirror = Some(request_mirror(cs, m, &ns));
+            }
+            if let Some(c) = &crd.cors {
+                f.cors_policy = Some(cors_policy(c));
             }
         }
         rule.backend_refs = r

@@ -142,3 +142,63 @@ fn virtual_service_mirrors_and_cors_are_translated() {
     assert_eq!(m1.len(), 1);
     assert_eq!(m1[0].percentage, None);
 }
+
+/// HTTPRoute `RequestMirror` and `CORS` filters reach the routing filter:
+/// the mirror backend resolved to its hostname with the share in parts
+/// per million, the CORS origins converted as Istio's `createCorsFilter`
+/// does.
+#[test]
+fn http_route_mirror_and_cors_filters_are_translated() {
+    let t = seed_translation_with(
+        &[(
+            "08-httproute.yaml",
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: web-route, namespace: shop}\n\
+             spec:\n  parentRefs: [{group: \"\", kind: Service, name: web, port: 80}]\n  rules:\n\
+             \x20 - filters:\n    - type: RequestMirror\n      requestMirror: {backendRef: {name: orders, port: 80}, percent: 25}\n\
+             \x20   - type: CORS\n      cors:\n        allowOrigins: [\"*\", \"https://a.example\", \"https://dev.*\", \"https://*.example.com\"]\n\
+             \x20       allowMethods: [GET]\n        allowCredentials: true\n        maxAge: 30\n\
+             \x20   backendRefs: [{name: web, port: 80}]\n",
+        )],
+        "",
+    );
+    let cfg = routing_config(&t);
+    let route = cfg
+        .services
+        .iter()
+        .flat_map(|s| &s.http_routes)
+        .find(|r| r.name == "web-route")
+        .expect("translated");
+    let filters = &route.rules[0].filters;
+    let mirror = filters
+        .iter()
+        .find_map(|f| f.request_mirror.as_ref())
+        .expect("mirror");
+    assert_eq!(
+        mirror.host.as_deref(),
+        Some("orders.shop.svc.cluster.local")
+    );
+    assert_eq!(mirror.port, Some(80));
+    assert_eq!(mirror.per_million, Some(250_000));
+    let cors = filters
+        .iter()
+        .find_map(|f| f.cors_policy.as_ref())
+        .expect("cors");
+    let origins: Vec<(Option<&str>, Option<&str>, Option<&str>)> = cors
+        .allow_origins
+        .iter()
+        .map(|m| (m.exact.as_deref(), m.prefix.as_deref(), m.regex.as_deref()))
+        .collect();
+    assert_eq!(
+        origins,
+        vec![
+            (None, None, Some(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s?#]+$")),
+            (Some("https://a.example"), None, None),
+            (None, Some("https://dev."), None),
+            (None, None, Some(r"^https://.*\.example\.com$")),
+        ]
+    );
+    assert_eq!(cors.allow_methods, vec!["GET".to_string()]);
+    assert_eq!(cors.allow_credentials, Some(true));
+    assert_eq!(cors.max_age.map(|d| d.as_millis()), Some(30_000));
+    assert_eq!(cors.unmatched_preflights.as_deref(), Some("IGNORE"));
+}
