@@ -6,6 +6,7 @@
 #   DURATION=5 ZT_BIN=/path/to/ztunnel sudo -E ztunnel/benches/bench-ztunnel.sh
 #   ZT_ARGS="--worker-threads 1" ...   extra ztunnel flags
 #   PROFILE=/tmp/zt.perf ...           perf profile of the 1-stream mesh run
+#   PROFILE_PACED=/tmp/zp.perf ...     perf profile of the paced mesh run
 #
 #   zb-c  (enrolled)   ─┐                              ┌─ zb-s  (enrolled)
 #   zb-c0 (not in mesh)─┤ br0 zb-n1 ══ link ══ zb-n2 br0 ├─ zb-s0 (not in mesh)
@@ -149,7 +150,13 @@ for path in direct mesh; do
   read -r R[$path,tp1] R[$path,cpu1] <<<"$(iperf $C $S 1)"
   read -r R[$path,tp4] R[$path,cpu4] <<<"$(iperf $C $S 4)"
   R[$path,pp]=$(ns $C $PY "$BENCH_PY" pingpong $S 7000 5000)
+  perf_pid=""
+  if [ -n "${PROFILE_PACED:-}" ] && [ $path = mesh ]; then
+    # PROFILE_PACED=<file>: perf profile of both ztunnels during the paced run.
+    perf record -q -g -p "$ZT1,$ZT2" -o "$PROFILE_PACED" -- sleep 2 >/dev/null 2>&1 & perf_pid=$!
+  fi
   R[$path,paced]=$(ns $C $PY "$BENCH_PY" paced $S 7000 2000 1000)
+  [ -n "$perf_pid" ] && wait "$perf_pid"
   before=$(cpu_both)
   R[$path,conn]=$(ns $C $PY "$BENCH_PY" connrate $S 7000 5)
   R[$path,conncpu]=$(calc "($(cpu_both) - $before) / $TCK")

@@ -70,7 +70,8 @@ struct Args {
     /// Log filter (tracing EnvFilter syntax); changeable at runtime via POST /logging.
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log_level: String,
-    /// Tokio worker threads.
+    /// Threads serving traffic: 1 runs everything on one current-thread
+    /// runtime; more use Tokio's work-stealing runtime.
     #[arg(long, default_value_t = 2)]
     worker_threads: usize,
 }
@@ -113,10 +114,18 @@ fn main() -> Result<()> {
         .with(filter)
         .with(tracing_subscriber::fmt::layer())
         .init();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.worker_threads.max(1))
-        .enable_all()
-        .build()?;
+    // One worker: a current-thread runtime (I/O polling and every task on
+    // one thread, no work-stealing queues or wake-ups of idle siblings).
+    let rt = if args.worker_threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.worker_threads)
+            .enable_all()
+            .build()?
+    };
     rt.block_on(run(args, Arc::new(ReloadLog(handle))))
 }
 
