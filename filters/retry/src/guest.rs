@@ -45,7 +45,10 @@ impl Filter for RetryFilter {
         let t = self.policies.timeouts(route, grpc, header);
         let mut actions = Vec::with_capacity(2);
         if self.policies.policy(route).is_some_and(|p| p.reuse_hosts) {
-            actions.push(Action::SetMetadata((keys::RETRY_HOSTS.into(), "reuse".into())));
+            actions.push(Action::SetMetadata((
+                keys::RETRY_HOSTS.into(),
+                "reuse".into(),
+            )));
         }
         if let Some(ms) = t.route_ms {
             actions.push(Action::Timeout(ms));

@@ -71,7 +71,9 @@ pub(super) fn analyze(cs: &ConfigSet) -> Vec<Message> {
                     format!("Referenced gateway not found: {g:?}"),
                 ));
             }
-            let listeners = gateway.map(|gw| gw.spec.listeners.as_slice()).unwrap_or(&[]);
+            let listeners = gateway
+                .map(|gw| gw.spec.listeners.as_slice())
+                .unwrap_or(&[]);
             let serves_all = listeners
                 .iter()
                 .any(|l| l.hostname.as_deref().unwrap_or("").is_empty());

@@ -122,9 +122,11 @@ pub(super) fn analyze(cs: &ConfigSet) -> Vec<Message> {
             continue;
         }
         let (ns, n) = name(t);
-        for p in cs.pods.iter().filter(|p| {
-            p.namespace == ns && labels.iter().all(|(k, v)| p.labels.get(k) == Some(v))
-        }) {
+        for p in cs
+            .pods
+            .iter()
+            .filter(|p| p.namespace == ns && labels.iter().all(|(k, v)| p.labels.get(k) == Some(v)))
+        {
             by_pod
                 .entry((p.namespace.clone(), p.name.clone()))
                 .or_default()
