@@ -109,43 +109,74 @@ fn dry_run_annotation_error(obj: &IstioObject, ns: &str, name: &str) -> Option<S
 
 // === shared helpers ===
 
-/// Parse a Go/Istio duration (`1h2m3.5s`, `500ms`, `10us`) into nanoseconds.
+/// Parse a Go/Istio duration (`1h2m3.5s`, `500ms`, `10us`) into
+/// nanoseconds, exactly (decimal fractions, no floating point), refusing
+/// what Go's `time.ParseDuration` refuses: a sign other than `+`, an
+/// unknown unit, more than `i64::MAX` nanoseconds (about 2,562,047 h).
 pub fn parse_duration_nanos(s: &str) -> Option<u128> {
     let mut rest = s.trim();
     if rest.is_empty() || rest.starts_with('-') {
         return None;
     }
+    rest = rest.strip_prefix('+').unwrap_or(rest);
     if rest == "0" {
         return Some(0);
     }
-    let mut total: f64 = 0.0;
+    let mut total: u128 = 0;
     while !rest.is_empty() {
         let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
         if num_end == 0 {
             return None;
         }
-        let n: f64 = rest[..num_end].parse().ok()?;
+        let (int_part, frac_part) = rest[..num_end]
+            .split_once('.')
+            .unwrap_or((&rest[..num_end], ""));
+        if (int_part.is_empty() && frac_part.is_empty()) || frac_part.contains('.') {
+            return None;
+        }
         rest = &rest[num_end..];
         let unit_end = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
             .unwrap_or(rest.len());
-        let mult = match &rest[..unit_end] {
-            "h" => 3.6e12,
-            "m" => 6e10,
-            "s" => 1e9,
-            "ms" => 1e6,
-            "us" | "µs" => 1e3,
-            "ns" => 1.0,
+        let unit: u128 = match &rest[..unit_end] {
+            "h" => 3_600_000_000_000,
+            "m" => 60_000_000_000,
+            "s" => 1_000_000_000,
+            "ms" => 1_000_000,
+            "us" | "µs" | "μs" => 1_000,
+            "ns" => 1,
             _ => return None,
         };
-        total += n * mult;
         rest = &rest[unit_end..];
+        let int: u128 = if int_part.is_empty() {
+            0
+        } else {
+            int_part.parse().ok()?
+        };
+        let mut value = int.checked_mul(unit)?;
+        let mut scale = unit;
+        for d in frac_part.bytes().take(30) {
+            scale /= 10;
+            value += u128::from(d - b'0') * scale;
+        }
+        total = total.checked_add(value)?;
+        if total > i64::MAX as u128 {
+            return None;
+        }
     }
-    Some(total.round() as u128)
+    Some(total)
 }
 
 /// Istio's `ValidateDuration`.
 pub(crate) fn check_duration(v: &mut Validation, s: &str) {
+    // Go's `time.ParseDuration` accepts a negative duration, which the
+    // minimum then refuses.
+    if let Some(abs) = s.trim().strip_prefix('-')
+        && parse_duration_nanos(abs).is_some()
+    {
+        v.err("duration must be greater than 1ms");
+        return;
+    }
     match parse_duration_nanos(s) {
         None => v.err(format!("invalid duration {s:?}")),
         Some(n) if n < 1_000_000 => v.err("duration must be greater than 1ms"),
@@ -266,14 +297,24 @@ mod tests {
         assert_eq!(parse_duration_nanos("1m30s"), Some(90_000_000_000));
         assert_eq!(parse_duration_nanos("0.5s"), Some(500_000_000));
         assert_eq!(parse_duration_nanos("abc"), None);
+        assert_eq!(parse_duration_nanos("2500.5h"), Some(9_001_800_000_000_000));
+        assert_eq!(parse_duration_nanos("1.0005s"), Some(1_000_500_000));
+        assert_eq!(parse_duration_nanos("99999999999999999999h"), None);
+        assert_eq!(parse_duration_nanos("2562048h"), None);
+        assert_eq!(parse_duration_nanos("1.s"), Some(1_000_000_000));
+        assert_eq!(parse_duration_nanos("."), None);
         let mut v = Validation::default();
         check_duration(&mut v, "500us");
         check_duration(&mut v, "1500us");
+        check_duration(&mut v, "-5s");
+        check_duration(&mut v, "99999999999999999999h");
         assert_eq!(
             v.errors,
             vec![
                 "duration must be greater than 1ms",
-                "only durations to ms precision are supported"
+                "only durations to ms precision are supported",
+                "duration must be greater than 1ms",
+                "invalid duration \"99999999999999999999h\"",
             ]
         );
     }
