@@ -56,8 +56,18 @@ impl Duration {
         self.millis == 0
     }
 
-    /// Parses a Go/Istio duration string.
+    /// Parses a Go/Istio duration string (truncated to milliseconds).
     pub fn parse(s: &str) -> Result<Self, DurationError> {
+        let nanos = Self::parse_nanos(s)?;
+        let millis = u64::try_from(nanos / 1_000_000).map_err(|_| DurationError(s.to_owned()))?;
+        Ok(Duration { millis })
+    }
+
+    /// Parses a Go duration string (`1h2m3.5s`, `500ms`, `10us`) into
+    /// nanoseconds, exactly, refusing what Go's `time.ParseDuration`
+    /// refuses (an unknown unit, more than `i64::MAX` nanoseconds) and, as
+    /// Istio's minimum would, a negative duration.
+    pub fn parse_nanos(s: &str) -> Result<u128, DurationError> {
         let err = || DurationError(s.to_owned());
         let mut rest = s.trim();
         if rest.is_empty() || rest.starts_with('-') {
@@ -65,7 +75,7 @@ impl Duration {
         }
         rest = rest.strip_prefix('+').unwrap_or(rest);
         if rest == "0" {
-            return Ok(Duration::ZERO);
+            return Ok(0);
         }
         let mut total_nanos: u128 = 0;
         while !rest.is_empty() {
@@ -106,10 +116,12 @@ impl Duration {
                 value += d * scale;
             }
             total_nanos = total_nanos.checked_add(value).ok_or_else(err)?;
+            if total_nanos > i64::MAX as u128 {
+                return Err(err());
+            }
             rest = tail;
         }
-        let millis = u64::try_from(total_nanos / 1_000_000).map_err(|_| err())?;
-        Ok(Duration { millis })
+        Ok(total_nanos)
     }
 }
 

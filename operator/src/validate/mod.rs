@@ -110,61 +110,9 @@ fn dry_run_annotation_error(obj: &IstioObject, ns: &str, name: &str) -> Option<S
 // === shared helpers ===
 
 /// Parse a Go/Istio duration (`1h2m3.5s`, `500ms`, `10us`) into
-/// nanoseconds, exactly (decimal fractions, no floating point), refusing
-/// what Go's `time.ParseDuration` refuses: a sign other than `+`, an
-/// unknown unit, more than `i64::MAX` nanoseconds (about 2,562,047 h).
+/// nanoseconds, as Go's `time.ParseDuration` does (a negative one aside).
 pub fn parse_duration_nanos(s: &str) -> Option<u128> {
-    let mut rest = s.trim();
-    if rest.is_empty() || rest.starts_with('-') {
-        return None;
-    }
-    rest = rest.strip_prefix('+').unwrap_or(rest);
-    if rest == "0" {
-        return Some(0);
-    }
-    let mut total: u128 = 0;
-    while !rest.is_empty() {
-        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-        if num_end == 0 {
-            return None;
-        }
-        let (int_part, frac_part) = rest[..num_end]
-            .split_once('.')
-            .unwrap_or((&rest[..num_end], ""));
-        if (int_part.is_empty() && frac_part.is_empty()) || frac_part.contains('.') {
-            return None;
-        }
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit: u128 = match &rest[..unit_end] {
-            "h" => 3_600_000_000_000,
-            "m" => 60_000_000_000,
-            "s" => 1_000_000_000,
-            "ms" => 1_000_000,
-            "us" | "µs" | "μs" => 1_000,
-            "ns" => 1,
-            _ => return None,
-        };
-        rest = &rest[unit_end..];
-        let int: u128 = if int_part.is_empty() {
-            0
-        } else {
-            int_part.parse().ok()?
-        };
-        let mut value = int.checked_mul(unit)?;
-        let mut scale = unit;
-        for d in frac_part.bytes().take(30) {
-            scale /= 10;
-            value += u128::from(d - b'0') * scale;
-        }
-        total = total.checked_add(value)?;
-        if total > i64::MAX as u128 {
-            return None;
-        }
-    }
-    Some(total)
+    filter_model::Duration::parse_nanos(s).ok()
 }
 
 /// Istio's `ValidateDuration`.
