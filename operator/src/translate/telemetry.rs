@@ -74,10 +74,40 @@ pub fn telemetry_for(
     out
 }
 
+/// The OTLP endpoint of an `opentelemetry` extension provider: OTLP/HTTP
+/// when the provider has an `http` section, OTLP/gRPC (Istio's default)
+/// otherwise. `None` for an unknown or other kind of provider.
+fn otlp_endpoint(cs: &ConfigSet, provider: &str) -> Option<String> {
+    let o = cs
+        .mesh
+        .extension_providers
+        .get(provider)?
+        .opentelemetry
+        .as_ref()?;
+    Some(match &o.http {
+        Some(h) => {
+            let path = h
+                .get("path")
+                .and_then(|p| p.as_str())
+                .unwrap_or("/v1/traces");
+            format!("http://{}:{}{}", o.service, o.port, path)
+        }
+        None => format!("grpc://{}:{}", o.service, o.port),
+    })
+}
+
 /// Applies Telemetries in order (parents first).
 fn effective(cs: &ConfigSet, ts: &[(u8, &Telemetry)]) -> TelemetryConfig {
     let mut out = TelemetryConfig::default();
     out.tracing.sampling_percentage = cs.mesh.trace_sampling();
+    // `meshConfig.defaultProviders.tracing` traces every proxy, Telemetry
+    // or not.
+    out.tracing.otlp_endpoint = cs
+        .mesh
+        .default_providers
+        .tracing
+        .first()
+        .and_then(|name| otlp_endpoint(cs, name));
     for (_, t) in ts.iter().copied() {
         for a in t.spec.access_logging.iter().flatten().take(1) {
             let disabled = a.disabled.unwrap_or(false);
@@ -126,22 +156,9 @@ fn effective(cs: &ConfigSet, ts: &[(u8, &Telemetry)]) -> TelemetryConfig {
                     .filter_map(|(k, v)| v.environment.as_ref().map(|e| (k.clone(), source(e))))
                     .collect();
             }
+            // No provider named: the parent's (or the mesh default) stays.
             if let Some(p) = tr.providers.iter().flatten().next() {
-                out.tracing.otlp_endpoint =
-                    cs.mesh.extension_providers.get(&p.name).and_then(|ep| {
-                        ep.opentelemetry.as_ref().map(|o| match &o.http {
-                            // OTLP/HTTP when the provider has an `http`
-                            // section, OTLP/gRPC (Istio's default) otherwise.
-                            Some(h) => {
-                                let path = h
-                                    .get("path")
-                                    .and_then(|p| p.as_str())
-                                    .unwrap_or("/v1/traces");
-                                format!("http://{}:{}{}", o.service, o.port, path)
-                            }
-                            None => format!("grpc://{}:{}", o.service, o.port),
-                        })
-                    });
+                out.tracing.otlp_endpoint = otlp_endpoint(cs, &p.name);
             }
         }
         for m in t.spec.metrics.iter().flatten() {

@@ -133,3 +133,34 @@ fn access_logging_without_providers_uses_the_default_providers() {
     assert_eq!(log.providers, vec!["envoy".to_string()]);
     assert_eq!(log.filter.as_deref(), Some("response.code >= 400"));
 }
+
+/// `meshConfig.defaultProviders.tracing` traces through that provider when
+/// no Telemetry names one (the seed's mesh Telemetry sets only the
+/// sampling); a Telemetry naming another provider wins.
+#[test]
+fn default_tracing_provider_applies_without_a_named_one() {
+    let providers = "meshConfig:\n  extensionProviders:\n  - name: otel\n    opentelemetry: {service: otel.istio-system.svc.cluster.local, port: 4317}\n  - name: otel-http\n    opentelemetry: {service: collector.istio-system.svc.cluster.local, port: 4318, http: {}}\n";
+    let t = seed_translation_with(&[], providers);
+    assert_eq!(t.waypoints[0].telemetry.tracing.otlp_endpoint, None);
+    let t = seed_translation_with(
+        &[],
+        &format!("{providers}  defaultProviders:\n    tracing: [otel]\n"),
+    );
+    let tracing = &t.waypoints[0].telemetry.tracing;
+    assert_eq!(
+        tracing.otlp_endpoint.as_deref(),
+        Some("grpc://otel.istio-system.svc.cluster.local:4317")
+    );
+    assert_eq!(tracing.sampling_percentage, 5.0, "the seed's sampling");
+    let t = seed_translation_with(
+        &[(
+            "08-shop-tracing.yaml",
+            "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: shop, namespace: shop}\nspec:\n  tracing:\n  - providers: [{name: otel-http}]\n",
+        )],
+        &format!("{providers}  defaultProviders:\n    tracing: [otel]\n"),
+    );
+    assert_eq!(
+        t.waypoints[0].telemetry.tracing.otlp_endpoint.as_deref(),
+        Some("http://collector.istio-system.svc.cluster.local:4318/v1/traces")
+    );
+}
