@@ -286,6 +286,20 @@ pub enum ZtunnelCmd {
     /// L4 authorization policies ztunnel enforces.
     #[command(visible_alias = "policy")]
     Policies(ZtServices),
+    /// Workload certificates ztunnel holds (leaf, intermediates, roots).
+    #[command(visible_aliases = ["certificate", "certs", "secret", "secrets"])]
+    Certificates(ZtCerts),
+}
+
+/// `zc certificates`.
+#[derive(Debug, Clone, Args)]
+pub struct ZtCerts {
+    #[command(flatten)]
+    /// Target.
+    pub target: ZtTarget,
+    #[command(flatten)]
+    /// Output.
+    pub out: Out,
 }
 
 /// Which ztunnel(s) to ask.

@@ -1,13 +1,14 @@
-//! `meshctl ztunnel-config workloads|services|policies|log`: ztunnel's
+//! `meshctl ztunnel-config workloads|services|policies|certificates|log`: ztunnel's
 //! view from its admin endpoint (15000), printed like istioctl.
 
 use crate::admin;
-use crate::cmd::{ZtLog, ZtServices, ZtWorkloads, ZtunnelCmd};
+use crate::cmd::{ZtCerts, ZtLog, ZtServices, ZtWorkloads, ZtunnelCmd};
 use crate::context::RunDir;
 use crate::mesh::Mesh;
 use crate::output::{Format, Table, print_structured};
 use mesh_common::model::{Authorization, Service, Workload};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use std::time::SystemTime;
 
 /// What `/config_dump` returns (the parts we print).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -23,6 +24,100 @@ pub struct Dump {
     pub policies: Vec<Authorization>,
     /// Uids of the workloads this ztunnel captured.
     pub enrolled: Vec<String>,
+    /// Workload certificates.
+    pub certificates: Vec<CertDump>,
+}
+
+/// One identity's certificates in the dump.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct CertDump {
+    /// SPIFFE ID.
+    pub identity: String,
+    /// Leaf first, then intermediates.
+    pub chain: Vec<CertEntry>,
+    /// Trusted roots.
+    pub roots: Vec<CertEntry>,
+}
+
+/// Serial and validity (RFC 3339) of one certificate.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct CertEntry {
+    /// Lower-case hex.
+    pub serial_number: String,
+    /// Validity start.
+    pub not_before: String,
+    /// Validity end.
+    pub not_after: String,
+}
+
+impl CertEntry {
+    /// istioctl's VALID CERT: now is inside the validity window.
+    fn valid_at(&self, now: SystemTime) -> bool {
+        let parse = |s: &str| humantime::parse_rfc3339(s).ok();
+        match (parse(&self.not_before), parse(&self.not_after)) {
+            (Some(nb), Some(na)) => now > nb && now < na,
+            _ => false,
+        }
+    }
+
+    /// The serial as istioctl prints it (`%x` of the number: no leading
+    /// zeros).
+    fn serial(&self) -> String {
+        let s = self.serial_number.trim_start_matches('0');
+        if s.is_empty() {
+            "0".into()
+        } else {
+            s.to_lowercase()
+        }
+    }
+}
+
+/// The `certificates` table: a row per certificate, as `istioctl
+/// ztunnel-config certificates` prints it.
+pub fn certificates_table(certs: &[CertDump], now: SystemTime) -> Table {
+    let mut t = Table::new(&[
+        "CERTIFICATE NAME",
+        "TYPE",
+        "STATUS",
+        "VALID CERT",
+        "SERIAL NUMBER",
+        "NOT AFTER",
+        "NOT BEFORE",
+    ]);
+    for c in certs {
+        if c.chain.is_empty() {
+            t.row([
+                c.identity.clone(),
+                "NA".into(),
+                "Unavailable".into(),
+                "false".into(),
+                "NA".into(),
+                "NA".into(),
+                "NA".into(),
+            ]);
+            continue;
+        }
+        let kinds = c
+            .chain
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (if i == 0 { "Leaf" } else { "Intermediate" }, e))
+            .chain(c.roots.iter().map(|e| ("Root", e)));
+        for (kind, e) in kinds {
+            t.row([
+                c.identity.clone(),
+                kind.into(),
+                "Available".into(),
+                e.valid_at(now).to_string(),
+                e.serial(),
+                e.not_after.clone(),
+                e.not_before.clone(),
+            ]);
+        }
+    }
+    t
 }
 
 /// The config dump of `node` (default: the first node).
@@ -176,6 +271,16 @@ async fn policies(rd: &RunDir, a: &ZtServices) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+async fn certificates(rd: &RunDir, a: &ZtCerts) -> anyhow::Result<i32> {
+    let mesh = Mesh::open(rd)?;
+    let d = dump(&mesh, a.target.node.as_deref()).await?;
+    match a.out.output {
+        Format::Table => certificates_table(&d.certificates, SystemTime::now()).print(),
+        f => print_structured(&d.certificates, f)?,
+    }
+    Ok(0)
+}
+
 async fn log(rd: &RunDir, a: &ZtLog) -> anyhow::Result<i32> {
     let mesh = Mesh::open(rd)?;
     let nodes: Vec<String> = match &a.pod {
@@ -223,6 +328,69 @@ pub async fn run(rd: &RunDir, c: ZtunnelCmd) -> anyhow::Result<i32> {
         ZtunnelCmd::Workloads(a) => workloads(rd, &a).await,
         ZtunnelCmd::Services(a) => services(rd, &a).await,
         ZtunnelCmd::Policies(a) => policies(rd, &a).await,
+        ZtunnelCmd::Certificates(a) => certificates(rd, &a).await,
         ZtunnelCmd::Log(a) => log(rd, &a).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn entry(serial: &str, nb: &str, na: &str) -> CertEntry {
+        CertEntry {
+            serial_number: serial.into(),
+            not_before: nb.into(),
+            not_after: na.into(),
+        }
+    }
+
+    /// istioctl's layout: one row per certificate (Leaf, Intermediate,
+    /// Root), serials as `%x` (no leading zeros), VALID CERT from the
+    /// validity window, an identity without certificate as Unavailable.
+    #[test]
+    fn certificates_table_rows() {
+        let now = humantime::parse_rfc3339("2026-11-27T12:00:00Z").unwrap();
+        let certs = vec![
+            CertDump {
+                identity: "spiffe://cluster.local/ns/shop/sa/web".into(),
+                chain: vec![
+                    entry("00ab12", "2026-11-27T00:00:00Z", "2026-11-28T00:00:00Z"),
+                    entry("cd", "2026-11-20T00:00:00Z", "2026-11-26T00:00:00Z"),
+                ],
+                roots: vec![entry("EF", "2026-01-01T00:00:00Z", "2036-01-01T00:00:00Z")],
+            },
+            CertDump {
+                identity: "spiffe://cluster.local/ns/shop/sa/new".into(),
+                ..Default::default()
+            },
+        ];
+        let out = certificates_table(&certs, now).render();
+        let rows: Vec<Vec<&str>> = out
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(rows.len(), 4, "{out}");
+        assert_eq!(
+            rows[0],
+            [
+                "spiffe://cluster.local/ns/shop/sa/web",
+                "Leaf",
+                "Available",
+                "true",
+                "ab12",
+                "2026-11-28T00:00:00Z",
+                "2026-11-27T00:00:00Z"
+            ]
+        );
+        assert_eq!(rows[1][1..5], ["Intermediate", "Available", "false", "cd"]);
+        assert_eq!(rows[2][1..5], ["Root", "Available", "true", "ef"]);
+        assert_eq!(
+            rows[3][1..],
+            ["NA", "Unavailable", "false", "NA", "NA", "NA"]
+        );
+        assert!(!entry("1", "garbage", "x").valid_at(now + Duration::from_secs(1)));
     }
 }

@@ -470,6 +470,35 @@ pub fn identity_from_cert(der: &[u8]) -> Result<SpiffeId, CaError> {
     Err(CaError::InvalidCert("no spiffe:// URI SAN".into()))
 }
 
+/// What `ztunnel-config certificates` shows of one certificate.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertSummary {
+    /// Serial number, lower-case hex without separators (as istioctl prints it).
+    pub serial_number: String,
+    /// Validity start.
+    pub not_before: SystemTime,
+    /// Validity end.
+    pub not_after: SystemTime,
+}
+
+/// Serial and validity of every certificate in a PEM bundle.
+pub fn summarize_pem(pem: &str) -> Result<Vec<CertSummary>, CaError> {
+    certs_from_pem(pem)?
+        .iter()
+        .map(|der| {
+            let (_, cert) = x509_parser::parse_x509_certificate(der)
+                .map_err(|e| CaError::InvalidCert(e.to_string()))?;
+            let (not_before, not_after) = validity_of(der)?;
+            Ok(CertSummary {
+                serial_number: cert.raw_serial_as_string().replace(':', ""),
+                not_before,
+                not_after,
+            })
+        })
+        .collect()
+}
+
 /// `(not_before, not_after)` of a DER certificate.
 pub fn validity_of(der: &[u8]) -> Result<(SystemTime, SystemTime), CaError> {
     let (_, cert) = x509_parser::parse_x509_certificate(der)

@@ -87,6 +87,36 @@ pub struct CertInfo {
     pub refresh_at: String,
     /// Renewals so far.
     pub rotations: u64,
+    /// The leaf and intermediates, leaf first.
+    pub chain: Vec<CertEntry>,
+    /// The trusted mesh roots delivered with it.
+    pub roots: Vec<CertEntry>,
+}
+
+/// Serial and validity of one certificate, for the admin endpoint.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertEntry {
+    /// Serial number (lower-case hex).
+    pub serial_number: String,
+    /// Validity start (RFC 3339).
+    pub not_before: String,
+    /// Validity end (RFC 3339).
+    pub not_after: String,
+}
+
+impl CertEntry {
+    fn list(pem: &str) -> Vec<CertEntry> {
+        mesh_common::ca::summarize_pem(pem)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| CertEntry {
+                serial_number: c.serial_number,
+                not_before: rfc3339(c.not_before),
+                not_after: rfc3339(c.not_after),
+            })
+            .collect()
+    }
 }
 
 struct Managed {
@@ -94,6 +124,8 @@ struct Managed {
     not_before: SystemTime,
     not_after: SystemTime,
     rotations: u64,
+    chain: Vec<CertEntry>,
+    roots: Vec<CertEntry>,
     stop: CancellationToken,
 }
 
@@ -133,6 +165,8 @@ impl CertManager {
             not_before: bundle.not_before,
             not_after: bundle.not_after,
             rotations: 0,
+            chain: CertEntry::list(&bundle.chain_pem),
+            roots: CertEntry::list(&bundle.roots_pem),
             stop: CancellationToken::new(),
         }));
         self.certs.lock().insert(id.clone(), managed.clone());
@@ -161,6 +195,8 @@ impl CertManager {
                     not_after: rfc3339(m.not_after),
                     refresh_at: rfc3339(refresh_at(m.not_before, m.not_after)),
                     rotations: m.rotations,
+                    chain: m.chain.clone(),
+                    roots: m.roots.clone(),
                 }
             })
             .collect();
@@ -203,6 +239,8 @@ impl CertManager {
                             m.not_before = bundle.not_before;
                             m.not_after = bundle.not_after;
                             m.rotations += 1;
+                            m.chain = CertEntry::list(&bundle.chain_pem);
+                            m.roots = CertEntry::list(&bundle.roots_pem);
                             debug!(%id, not_after = ?bundle.not_after, "workload certificate rotated");
                             Ok(())
                         }

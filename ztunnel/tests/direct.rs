@@ -524,8 +524,23 @@ async fn admin_endpoints_and_certificate_rotation() {
     assert_eq!(dump["enrolled"].as_array().unwrap().len(), 2);
     let certs = dump["certificates"].as_array().unwrap();
     assert_eq!(certs.len(), 2);
+    let root_serial = &mesh_common::ca::summarize_pem(ca.roots_pem()).unwrap()[0].serial_number;
     for c in certs {
         assert!(c["rotations"].as_u64().unwrap() >= 1, "not rotated: {c}");
+        // The dump lists the current leaf (its validity is the
+        // certificate's) and the mesh root, by serial number.
+        let leaf = &c["chain"][0];
+        assert_eq!(leaf["notAfter"], c["notAfter"], "{c}");
+        let serial = leaf["serialNumber"].as_str().unwrap();
+        assert!(
+            !serial.is_empty() && serial.chars().all(|x| x.is_ascii_hexdigit()),
+            "{c}"
+        );
+        assert_eq!(
+            c["roots"][0]["serialNumber"].as_str(),
+            Some(root_serial.as_str()),
+            "{c}"
+        );
     }
     live.write_all(b"after rotation\n").await.unwrap();
     assert_eq!(
