@@ -15,6 +15,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
 
+mod gateway_pods;
 mod gateways;
 mod telemetry;
 
@@ -571,6 +572,7 @@ pub fn analyze(cs: &ConfigSet, namespace: Option<&str>) -> Vec<Message> {
         }
     }
     out.extend(gateways::analyze(cs));
+    out.extend(gateway_pods::analyze(cs));
     out.extend(telemetry::analyze(cs));
     if let Some(n) = namespace {
         out.retain(|m| m.namespace == n);

@@ -481,3 +481,44 @@ fn analyze_telemetry_and_gateway_references() {
             .all(|m| m.code != "IST0157")
     );
 }
+
+/// IST0166: a selector that matches a Kubernetes Gateway's pods (here the
+/// waypoint's) is reported; one matching no gateway pod is not.
+#[test]
+fn analyze_reports_selectors_on_gateway_pods() {
+    let (c, _) = seed();
+    let mut cs = (*c.config().unwrap()).clone();
+    cs.pods.push(operator::config::PodInfo {
+        name: "waypoint-7d9f".into(),
+        namespace: "shop".into(),
+        labels: [
+            ("gateway.networking.k8s.io/gateway-name", "waypoint"),
+            ("app", "waypoint"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        ..Default::default()
+    });
+    for o in objects(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: on-wp, namespace: shop}\nspec: {selector: {matchLabels: {app: waypoint}}, rules: [{}]}\n---\n\
+         apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: ra-wp, namespace: shop}\nspec: {selector: {matchLabels: {app: waypoint}}, jwtRules: [{issuer: x, jwks: '{\"keys\":[]}'}]}\n---\n\
+         apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: t-web, namespace: shop}\nspec: {selector: {matchLabels: {app: web}}}\n",
+    ) {
+        cs.resources.push(o);
+    }
+    let msgs = operator::analyze::analyze(&cs, Some("shop"));
+    let mut found: Vec<String> = msgs
+        .iter()
+        .filter(|m| m.code == "IST0166")
+        .map(|m| format!("{} {}", m.resource, m.message))
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        vec![
+            "AuthorizationPolicy shop/on-wp Ineffective selector on Kubernetes Gateway waypoint. Use the TargetRef field instead.",
+            "RequestAuthentication shop/ra-wp Ineffective selector on Kubernetes Gateway waypoint. Use the TargetRef field instead.",
+        ]
+    );
+}
