@@ -77,6 +77,8 @@ struct Settings {
     header_tags: Vec<(String, http::HeaderName, Option<String>)>,
     overrides: Overrides,
     waypoint: String,
+    /// Where sampled spans go (none: not exported).
+    export: Option<Arc<ExportTarget>>,
     /// Settings for traffic addressed to these services (Telemetry
     /// `targetRefs` to a Service).
     by_service: HashMap<String, Settings>,
@@ -104,6 +106,13 @@ impl Settings {
             return Err(TelemetryError::Sampling(sampling));
         }
         let overrides = Overrides::new(&t.metrics).map_err(TelemetryError::TagOverride)?;
+        let export = match (&t.tracing.otlp_endpoint, t.tracing.disable_span_reporting) {
+            (Some(e), false) => Some(Arc::new(
+                ExportTarget::for_endpoint(e, waypoint.to_string())
+                    .map_err(TelemetryError::Endpoint)?,
+            )),
+            _ => None,
+        };
         Ok(Settings {
             access_log: t.access_log.enabled,
             access_filter,
@@ -131,6 +140,7 @@ impl Settings {
                 .collect(),
             overrides,
             waypoint: waypoint.to_string(),
+            export,
             by_service: HashMap::new(),
         })
     }
@@ -140,7 +150,6 @@ impl Settings {
 #[derive(Debug)]
 pub struct Prepared {
     settings: Settings,
-    target: Option<ExportTarget>,
 }
 
 /// `connection_security_policy`: `mutual_tls` for an authenticated HBONE
@@ -191,19 +200,11 @@ impl Telemetry {
                 .by_service
                 .insert(svc.clone(), Settings::from_config(st, &waypoint)?);
         }
-        let target = match (&t.tracing.otlp_endpoint, t.tracing.disable_span_reporting) {
-            (Some(e), false) => Some(
-                ExportTarget::for_endpoint(e, waypoint.clone())
-                    .map_err(TelemetryError::Endpoint)?,
-            ),
-            _ => None,
-        };
-        Ok(Prepared { settings, target })
+        Ok(Prepared { settings })
     }
 
     /// Applies prepared settings.
     pub fn commit(&self, p: Prepared) {
-        self.exporter.set_target(p.target);
         self.settings.store(Arc::new(p.settings));
     }
 
@@ -226,9 +227,7 @@ impl Telemetry {
     pub fn needs_request_headers(&self, span: &SpanContext, service: Option<&str>) -> bool {
         let s = self.settings.load();
         let s = s.for_service(service);
-        s.access_log
-            || s.overrides.evaluates_expressions()
-            || (span.sampled && self.exporter.enabled())
+        s.access_log || s.overrides.evaluates_expressions() || (span.sampled && s.export.is_some())
     }
 
     /// Istio's label set for a finished request (values borrowed from the
@@ -365,9 +364,9 @@ impl Telemetry {
         }
         if let Some(span) = r.span
             && span.sampled
-            && self.exporter.enabled()
+            && let Some(target) = &s.export
         {
-            self.exporter.export(self.span(r, span, s));
+            self.exporter.export(target.clone(), self.span(r, span, s));
         }
     }
 

@@ -14,7 +14,6 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use http::HeaderValue;
 use http_body_util::{BodyExt, Full};
@@ -219,7 +218,7 @@ pub fn encode_otlp(service_name: &str, spans: &[FinishedSpan]) -> Json {
 }
 
 /// Where and as whom spans are exported.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportTarget {
     /// `http://host:port/v1/traces`, or the gRPC method URL.
     pub url: http::Uri,
@@ -279,35 +278,25 @@ pub fn traces_url(endpoint: &str) -> Result<http::Uri, String> {
     Ok(uri)
 }
 
-/// Queues spans and exports them in the background.
+/// Queues spans and exports them in the background, each to the target
+/// in force when it was queued (the waypoint's, or the one of the service
+/// the request addressed).
 #[derive(Debug)]
 pub struct SpanExporter {
-    tx: mpsc::Sender<FinishedSpan>,
-    target: Arc<ArcSwapOption<ExportTarget>>,
+    tx: mpsc::Sender<(Arc<ExportTarget>, FinishedSpan)>,
 }
 
 impl SpanExporter {
     /// Starts the export task (needs a Tokio runtime).
     pub fn start() -> Self {
         let (tx, rx) = mpsc::channel(SPAN_QUEUE);
-        let target = Arc::new(ArcSwapOption::empty());
-        tokio::spawn(run(rx, target.clone()));
-        SpanExporter { tx, target }
+        tokio::spawn(run(rx));
+        SpanExporter { tx }
     }
 
-    /// Sets (or clears) the export target.
-    pub fn set_target(&self, t: Option<ExportTarget>) {
-        self.target.store(t.map(Arc::new));
-    }
-
-    /// Is export configured?
-    pub fn enabled(&self) -> bool {
-        self.target.load().is_some()
-    }
-
-    /// Queues a span; dropped when the queue is full.
-    pub fn export(&self, s: FinishedSpan) {
-        if self.tx.try_send(s).is_err() {
+    /// Queues a span for `target`; dropped when the queue is full.
+    pub fn export(&self, target: Arc<ExportTarget>, s: FinishedSpan) {
+        if self.tx.try_send((target, s)).is_err() {
             tracing::debug!("span queue full; span dropped");
         }
     }
@@ -319,7 +308,7 @@ struct Clients {
     grpc: Client<HttpConnector, Full<Bytes>>,
 }
 
-async fn run(mut rx: mpsc::Receiver<FinishedSpan>, target: Arc<ArcSwapOption<ExportTarget>>) {
+async fn run(mut rx: mpsc::Receiver<(Arc<ExportTarget>, FinishedSpan)>) {
     let client = Clients {
         http: Client::builder(TokioExecutor::new()).build_http(),
         grpc: Client::builder(TokioExecutor::new())
@@ -338,27 +327,33 @@ async fn run(mut rx: mpsc::Receiver<FinishedSpan>, target: Arc<ArcSwapOption<Exp
                         if batch.len() >= MAX_BATCH { break; }
                     }
                     None => {
-                        flush(&client, &target, &mut batch).await;
+                        flush_all(&client, &mut batch).await;
                         return;
                     }
                 },
                 _ = &mut deadline => break,
             }
         }
-        flush(&client, &target, &mut batch).await;
+        flush_all(&client, &mut batch).await;
     }
 }
 
-async fn flush(
-    client: &Clients,
-    target: &ArcSwapOption<ExportTarget>,
-    batch: &mut Vec<FinishedSpan>,
-) {
-    if batch.is_empty() {
+/// Sends the batch, one request per target.
+async fn flush_all(client: &Clients, batch: &mut Vec<(Arc<ExportTarget>, FinishedSpan)>) {
+    while let Some((target, _)) = batch.first() {
+        let target = target.clone();
+        let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(batch)
+            .into_iter()
+            .partition(|(t, _)| Arc::ptr_eq(t, &target) || **t == *target);
+        *batch = rest;
+        flush(client, &target, mine.into_iter().map(|(_, s)| s).collect()).await;
+    }
+}
+
+async fn flush(client: &Clients, t: &ExportTarget, spans: Vec<FinishedSpan>) {
+    if spans.is_empty() {
         return;
     }
-    let spans = std::mem::take(batch);
-    let Some(t) = target.load_full() else { return };
     let req = if t.grpc {
         let body = super::otlp_grpc::frame(&super::otlp_grpc::request(&t.service_name, &spans));
         http::Request::post(t.url.clone())

@@ -600,3 +600,51 @@ async fn per_service_telemetry_applies_to_traffic_for_that_service() {
         "REQUEST_SIZE disabled for the service's traffic: {m}"
     );
 }
+
+/// A Telemetry targeting a Service may name its own tracing provider: the
+/// spans of traffic addressed to that service go to that collector, the
+/// rest to the waypoint's.
+#[tokio::test]
+async fn per_service_tracing_provider_gets_that_services_spans() {
+    let up = Upstream::start("a", "127.0.0.1").await;
+    let (wp_port, wp_got) = otlp_receiver().await;
+    let (svc_port, svc_got) = otlp_receiver().await;
+    let tracing = |port: u16| json!({ "tracing": { "samplingPercentage": 100.0, "otlpEndpoint": format!("http://127.0.0.1:{port}") } });
+    let mut cfg = config(vec![up.endpoint(&[])], json!({}));
+    cfg["telemetry"] = tracing(wp_port);
+    cfg["telemetry"]["services"] = json!({ "other.test.svc.cluster.local": tracing(svc_port) });
+    let wp = TestWaypoint::start(&cfg).await;
+    assert_eq!(get(&wp.url("/to-waypoint-collector"), &[]).await.0, 200);
+    wait_until("a span at the waypoint's collector", || {
+        !spans(&wp_got).is_empty()
+    })
+    .await;
+
+    cfg["telemetry"]["services"] = json!({ SVC: tracing(svc_port) });
+    wp.reconfigure(&cfg).await;
+    assert_eq!(get(&wp.url("/to-service-collector"), &[]).await.0, 200);
+    wait_until("a span at the service's collector", || {
+        !spans(&svc_got).is_empty()
+    })
+    .await;
+    // Give a misrouted span time to arrive, then check each collector got
+    // exactly its own.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let paths = |got: &Mutex<Vec<Value>>| -> Vec<String> {
+        spans(got)
+            .iter()
+            .flat_map(|s| s["attributes"].as_array().cloned().unwrap_or_default())
+            .filter(|a| a["key"] == "http.url")
+            .filter_map(|a| a["value"]["stringValue"].as_str().map(str::to_string))
+            .collect()
+    };
+    let (w, s) = (paths(&wp_got), paths(&svc_got));
+    assert!(
+        w.len() == 1 && w[0].ends_with("/to-waypoint-collector"),
+        "waypoint collector: {w:?}"
+    );
+    assert!(
+        s.len() == 1 && s[0].ends_with("/to-service-collector"),
+        "service collector: {s:?}"
+    );
+}
