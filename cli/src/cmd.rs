@@ -258,14 +258,26 @@ pub struct WaypointDelete {
 /// `waypoint status`.
 #[derive(Debug, Clone, Args)]
 pub struct WaypointStatus {
-    /// Namespace (all namespaces when not given).
-    #[arg(short = 'n', long = "namespace")]
-    pub namespace: Option<String>,
-    /// Name of the waypoint (all when not given).
+    /// Namespace (istioctl's default: `default`).
+    #[arg(short = 'n', long = "namespace", default_value = "default")]
+    pub namespace: String,
+    /// Show the status of waypoints in all namespaces.
+    #[arg(short = 'A', long = "all-namespaces")]
+    pub all_namespaces: bool,
+    /// Only this waypoint (istioctl shows every waypoint of the namespace).
     #[arg(long)]
     pub name: Option<String>,
-    /// Wait until Programmed.
-    #[arg(short = 'w', long)]
+    /// Wait until Programmed (default true, as istioctl; `--wait=false`
+    /// prints the current status and returns).
+    #[arg(
+        short = 'w',
+        long,
+        default_value_t = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
     pub wait: bool,
     /// Timeout for --wait.
     #[arg(long, default_value = "90s", value_parser = humantime::parse_duration)]
@@ -754,4 +766,36 @@ pub struct ControlplaneArgs {
     /// namespaces it creates for waypoints are visible to everyone).
     #[arg(long)]
     pub netns: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(args: &[&str]) -> WaypointStatus {
+        let mut argv = vec!["meshctl", "waypoint", "status"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv).unwrap().cmd {
+            Cmd::Waypoint(WaypointCmd::Status(s)) => s,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// istioctl's `waypoint status` flags: namespace `default`, `-A`,
+    /// `--wait` true unless `--wait=false`.
+    #[test]
+    fn waypoint_status_flags_follow_istioctl() {
+        let s = status(&[]);
+        assert_eq!(
+            (s.namespace.as_str(), s.all_namespaces, s.wait),
+            ("default", false, true)
+        );
+        let s = status(&["-n", "shop", "--wait=false"]);
+        assert_eq!((s.namespace.as_str(), s.wait), ("shop", false));
+        let s = status(&["-A", "-w"]);
+        assert!(s.all_namespaces && s.wait);
+        // Like a cobra bool flag, `--wait` never takes the next argument.
+        let s = status(&["--wait", "--name", "waypoint"]);
+        assert!(s.wait && s.name.as_deref() == Some("waypoint"));
+    }
 }

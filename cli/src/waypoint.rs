@@ -304,11 +304,12 @@ fn delete(rd: &RunDir, a: &WaypointDelete) -> anyhow::Result<i32> {
 
 async fn status(rd: &RunDir, a: &WaypointStatus) -> anyhow::Result<i32> {
     let deadline = Instant::now() + a.waypoint_timeout;
+    let namespace = (!a.all_namespaces).then_some(a.namespace.as_str());
     loop {
         let all: Vec<WaypointView> = waypoints(rd, &statuses(rd).await)?
             .into_iter()
             .filter(|w| {
-                a.namespace.as_ref().is_none_or(|n| &w.namespace == n)
+                namespace.is_none_or(|n| w.namespace == n)
                     && a.name.as_ref().is_none_or(|n| &w.name == n)
             })
             .collect();
@@ -318,7 +319,7 @@ async fn status(rd: &RunDir, a: &WaypointStatus) -> anyhow::Result<i32> {
         }
         let ready = all.iter().all(|w| w.programmed == "True");
         if ready || !a.wait || Instant::now() > deadline {
-            let mut t = if a.namespace.is_none() {
+            let mut t = if namespace.is_none() {
                 Table::new(&["NAMESPACE", "NAME", "STATUS", "TYPE", "REASON", "MESSAGE"])
             } else {
                 Table::new(&["NAME", "STATUS", "TYPE", "REASON", "MESSAGE"])
@@ -338,7 +339,7 @@ async fn status(rd: &RunDir, a: &WaypointStatus) -> anyhow::Result<i32> {
                         "no status yet (is the local mesh up?)".into(),
                     ),
                 };
-                if a.namespace.is_none() {
+                if namespace.is_none() {
                     t.row([w.namespace.clone(), w.name.clone(), s, ty, r, m]);
                 } else {
                     t.row([w.name.clone(), s, ty, r, m]);
