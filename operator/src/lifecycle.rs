@@ -95,7 +95,7 @@ pub async fn run(
         let td = cs.mesh.trust_domain.clone();
         if let Some(l) = &launcher {
             for (key, wp) in &wps {
-                if launched.contains(key) || failed.contains_key(key) {
+                if launched.contains(key) || failed.contains_key(key) || !wp.managed {
                     continue;
                 }
                 if cs.waypoint_addresses.contains_key(key)

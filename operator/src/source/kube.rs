@@ -600,7 +600,8 @@ async fn write_statuses(
 }
 
 /// The objects Istio renders for a waypoint Gateway (ServiceAccount,
-/// Deployment, Service), owner-referenced to it.
+/// Deployment, Service), owner-referenced to it and named after it (or
+/// after `gateway.istio.io/name-override`).
 pub fn waypoint_objects(
     wp: &WaypointInfo,
     opts: &KubeOptions,
@@ -629,7 +630,7 @@ pub fn waypoint_objects(
     .unwrap_or_default();
     let dep: Deployment = serde_json::from_value(serde_json::json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": wp.name, "namespace": wp.namespace, "ownerReferences": owner, "labels": labels},
+        "metadata": {"name": wp.deployment_name, "namespace": wp.namespace, "ownerReferences": owner, "labels": labels},
         "spec": {
             "selector": {"matchLabels": {GATEWAY_NAME_LABEL: wp.name}},
             "template": {
@@ -655,7 +656,7 @@ pub fn waypoint_objects(
     let svc: Service = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {
-            "name": wp.name, "namespace": wp.namespace, "ownerReferences": owner, "labels": labels,
+            "name": wp.deployment_name, "namespace": wp.namespace, "ownerReferences": owner, "labels": labels,
             "annotations": {"networking.istio.io/traffic-distribution": "PreferClose"},
         },
         "spec": {"type": "ClusterIP", "selector": {GATEWAY_NAME_LABEL: wp.name}, "ports": ports},
@@ -676,6 +677,9 @@ async fn manage_waypoints(
     loop {
         let cs = controller.config().unwrap_or_default();
         for (key, wp) in crate::translate::waypoints::discover(&cs) {
+            if !wp.managed {
+                continue;
+            }
             let (sa, dep, svc) = waypoint_objects(&wp, &opts);
             let fingerprint = serde_json::json!([sa, dep, svc]);
             if applied.lock().get(&key) == Some(&fingerprint) {
@@ -687,10 +691,10 @@ async fn manage_waypoints(
                     .patch(&wp.service_account, &pp, &Patch::Apply(&sa))
                     .await?;
                 Api::<Deployment>::namespaced(client.clone(), &ns)
-                    .patch(&wp.name, &pp, &Patch::Apply(&dep))
+                    .patch(&wp.deployment_name, &pp, &Patch::Apply(&dep))
                     .await?;
                 Api::<Service>::namespaced(client.clone(), &ns)
-                    .patch(&wp.name, &pp, &Patch::Apply(&svc))
+                    .patch(&wp.deployment_name, &pp, &Patch::Apply(&svc))
                     .await?;
                 Ok::<_, kube::Error>(())
             }

@@ -46,8 +46,15 @@ pub struct WaypointInfo {
     pub traffic_type: TrafficType,
     /// Addresses (empty ⇒ not ready).
     pub addresses: Vec<IpAddr>,
-    /// Service account the waypoint runs as.
+    /// Name of the rendered Deployment and Service
+    /// (`gateway.istio.io/name-override`, else the Gateway's name).
+    pub deployment_name: String,
+    /// Service account the waypoint runs as
+    /// (`gateway.istio.io/service-account`, else the deployment name).
     pub service_account: String,
+    /// Managed: the operator renders its Deployment and Service. A Gateway
+    /// with a `Hostname` address points at a proxy deployed by the user.
+    pub managed: bool,
     /// Attachment rule of the HBONE listener.
     pub allowed_from: AllowedFrom,
     /// The Gateway object.
@@ -133,12 +140,23 @@ pub fn discover(cs: &ConfigSet) -> BTreeMap<String, WaypointInfo> {
                 .filter_map(|a| a.value.parse().ok())
                 .collect(),
         };
-        let service_account = gw
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get("gateway.istio.io/service-account").cloned())
-            .unwrap_or_else(|| name.clone());
+        let annotation = |k: &str| {
+            gw.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(k).cloned())
+                .filter(|v| !v.is_empty())
+        };
+        let deployment_name =
+            annotation("gateway.istio.io/name-override").unwrap_or_else(|| name.clone());
+        let service_account = annotation("gateway.istio.io/service-account")
+            .unwrap_or_else(|| deployment_name.clone());
+        let managed = !gw
+            .spec
+            .addresses
+            .iter()
+            .flatten()
+            .any(|a| a.type_.as_deref() == Some("Hostname"));
         let hbone = gw.spec.listeners.iter().find(|l| l.protocol == "HBONE");
         let allowed_from = match hbone
             .and_then(|l| l.allowed_routes.as_ref())
@@ -158,7 +176,9 @@ pub fn discover(cs: &ConfigSet) -> BTreeMap<String, WaypointInfo> {
                 namespace,
                 traffic_type,
                 addresses,
+                deployment_name,
                 service_account,
+                managed,
                 allowed_from,
                 gateway: gw.clone(),
             },

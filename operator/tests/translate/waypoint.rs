@@ -78,3 +78,43 @@ fn reference_7_waypoint_binding() {
         ("WaypointIsNotReady", "waypoint \"foo/wp\" is not ready")
     );
 }
+
+/// `gateway.istio.io/name-override` names the rendered Deployment and
+/// Service and, without `gateway.istio.io/service-account`, the service
+/// account (hence the waypoint's SPIFFE identity); pods keep the
+/// Gateway's name in `gateway.networking.k8s.io/gateway-name`. A Gateway
+/// with a `Hostname` address is not managed (no objects rendered).
+#[test]
+fn waypoint_name_override_and_unmanaged_gateways() {
+    let mut cs = operator::config::ConfigSet::default();
+    for o in objects(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: wp, namespace: shop, annotations: {gateway.istio.io/name-override: shop-waypoint}}\n\
+         spec: {gatewayClassName: istio-waypoint, listeners: [{name: mesh, port: 15008, protocol: HBONE}]}\n---\n\
+         apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: external, namespace: shop}\n\
+         spec: {gatewayClassName: istio-waypoint, addresses: [{type: Hostname, value: wp.example.internal}], listeners: [{name: mesh, port: 15008, protocol: HBONE}]}\n",
+    ) {
+        cs.resources.push(o);
+    }
+    let wps = operator::translate::waypoints::discover(&cs);
+    let wp = &wps["shop/wp"];
+    assert_eq!(
+        (
+            wp.deployment_name.as_str(),
+            wp.service_account.as_str(),
+            wp.managed
+        ),
+        ("shop-waypoint", "shop-waypoint", true)
+    );
+    assert!(!wps["shop/external"].managed);
+    let (sa, dep, svc) = operator::source::kube::waypoint_objects(wp, &Default::default());
+    assert_eq!(sa.metadata.name.as_deref(), Some("shop-waypoint"));
+    assert_eq!(dep.metadata.name.as_deref(), Some("shop-waypoint"));
+    assert_eq!(svc.metadata.name.as_deref(), Some("shop-waypoint"));
+    let selector = svc.spec.unwrap().selector.unwrap();
+    assert_eq!(
+        selector
+            .get("gateway.networking.k8s.io/gateway-name")
+            .map(String::as_str),
+        Some("wp")
+    );
+}
