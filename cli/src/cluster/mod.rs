@@ -177,8 +177,15 @@ impl Cluster {
             .find(|p| p.namespace == ns && p.name == name)
     }
 
-    /// Is the pod enrolled (`istio.io/dataplane-mode`, §7.1)?
+    /// Is the pod enrolled (`istio.io/dataplane-mode`, §7.1; never a pod
+    /// with an injected sidecar)?
     pub fn enrolled(&self, pod: &Pod) -> bool {
+        if pod
+            .annotations
+            .contains_key(operator::translate::workloads::SIDECAR_STATUS)
+        {
+            return false;
+        }
         match pod.labels.get(DATAPLANE_MODE).map(String::as_str) {
             Some("ambient") => true,
             Some("none") => false,

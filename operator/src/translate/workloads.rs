@@ -13,9 +13,13 @@ pub fn workload_uid(ns: &str, name: &str) -> String {
     format!("Kubernetes//Pod/{ns}/{name}")
 }
 
-/// Enrolled in ambient?
+/// Annotation the sidecar injector sets on the pods it injected.
+pub const SIDECAR_STATUS: &str = "sidecar.istio.io/status";
+
+/// Enrolled in ambient? Gateway pods and sidecar-injected pods never are
+/// (istio-cni does not redirect a pod that has a sidecar).
 pub fn is_enrolled(cs: &ConfigSet, pod: &PodInfo) -> bool {
-    if pod.labels.contains_key(GATEWAY_NAME_LABEL) {
+    if pod.labels.contains_key(GATEWAY_NAME_LABEL) || pod.annotations.contains_key(SIDECAR_STATUS) {
         return false;
     }
     match pod.labels.get(DATAPLANE_MODE).map(String::as_str) {

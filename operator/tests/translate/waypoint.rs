@@ -118,3 +118,25 @@ fn waypoint_name_override_and_unmanaged_gateways() {
         Some("wp")
     );
 }
+
+/// A pod with an injected sidecar (`sidecar.istio.io/status`) in an
+/// ambient namespace is not enrolled: istio-cni does not redirect it, so
+/// ztunnel gets it as a plain TCP workload.
+#[test]
+fn sidecar_injected_pods_are_not_enrolled() {
+    let mut cs = cs_with("");
+    let enrolled = |cs: &operator::config::ConfigSet| {
+        operator::translate::workloads::is_enrolled(cs, &cs.pods[0])
+    };
+    assert!(enrolled(&cs));
+    cs.pods[0].annotations.insert(
+        "sidecar.istio.io/status".into(),
+        r#"{"containers":["istio-proxy"]}"#.into(),
+    );
+    assert!(!enrolled(&cs));
+    let t = translate(&cs, &TranslateContext::default());
+    assert_eq!(
+        t.workloads[0].protocol,
+        mesh_common::model::TunnelProtocol::Tcp
+    );
+}
