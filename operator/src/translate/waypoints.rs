@@ -84,7 +84,9 @@ impl WaypointInfo {
         match &self.allowed_from {
             AllowedFrom::Same => ns == self.namespace,
             AllowedFrom::All => true,
-            AllowedFrom::Selector(s) => ns == self.namespace || s.matches(ns_labels),
+            // As istiod (`AllowsAttachmentFromNamespace`): the selector
+            // alone decides, the waypoint's own namespace included.
+            AllowedFrom::Selector(s) => s.matches(ns_labels),
         }
     }
 

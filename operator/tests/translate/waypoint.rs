@@ -140,3 +140,34 @@ fn sidecar_injected_pods_are_not_enrolled() {
         mesh_common::model::TunnelProtocol::Tcp
     );
 }
+
+/// `allowedRoutes.namespaces.from: Selector` admits exactly the namespaces
+/// the selector matches, the waypoint's own namespace included (istiod's
+/// `AllowsAttachmentFromNamespace`).
+#[test]
+fn allowed_routes_selector_decides_alone() {
+    let mut cs = cs_with(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: wp, namespace: foo, labels: {istio.io/waypoint-for: all}}\n\
+         spec: {gatewayClassName: istio-waypoint, listeners: [{name: mesh, port: 15008, protocol: HBONE, allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {team: pay}}}}}]}\n",
+    );
+    cs.waypoint_addresses
+        .insert("foo/wp".into(), vec!["10.0.9.9".parse().unwrap()]);
+    cs.pods[0]
+        .labels
+        .insert("istio.io/use-waypoint".into(), "wp".into());
+    let t = translate(&cs, &TranslateContext::default());
+    assert!(
+        t.workloads[0].waypoint.is_none(),
+        "foo is not selected, even though the waypoint lives there"
+    );
+    cs.namespaces
+        .get_mut("foo")
+        .unwrap()
+        .labels
+        .insert("team".into(), "pay".into());
+    let t = translate(&cs, &TranslateContext::default());
+    assert_eq!(
+        t.workloads[0].waypoint.as_ref().map(|w| w.name.as_str()),
+        Some("wp")
+    );
+}
