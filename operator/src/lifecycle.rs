@@ -180,7 +180,10 @@ pub async fn run(
                     "Programmed",
                     true,
                     "Programmed",
-                    format!("Resource programmed, assigned to service(s) {addrs}"),
+                    format!(
+                        "Resource programmed, assigned to service(s) {}",
+                        assigned_services(wp, &cs.mesh.domain_suffix)
+                    ),
                 )
             };
             controller.set_status(t, programmed);
@@ -197,5 +200,47 @@ pub async fn run(
             r = generation.changed() => if r.is_err() { return },
             r = clients.changed() => if r.is_err() { return },
         }
+    }
+}
+
+/// `<service host>:<listener port>` for each listener of a waypoint, joined
+/// as istiod joins them (`a`, `a and b`, `a, b, and c`).
+fn assigned_services(wp: &crate::translate::waypoints::WaypointInfo, domain: &str) -> String {
+    let items: Vec<String> = wp
+        .gateway
+        .spec
+        .listeners
+        .iter()
+        .map(|l| {
+            format!(
+                "{}.{}.svc.{domain}:{}",
+                wp.deployment_name, wp.namespace, l.port
+            )
+        })
+        .collect();
+    human_join(&items)
+}
+
+/// istiod's `HumanReadableJoin`.
+fn human_join(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [a] => a.clone(),
+        [a, b] => format!("{a} and {b}"),
+        [rest @ .., last] => format!("{}, and {last}", rest.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_join;
+
+    #[test]
+    fn joins_like_istiod() {
+        let s = |v: &[&str]| human_join(&v.iter().map(|x| x.to_string()).collect::<Vec<_>>());
+        assert_eq!(s(&[]), "");
+        assert_eq!(s(&["a"]), "a");
+        assert_eq!(s(&["a", "b"]), "a and b");
+        assert_eq!(s(&["a", "b", "c"]), "a, b, and c");
     }
 }
