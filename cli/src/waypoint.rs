@@ -363,6 +363,36 @@ async fn status(rd: &RunDir, a: &WaypointStatus) -> anyhow::Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cmd::{Cli, Cmd, WaypointCmd};
+    use clap::Parser;
+
+    fn status(args: &[&str]) -> WaypointStatus {
+        let mut argv = vec!["meshctl", "waypoint", "status"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv).unwrap().cmd {
+            Cmd::Waypoint(WaypointCmd::Status(s)) => s,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// istioctl's `waypoint status` flags: namespace `default`, `-A`,
+    /// `--wait` true unless `--wait=false`.
+    #[test]
+    fn waypoint_status_flags_follow_istioctl() {
+        let s = status(&[]);
+        assert_eq!(
+            (s.namespace.as_str(), s.all_namespaces, s.wait),
+            ("default", false, true)
+        );
+        let s = status(&["-n", "shop", "--wait=false"]);
+        assert_eq!((s.namespace.as_str(), s.wait), ("shop", false));
+        let s = status(&["-A", "-w"]);
+        assert!(s.all_namespaces && s.wait);
+        // Like a cobra bool flag, `--wait` never takes the next argument.
+        let s = status(&["--wait", "--name", "waypoint"]);
+        assert!(s.wait && s.name.as_deref() == Some("waypoint"));
+    }
+
     use crate::cluster::manifest::Doc;
 
     /// Parse a generated Gateway.
