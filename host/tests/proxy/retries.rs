@@ -260,12 +260,7 @@ async fn istio_default_retry_policy_with_the_first_party_retry_filter() {
             "trafficPolicies": [{ "port": SVC_PORT, "loadBalancer": "ROUND_ROBIN" }]
         }),
     );
-    cfg["filters"] = json!([{
-        "name": "retry",
-        "module": { "sha256": "", "url": guest("retry").display().to_string() },
-        "config": { "routes": {} },
-        "capabilities": ["random"],
-    }]);
+    cfg["filters"] = json!([retry_filter(json!({ "routes": {} }))]);
     let wp = TestWaypoint::start(&cfg).await;
     for i in 0..10 {
         let (s, _, h) = get(&wp.url("/"), &[("x-request-id", &rid(300 + i))]).await;
@@ -354,12 +349,7 @@ async fn grpc_unavailable_is_retried_by_the_default_policy() {
         vec![up.endpoint(&[])],
         json!({ "ports": [{ "port": SVC_PORT, "name": "grpc", "appProtocol": "grpc" }] }),
     );
-    cfg["filters"] = json!([{
-        "name": "retry",
-        "module": { "sha256": "", "url": guest("retry").display().to_string() },
-        "config": { "routes": {} },
-        "capabilities": ["random"],
-    }]);
+    cfg["filters"] = json!([retry_filter(json!({ "routes": {} }))]);
     let wp = TestWaypoint::start(&cfg).await;
     let call = |id: u32, code: &'static str| {
         let url = wp.url("/test.Echo/Say");
@@ -451,16 +441,14 @@ async fn retry_ignore_previous_hosts_false_lets_retries_reuse_an_endpoint() {
                 "trafficPolicies": [{ "port": SVC_PORT, "loadBalancer": "RANDOM" }]
             }),
         );
-        cfg["filters"] = json!([{
-            "name": "retry",
-            "module": { "sha256": "", "url": guest("retry").display().to_string() },
-            "config": { "defaultPolicy": {
+        cfg["filters"] = json!([retry_filter(json!({
+            "defaultPolicy": {
                 "attempts": 1,
                 "retryOn": "5xx",
                 "retryIgnorePreviousHosts": ignore_previous,
-            }, "routes": {} },
-            "capabilities": ["random"],
-        }]);
+            },
+            "routes": {},
+        }))]);
         let wp = TestWaypoint::start(&cfg).await;
         let mut same = 0;
         for i in 0..100 {

@@ -357,6 +357,16 @@ pub fn policy_filter(config: Value) -> Value {
     })
 }
 
+/// The first-party `retry` guest with `config`, as the operator sends it.
+pub fn retry_filter(config: Value) -> Value {
+    json!({
+        "name": "retry",
+        "module": { "sha256": "", "url": guest("retry").display().to_string() },
+        "config": config,
+        "capabilities": ["random"],
+    })
+}
+
 /// The first-party `routing` filter with `config` (a routing filter
 /// configuration), as the operator grants it.
 pub fn routing_filter(config: Value) -> Value {
