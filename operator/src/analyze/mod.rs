@@ -88,6 +88,12 @@ impl Message {
     }
 }
 
+/// Go's `%v` of a `[]string` (`[a b]`), as istiod's message templates
+/// print lists.
+fn go_list(items: &[String]) -> String {
+    format!("[{}]", items.join(" "))
+}
+
 fn res(kind: &str, ns: &str, name: &str) -> String {
     if ns.is_empty() {
         format!("{kind} {name}")

@@ -2,7 +2,7 @@
 //! (IST0157), a Lightstep tracing provider (IST0002), several Telemetries selecting one pod (IST0159), several
 //! Telemetries without a selector in one namespace (IST0160).
 
-use super::{Level, Message};
+use super::{Level, Message, go_list};
 use crate::config::ConfigSet;
 use std::collections::BTreeMap;
 
@@ -11,12 +11,6 @@ fn name(t: &crate::crd::Telemetry) -> (String, String) {
         t.metadata.namespace.clone().unwrap_or_default(),
         t.metadata.name.clone().unwrap_or_default(),
     )
-}
-
-/// Go's `%v` of a sorted `[]string`.
-fn go_list(mut items: Vec<String>) -> String {
-    items.sort();
-    format!("[{}]", items.join(" "))
 }
 
 pub(super) fn analyze(cs: &ConfigSet) -> Vec<Message> {
@@ -92,7 +86,9 @@ pub(super) fn analyze(cs: &ConfigSet) -> Vec<Message> {
         if names.len() < 2 {
             continue;
         }
-        let list = go_list(names.clone());
+        let mut sorted = names.clone();
+        sorted.sort();
+        let list = go_list(&sorted);
         for n in names {
             out.push(Message::new(
                 "IST0160",
@@ -137,7 +133,9 @@ pub(super) fn analyze(cs: &ConfigSet) -> Vec<Message> {
         if names.len() < 2 {
             continue;
         }
-        let list = go_list(names.clone());
+        let mut sorted = names.clone();
+        sorted.sort();
+        let list = go_list(&sorted);
         for n in names {
             out.push(Message::new(
                 "IST0159",
