@@ -9,6 +9,10 @@
 #       as RequestAuthentication does.
 #   (c) nginx as a routing reverse proxy doing the same routing (header map,
 #       90/10 split_clients, method allow-list), keepalive to the upstream
+#   (d) the floor of the waypoint's stack: host/examples/bare_proxy.rs, a
+#       reverse proxy on the same crates (tokio, hyper, hyper-util's pooled
+#       client) and thread model that only forwards (no chain, no routing,
+#       no telemetry)
 # The upstream is nginx returning a fixed body. Client: wrk (requests/s and
 # p50/p99 latency). Then the waypoint with the full chain at a fixed
 # ~1,000 requests/s of 1 KiB POST bodies (wrk pacing itself with a Lua
@@ -24,6 +28,7 @@
 #   -J  every request (to every target) carries a valid ES256 token, which
 #       (b) verifies: one signature check per request
 #   WAYPOINT_BIN=path  benchmark this waypoint binary instead of building one
+#   BARE_BIN=path      the same for (d)
 # Needs: release build of the waypoint (built here), guests (built here),
 # nginx-light, wrk, openssl, python3 (scripts/setup.sh).
 set -euo pipefail
@@ -46,6 +51,13 @@ else
   (cd "$ROOT" && nice -n 10 cargo build --release -q -p waypoint --bin waypoint)
   WAYPOINT="$CARGO_TARGET_DIR/release/waypoint"
 fi
+if [ -n "${BARE_BIN:-}" ]; then
+  BARE="$BARE_BIN"
+else
+  say "building (d), the bare hyper proxy (release)"
+  (cd "$ROOT" && nice -n 10 cargo build --release -q -p waypoint --example bare_proxy)
+  BARE="$CARGO_TARGET_DIR/release/examples/bare_proxy"
+fi
 OUT="$MESH_GUEST_CACHE/out"
 missing=()
 for g in jwt authz routing fault retry; do [ -f "$OUT/$g.wasm" ] || missing+=("$g"); done
@@ -59,7 +71,7 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-UP=$(free_port) PA=$(free_port) PB=$(free_port) PN=$(free_port)
+UP=$(free_port) PA=$(free_port) PB=$(free_port) PN=$(free_port) PD=$(free_port)
 
 # --- upstream: nginx returning a fixed body on 127.0.0.1 and 127.0.0.2 -----
 mkdir -p "$WORK/up" "$WORK/px"
@@ -180,13 +192,14 @@ start_waypoint() { # port config admin-port; sets LAST_PID
 AA=$(free_port) AB=$(free_port)
 start_waypoint "$PA" "$WORK/a.json" "$AA"; WA=$LAST_PID
 start_waypoint "$PB" "$WORK/b.json" "$AB"; WB=$LAST_PID
+"$BARE" "127.0.0.1:$PD" "127.0.0.1:$UP" "$WORKERS" & PIDS+=($!)
 for port in "$AA" "$AB"; do
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break; sleep 0.2; done
 done
 chain=$(curl -s "http://127.0.0.1:$AB/filters" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(",".join(f["name"] for c in d["chains"] for f in c["filters"]))')
 say "full chain loaded: $chain"
 [ "$chain" = "jwt,authz,routing,fault,retry" ] || { curl -s "http://127.0.0.1:$AB/config_dump" >&2; echo "full chain not loaded" >&2; exit 1; }
-for p in "$PA" "$PB" "$PN"; do
+for p in "$PA" "$PB" "$PN" "$PD"; do
   code=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $SVC" "${AUTH[@]}" "http://127.0.0.1:$p/")
   [ "$code" = 200 ] || { echo "target on port $p answered $code" >&2; exit 1; }
 done
@@ -197,7 +210,7 @@ if ((TOKEN)); then # the token is really checked: a forged one is refused
 fi
 
 if ((SERVE)); then
-  echo "upstream 127.0.0.1:$UP  (a) 127.0.0.1:$PA pid $WA admin $AA  (b) 127.0.0.1:$PB pid $WB admin $AB  (c) 127.0.0.1:$PN"
+  echo "upstream 127.0.0.1:$UP  (a) 127.0.0.1:$PA pid $WA admin $AA  (b) 127.0.0.1:$PB pid $WB admin $AB  (c) 127.0.0.1:$PN  (d) 127.0.0.1:$PD"
   echo "Host: $SVC; Ctrl-C to stop"
   wait
 fi
@@ -224,6 +237,7 @@ for round in $(seq "$ROUNDS"); do
   bench a "(a) waypoint, empty chain" "$PA"
   bench b "(b) waypoint, full first-party chain" "$PB"
   bench c "(c) nginx routing reverse proxy" "$PN"
+  bench d "(d) bare hyper proxy (the floor)" "$PD"
 done
 python3 - "$RESULTS" <<'PY'
 import statistics, sys
@@ -232,8 +246,9 @@ for line in open(sys.argv[1]):
     k, v = line.split()
     r.setdefault(k, []).append(float(v))
 m = {k: statistics.median(v) for k, v in r.items()}
-print(f"\nmedian of {len(r['a'])} rounds, requests/s: (a) {m['a']:.0f}  (b) {m['b']:.0f}  (c) {m['c']:.0f}")
+print(f"\nmedian of {len(r['a'])} rounds, requests/s: (a) {m['a']:.0f}  (b) {m['b']:.0f}  (c) {m['c']:.0f}  (d) {m['d']:.0f}")
 print(f"(b)/(a) = {m['b'] / m['a']:.2f} (goal >= 0.85)   (b)/(c) = {m['b'] / m['c']:.2f} (goal >= 1)")
+print(f"(d)/(c) = {m['d'] / m['c']:.2f}: the bare stack against nginx   (a)/(d) = {m['a'] / m['d']:.2f}: the waypoint's core against the bare stack")
 print("per round (b)/(a): " + " ".join(f"{b / a:.2f}" for a, b in zip(r['a'], r['b'])))
 PY
 fi

@@ -14,7 +14,7 @@ APT_PACKAGES=(
   clang-16 wasi-libc libclang-rt-16-dev-wasm32
   # Real clients, servers and tools used by tests and benchmarks.
   curl nghttp2-client wrk iperf3 nginx-light prometheus tcpdump
-  iproute2 nftables iptables jq hyperfine procps psmisc
+  iproute2 nftables iptables jq hyperfine procps psmisc socat
   # Python guests (componentize-py) and wasm-tools live in a venv.
   python3 python3-venv
 )

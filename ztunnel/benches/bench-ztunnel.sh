@@ -14,15 +14,18 @@
 #
 # mesh path:   zb-c → ztunnel(n1, in zb-c's netns) ══HBONE/mTLS══ ztunnel(n2, in zb-s's netns) → zb-s
 # direct path: zb-c0 → zb-s0 (plain routing through the same nodes)
+# relay floor: zb-c0 → socat(n1) → socat(n2) → zb-s0: two plain TCP relays
+#              where the ztunnels sit (no TLS, no HTTP/2), for the round
+#              trips only; what any user-space relay pair costs on this box
 #
 # Measures iperf3 throughput (1 and 4 streams), TCP round trip p50/p99
 # (ping-pong and paced at a fixed rate), new-connection rate, and the
 # ztunnels' CPU time and RSS. Prints the numbers; needs root, iperf3,
-# python3, jq, openssl, iproute2, iptables.
+# python3, jq, openssl, iproute2, iptables, socat.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ "$(id -u)" = 0 ] || { echo "bench-ztunnel: needs root (network namespaces)"; exit 1; }
-for t in iperf3 python3 jq openssl ip iptables awk; do
+for t in iperf3 python3 jq openssl ip iptables awk socat; do
   command -v "$t" >/dev/null || { echo "bench-ztunnel: $t missing (scripts/setup.sh installs it)"; exit 1; }
 done
 DURATION=${DURATION:-10}
@@ -120,6 +123,10 @@ for s in zb-s zb-s0; do
   ip netns exec $s iperf3 -s -p 5201 >/dev/null 2>&1 & PIDS+=($!)
   ip netns exec $s $PY "$BENCH_PY" serve 7000 >/dev/null 2>&1 & PIDS+=($!)
 done
+# The relay floor: one socat per node, a process per connection (select,
+# read, write), TCP_NODELAY on both sides as ztunnel sets it.
+ns zb-n1 socat TCP-LISTEN:7100,bind=10.150.1.1,reuseaddr,fork,nodelay TCP:10.150.0.2:7100,nodelay >/dev/null 2>&1 & PIDS+=($!)
+ns zb-n2 socat TCP-LISTEN:7100,bind=10.150.0.2,reuseaddr,fork,nodelay TCP:10.150.2.3:7000,nodelay >/dev/null 2>&1 & PIDS+=($!)
 sleep 1
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -162,15 +169,18 @@ for path in direct mesh; do
   R[$path,conncpu]=$(calc "($(cpu_both) - $before) / $TCK")
 done
 
+R[relay,pp]=$(ns zb-c0 $PY "$BENCH_PY" pingpong 10.150.1.1 7100 5000)
+R[relay,paced]=$(ns zb-c0 $PY "$BENCH_PY" paced 10.150.1.1 7100 2000 1000)
+
 j() { echo "$1" | jq -r "$2"; }
 printf '\n=== ztunnel benchmark (%ss per iperf run, %s cores, load average %s) ===\n' "$DURATION" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-34s %14s %14s\n' "" "direct" "mesh (HBONE)"
+printf '%-34s %14s %14s %16s\n' "" "direct" "mesh (HBONE)" "2 socat relays"
 printf '%-34s %14.2f %14.2f\n' "iperf3 1 stream (Gbit/s)" "${R[direct,tp1]}" "${R[mesh,tp1]}"
 printf '%-34s %14.2f %14.2f\n' "iperf3 4 streams (Gbit/s)" "${R[direct,tp4]}" "${R[mesh,tp4]}"
 for k in pp paced; do
   label=$([ $k = pp ] && echo "ping-pong" || echo "paced 1000/s")
   for q in p50_us p99_us; do
-    printf '%-34s %14s %14s\n' "RTT $label $q" "$(j "${R[direct,$k]}" .$q)" "$(j "${R[mesh,$k]}" .$q)"
+    printf '%-34s %14s %14s %16s\n' "RTT $label $q" "$(j "${R[direct,$k]}" .$q)" "$(j "${R[mesh,$k]}" .$q)" "$(j "${R[relay,$k]}" .$q)"
   done
 done
 printf '%-34s %14s %14s\n' "new connections/s (1 client)" "$(j "${R[direct,conn]}" .per_second)" "$(j "${R[mesh,conn]}" .per_second)"
@@ -179,6 +189,9 @@ echo
 pp_over=$(calc "$(j "${R[mesh,pp]}" .p50_us) - $(j "${R[direct,pp]}" .p50_us)")
 paced_over=$(calc "$(j "${R[mesh,paced]}" .p50_us) - $(j "${R[direct,paced]}" .p50_us)")
 echo "p50 RTT overhead of the mesh: ping-pong ${pp_over} us, paced ${paced_over} us"
+relay_pp=$(calc "$(j "${R[relay,pp]}" .p50_us) - $(j "${R[direct,pp]}" .p50_us)")
+relay_paced=$(calc "$(j "${R[relay,paced]}" .p50_us) - $(j "${R[direct,paced]}" .p50_us)")
+echo "p50 RTT overhead of two plain socat relays (the floor): ping-pong ${relay_pp} us, paced ${relay_paced} us"
 gbit1=$(calc "${R[mesh,tp1]} * $DURATION")
 gbit4=$(calc "${R[mesh,tp4]} * $DURATION")
 printf 'ztunnel CPU (both ztunnels): 1 stream %.2f s for %.1f Gbit = %.3f CPU-s/Gbit; 4 streams %.2f s for %.1f Gbit = %.3f CPU-s/Gbit\n' \
