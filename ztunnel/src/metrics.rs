@@ -81,7 +81,11 @@ struct Side {
     cluster: String,
 }
 
-fn side(w: Option<&Workload>, principal: Option<&str>) -> Side {
+/// One side's labels. `principal` is the identity the connection proves
+/// (mTLS); without it the source principal is `unknown` (Istio's ztunnel
+/// never takes it from the registry: a plaintext peer proves nothing), the
+/// destination principal the workload's identity.
+fn side(w: Option<&Workload>, principal: Option<&str>, registry_identity: bool) -> Side {
     let principal = principal.map(str::to_string);
     match w {
         Some(w) => {
@@ -105,7 +109,11 @@ fn side(w: Option<&Workload>, principal: Option<&str>) -> Side {
                 canonical_service: or_unknown(canonical),
                 canonical_revision: revision.to_string(),
                 namespace: or_unknown(&w.namespace),
-                principal: principal.unwrap_or_else(|| w.identity()),
+                principal: match principal {
+                    Some(p) => p,
+                    None if registry_identity => w.identity(),
+                    None => UNKNOWN.into(),
+                },
                 cluster: CLUSTER_ID.to_string(),
             }
         }
@@ -142,8 +150,8 @@ pub struct ConnInfo<'a> {
 impl TcpLabels {
     /// Labels for `info` with response flags `flags`.
     pub fn new(info: &ConnInfo<'_>, flags: &str) -> Self {
-        let s = side(info.src, info.src_principal);
-        let d = side(info.dst, info.dst_principal);
+        let s = side(info.src, info.src_principal, false);
+        let d = side(info.dst, info.dst_principal, true);
         let (svc, svc_ns, svc_name) = match info.service {
             Some(svc) => (
                 svc.hostname.clone(),
@@ -276,5 +284,52 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workload(sa: &str) -> Workload {
+        Workload {
+            name: format!("{sa}-0"),
+            namespace: "shop".into(),
+            service_account: sa.into(),
+            trust_domain: "cluster.local".into(),
+            ..Default::default()
+        }
+    }
+
+    /// The source principal is the identity the connection proved: on a
+    /// plaintext connection it is `unknown` even when the source is a
+    /// known workload (Istio's ztunnel); the destination principal is the
+    /// destination workload's identity either way.
+    #[test]
+    fn source_principal_only_from_a_proven_identity() {
+        let (src, dst) = (workload("web"), workload("orders"));
+        let mut info = ConnInfo {
+            reporter: Reporter::Destination,
+            src: Some(&src),
+            src_principal: None,
+            dst: Some(&dst),
+            dst_principal: None,
+            service: None,
+            mtls: false,
+        };
+        let l = TcpLabels::new(&info, "-");
+        assert_eq!(l.source_principal, "unknown");
+        assert_eq!(l.source_workload, "web-0");
+        assert_eq!(
+            l.destination_principal,
+            "spiffe://cluster.local/ns/shop/sa/orders"
+        );
+        assert_eq!(l.connection_security_policy, "unknown");
+        let proven = "spiffe://cluster.local/ns/shop/sa/web".to_string();
+        info.src_principal = Some(&proven);
+        info.mtls = true;
+        let l = TcpLabels::new(&info, "-");
+        assert_eq!(l.source_principal, proven);
+        assert_eq!(l.connection_security_policy, "mutual_tls");
     }
 }

@@ -95,8 +95,8 @@ async fn header_match_subsets_and_a_90_10_split() {
 }
 
 /// VirtualService mirroring: every request (no percentage = 100 %) also
-/// goes to the mirror subset, body included, with `-shadow` on its
-/// authority; the client only sees the primary's answer, even when the
+/// goes to the mirror subset, body included, with the request's own
+/// authority (no `-shadow` since Istio 1.28); the client only sees the primary's answer, even when the
 /// mirror fails. A 50 % mirror copies about half; 0 % none.
 #[tokio::test]
 async fn mirrors_get_a_copy_fire_and_forget() {
@@ -147,7 +147,7 @@ async fn mirrors_get_a_copy_fire_and_forget() {
     wait_until("the mirror got its copy", || m.count() == 1).await;
     assert_eq!(a.count(), 1);
     let h = m.seen.last_headers.lock().clone().unwrap();
-    assert_eq!(h["host"], format!("{SVC}-shadow:{SVC_PORT}"));
+    assert_eq!(h["host"], format!("{SVC}:{SVC_PORT}"));
     assert_eq!(m.seen.last_uri.lock().as_deref(), Some("/orders"));
 
     // A failing mirror changes nothing for the client.

@@ -180,9 +180,15 @@ impl MeshSettings {
         Ok(())
     }
 
-    /// Effective default trace sampling.
+    /// Effective default trace sampling, as istiod's
+    /// `proxyConfigSamplingValue`: 0 means unset (the 1 % default), a
+    /// value above 100 falls back to 1 %. A negative value, which Envoy
+    /// would refuse, is treated as unset as well.
     pub fn trace_sampling(&self) -> f64 {
-        self.default_trace_sampling
-            .unwrap_or(DEFAULT_TRACE_SAMPLING)
+        match self.default_trace_sampling {
+            Some(s) if s > 100.0 => 1.0,
+            Some(s) if s > 0.0 => s,
+            _ => DEFAULT_TRACE_SAMPLING,
+        }
     }
 }

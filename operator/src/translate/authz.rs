@@ -551,6 +551,14 @@ pub fn mesh_policies(cs: &ConfigSet) -> Vec<Authorization> {
     out
 }
 
+/// Does a policy's selector attach it to a workload at ztunnel? As
+/// istiod's `buildWorkloadPolicies`: only with `matchLabels` present (a
+/// `selector: {}` has none and attaches to no workload; `matchLabels: {}`
+/// attaches to all of the namespace).
+fn ztunnel_selects(sel: &crate::crd::WorkloadSelector, labels: &BTreeMap<String, String>) -> bool {
+    sel.match_labels.is_some() && sel.selects(labels)
+}
+
 /// Keys of selector-scoped policies selecting a workload.
 pub fn selected_policy_keys(
     cs: &ConfigSet,
@@ -566,7 +574,11 @@ pub fn selected_policy_keys(
         .filter(|ap| {
             let pns = ap.metadata.namespace.as_deref().unwrap_or("");
             (pns == ns || pns == root)
-                && ap.spec.selector.as_ref().is_some_and(|s| s.selects(labels))
+                && ap
+                    .spec
+                    .selector
+                    .as_ref()
+                    .is_some_and(|s| ztunnel_selects(s, labels))
         })
         .map(|ap| {
             format!(
@@ -626,7 +638,7 @@ impl<'a> PolicyIndex<'a> {
         let mut out: Vec<String> = Vec::new();
         for n in [ns, root] {
             for (k, sel) in self.selectors.get(n).into_iter().flatten() {
-                if sel.selects(labels) {
+                if ztunnel_selects(sel, labels) {
                     out.push(k.clone());
                 }
             }

@@ -32,7 +32,9 @@ pub fn fqdn(cs: &ConfigSet, host: &str, ns: &str) -> String {
     }
 }
 
-fn host_matches(pattern: &str, host: &str) -> bool {
+/// Istio's host matching: `*.suffix` matches any host ending in `.suffix`,
+/// anything else only itself.
+pub fn host_matches(pattern: &str, host: &str) -> bool {
     match pattern.strip_prefix('*') {
         Some(suffix) => host.ends_with(suffix),
         None => pattern == host,
@@ -223,13 +225,11 @@ fn pool(p: Option<&ConnectionPoolSettings>) -> ConnectionPool {
 pub fn outlier(o: &DrOutlier) -> OutlierDetection {
     let d = OutlierDetection::default();
     let base = dur(&o.base_ejection_time).unwrap_or(d.base_ejection_time);
-    // consecutive5xxErrors set (even 0) replaces Envoy's default 5; the
-    // deprecated consecutiveErrors maps to gateway errors.
+    // consecutive5xxErrors set (even 0) replaces Envoy's default 5. The
+    // deprecated consecutiveErrors is ignored, as istiod's
+    // `applyOutlierDetection` ignores it (validation warns).
     let c5xx = o.consecutive_5xx_errors.unwrap_or(d.consecutive_5xx_errors);
-    let gw = o
-        .consecutive_gateway_errors
-        .or(o.consecutive_errors.filter(|c| *c > 0).map(|c| c as u32))
-        .unwrap_or(0);
+    let gw = o.consecutive_gateway_errors.unwrap_or(0);
     OutlierDetection {
         consecutive_5xx_errors: c5xx,
         consecutive_gateway_errors: gw,

@@ -1,6 +1,6 @@
 //! VirtualService and HTTPRoute → the routing filter's configuration (§4.1, §6).
 
-use super::destination::fqdn;
+use super::destination::{fqdn, host_matches};
 use super::status::{Condition, StatusTarget, Statuses};
 use super::waypoints::WaypointInfo;
 use crate::config::ConfigSet;
@@ -42,7 +42,11 @@ pub fn virtual_services_for<'a>(
             let ns = vs.metadata.namespace.as_deref().unwrap_or("");
             (ns == svc_ns || ns == wp_ns)
                 && (vs.spec.gateways.is_empty() || vs.spec.gateways.iter().any(|g| g == "mesh"))
-                && vs.spec.hosts.iter().any(|h| fqdn(cs, h, ns) == host)
+                && vs
+                    .spec
+                    .hosts
+                    .iter()
+                    .any(|h| h != "*" && host_matches(&fqdn(cs, h, ns), host))
         })
         .collect();
     v.sort_by_key(|vs| age_key(&vs.metadata));
@@ -396,7 +400,16 @@ pub fn http_routes_by_host(
                 );
                 continue;
             }
-            match gateway_route(cs, hr, port) {
+            let checked = gateway_route(cs, hr, port).and_then(|r| {
+                let one = ServiceRouting {
+                    host: host.clone(),
+                    http_routes: vec![r],
+                    ..Default::default()
+                };
+                refused_by_filter(&one, None)?;
+                Ok(one.http_routes.into_iter().next().unwrap_or_default())
+            });
+            match checked {
                 Ok(r) => {
                     statuses.set(
                         target.clone(),
@@ -446,6 +459,20 @@ pub fn http_routes_by_host(
     out
 }
 
+/// Compiles one resource's routes with the routing filter's own code: a
+/// VirtualService or HTTPRoute the filter would refuse is dropped alone,
+/// with its error, instead of failing the waypoint's whole routing
+/// configuration (istiod omits such a VirtualService's routes).
+fn refused_by_filter(one: &ServiceRouting, waypoint_ns: Option<&str>) -> Result<(), String> {
+    let cfg = RoutingConfig {
+        waypoint_namespace: waypoint_ns.map(str::to_string),
+        services: vec![one.clone()],
+    };
+    filter_routing::Router::compile(&cfg)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 /// Routing configuration of one waypoint.
 pub fn routing_config(
     cs: &ConfigSet,
@@ -467,7 +494,15 @@ pub fn routing_config(
             format!("{short}.{svc_ns}.svc"),
         ];
         for vs in virtual_services_for(cs, host, svc_ns, &wp.namespace) {
-            match vs_routes(cs, vs) {
+            match vs_routes(cs, vs).and_then(|r| {
+                let one = ServiceRouting {
+                    host: host.clone(),
+                    virtual_services: vec![r],
+                    ..Default::default()
+                };
+                refused_by_filter(&one, Some(&wp.namespace))?;
+                Ok(one.virtual_services.into_iter().next().unwrap_or_default())
+            }) {
                 Ok(r) => sr.virtual_services.push(r),
                 Err(e) => statuses.set(
                     StatusTarget::new(
@@ -479,8 +514,15 @@ pub fn routing_config(
                 ),
             }
         }
+        // Only routes of the service's or the waypoint's namespace: an
+        // HTTPRoute elsewhere is a consumer route, which the waypoint does
+        // not apply (istiod's `getVirtualServiceForWaypoint`).
         if let Some(r) = http_routes.get(host) {
-            sr.http_routes = r.clone();
+            sr.http_routes = r
+                .iter()
+                .filter(|r| r.namespace == *svc_ns || r.namespace == wp.namespace)
+                .cloned()
+                .collect();
         }
         if !sr.virtual_services.is_empty() || !sr.http_routes.is_empty() {
             services.push(sr);

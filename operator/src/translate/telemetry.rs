@@ -96,6 +96,13 @@ fn otlp_endpoint(cs: &ConfigSet, provider: &str) -> Option<String> {
     })
 }
 
+/// Does an entry with this `match` apply to a waypoint (a server-side
+/// proxy)? Unset and `CLIENT_AND_SERVER` do, `SERVER` does, `CLIENT` does
+/// not (istiod's `matchWorkloadMode`).
+fn serves(m: Option<&crate::crd::telemetry::WorkloadModeSelector>) -> bool {
+    !matches!(m.and_then(|m| m.mode.as_deref()), Some("CLIENT"))
+}
+
 /// Applies Telemetries in order (parents first).
 fn effective(cs: &ConfigSet, ts: &[(u8, &Telemetry)]) -> TelemetryConfig {
     let mut out = TelemetryConfig::default();
@@ -108,8 +115,31 @@ fn effective(cs: &ConfigSet, ts: &[(u8, &Telemetry)]) -> TelemetryConfig {
         .tracing
         .first()
         .and_then(|name| otlp_endpoint(cs, name));
+    // No Telemetry in scope configures access logging: the mesh's default
+    // providers log (istiod's `mergeLogs`).
+    let configured = ts.iter().any(|(_, t)| {
+        t.spec
+            .access_logging
+            .as_ref()
+            .is_some_and(|a| !a.is_empty())
+    });
+    if !configured && !cs.mesh.default_providers.access_logging.is_empty() {
+        out.access_log.enabled = true;
+        out.access_log
+            .providers
+            .clone_from(&cs.mesh.default_providers.access_logging);
+    }
     for (_, t) in ts.iter().copied() {
-        for a in t.spec.access_logging.iter().flatten().take(1) {
+        // Every entry whose `match.mode` covers the waypoint, a server-side
+        // proxy (istiod builds its chains as inbound listeners); a later
+        // entry overrides an earlier one.
+        for a in t
+            .spec
+            .access_logging
+            .iter()
+            .flatten()
+            .filter(|a| serves(a.r#match.as_ref()))
+        {
             let disabled = a.disabled.unwrap_or(false);
             let mut providers: Vec<String> = a
                 .providers
@@ -130,7 +160,13 @@ fn effective(cs: &ConfigSet, ts: &[(u8, &Telemetry)]) -> TelemetryConfig {
             out.access_log.providers = providers;
             out.access_log.filter = a.filter.as_ref().and_then(|f| f.expression.clone());
         }
-        for tr in t.spec.tracing.iter().flatten().take(1) {
+        for tr in t
+            .spec
+            .tracing
+            .iter()
+            .flatten()
+            .filter(|tr| serves(tr.r#match.as_ref()))
+        {
             if let Some(p) = tr.random_sampling_percentage {
                 out.tracing.sampling_percentage = p;
             }

@@ -61,6 +61,19 @@ fn check_string_match(v: &mut Validation, m: &StringMatch, where_: &str) {
     }
 }
 
+/// A mirror's share: 0–100, istiod's texts (Go's `%f`).
+fn mirror_share(v: &mut Validation, what: &str, value: f64) {
+    if value > 100.0 {
+        v.err(format!(
+            "{what} must have a max value of 100 (it has {value:.6})"
+        ));
+    } else if value < 0.0 {
+        v.err(format!(
+            "{what} must have a min value of 0 (it has {value:.6})"
+        ));
+    }
+}
+
 fn check_destination(v: &mut Validation, d: &Destination) {
     if d.host == "*" {
         v.err("invalid destination host *");
@@ -293,31 +306,39 @@ fn http_route(v: &mut Validation, r: &HttpRoute, idx: usize, mesh: &MeshSettings
         }
         v.warn("using deprecated setting \"mirrorPercent\", use \"mirrorPercentage\" instead");
     }
-    if let Some(p) = r.mirror_percentage
-        && p.value > 100.0
-    {
-        v.err(format!(
-            "mirror_percentage must have a max value of 100 (it has {})",
-            p.value
-        ));
+    if let Some(p) = r.mirror_percentage {
+        mirror_share(v, "mirror_percentage", p.value);
     }
     if let Some(m) = &r.mirror {
         check_destination(v, m);
     }
     for m in r.mirrors.iter().flatten() {
         check_destination(v, &m.destination);
-        if let Some(p) = m.percentage
-            && p.value > 100.0
-        {
-            v.err(format!(
-                "mirror_percentage must have a max value of 100 (it has {})",
-                p.value
-            ));
+        if let Some(p) = m.percentage {
+            mirror_share(v, "mirror percentage", p.value);
         }
     }
     // Redirect.
     if let Some(rd) = &r.redirect {
+        let set = |o: &Option<String>| o.as_deref().is_some_and(|x| !x.is_empty());
+        if set(&rd.uri) && set(&rd.prefix_rewrite) {
+            v.err("redirect may only specify one of uri or prefix_rewrite");
+        }
+        if set(&rd.prefix_rewrite)
+            && r.r#match
+                .iter()
+                .flatten()
+                .any(|m| m.uri.as_ref().is_some_and(|u| u.prefix.is_none()))
+        {
+            v.err("redirect prefix_rewrite requires all URI matches to use prefix match type");
+        }
+        if let Some(p) = rd.port
+            && !(1..=65535).contains(&p)
+        {
+            v.err(format!("port number {p} must be in the range 1..65535"));
+        }
         if rd.uri.is_none()
+            && !set(&rd.prefix_rewrite)
             && rd.authority.is_none()
             && rd.scheme.is_none()
             && rd.port.is_none()
@@ -400,10 +421,15 @@ fn http_route(v: &mut Validation, r: &HttpRoute, idx: usize, mesh: &MeshSettings
         if rw.uri.is_none() && rw.uri_regex_rewrite.is_none() && rw.authority.is_none() {
             v.err("rewrite must specify at least one of URI, UriRegexRewrite, or authority. Only one of URI or UriRegexRewrite may be specified");
         }
-        if let Some(rr) = &rw.uri_regex_rewrite
-            && (rr.r#match.as_deref().unwrap_or("").is_empty() || rr.rewrite.is_none())
-        {
-            v.err("UriRegexRewrite requires both Rewrite and Match fields to be specified");
+        if let Some(rr) = &rw.uri_regex_rewrite {
+            let pattern = rr.r#match.as_deref().unwrap_or("");
+            if pattern.is_empty() || rr.rewrite.as_deref().unwrap_or("").is_empty() {
+                v.err("UriRegexRewrite requires both Rewrite and Match fields to be specified");
+            } else if pattern.len() > MAX_REGEX || regex::Regex::new(pattern).is_err() {
+                v.err(format!(
+                    "UriRegexRewrite has errors: \"HTTPRewrite.UriRegexRewrite.Match\" regex invalid: {pattern:?}"
+                ));
+            }
         }
     }
     // Destinations.

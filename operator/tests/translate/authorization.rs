@@ -392,3 +392,22 @@ fn custom_policies_run_first_in_the_ext_authz_build() {
             .any(|c| c == "outbound-http")
     );
 }
+
+/// `selector: {}` (no `matchLabels`) attaches a policy to no workload at
+/// ztunnel, as istiod's `buildWorkloadPolicies` requires a label selector;
+/// `matchLabels: {}` attaches it to every workload of the namespace.
+#[test]
+fn an_empty_selector_attaches_to_no_workload_at_ztunnel() {
+    let deny = |selector: &str| {
+        format!(
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: d, namespace: foo}}\nspec: {{selector: {selector}, action: DENY, rules: [{{}}]}}\n"
+        )
+    };
+    let cs = cs_with(&deny("{}"));
+    assert_eq!(decide(&cs, &conn(Some(X), 80)), Decision::Allow(None));
+    let cs = cs_with(&deny("{matchLabels: {}}"));
+    assert_eq!(
+        decide(&cs, &conn(Some(X), 80)),
+        Decision::DeniedBy("foo/d".into())
+    );
+}

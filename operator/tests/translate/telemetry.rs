@@ -164,3 +164,74 @@ fn default_tracing_provider_applies_without_a_named_one() {
         Some("http://collector.istio-system.svc.cluster.local:4318/v1/traces")
     );
 }
+
+fn mesh_telemetry(spec: &str) -> String {
+    format!(
+        "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {{name: mesh-default, namespace: istio-system}}\nspec:\n{spec}"
+    )
+}
+
+/// A waypoint is a server-side proxy (istiod builds its chains as inbound
+/// listeners): entries with `match: {mode: CLIENT}` do not apply to it,
+/// and every entry of a Telemetry is read, not only the first.
+#[test]
+fn client_only_entries_do_not_apply_to_waypoints() {
+    let t = seed_translation_with(
+        &[(
+            "07-telemetry.yaml",
+            &mesh_telemetry(
+                "  accessLogging:\n  - providers: [{name: envoy}]\n    match: {mode: CLIENT}\n  tracing:\n  - randomSamplingPercentage: 100\n    match: {mode: CLIENT}\n",
+            ),
+        )],
+        "",
+    );
+    let tel = &t.waypoints[0].telemetry;
+    assert!(!tel.access_log.enabled, "{:?}", tel.access_log);
+    assert_eq!(tel.tracing.sampling_percentage, 1.0, "the mesh default");
+    let t = seed_translation_with(
+        &[(
+            "07-telemetry.yaml",
+            &mesh_telemetry(
+                "  accessLogging:\n  - match: {mode: CLIENT}\n    disabled: true\n  - providers: [{name: envoy}]\n    match: {mode: SERVER}\n  tracing:\n  - randomSamplingPercentage: 100\n    match: {mode: CLIENT}\n  - randomSamplingPercentage: 20\n",
+            ),
+        )],
+        "",
+    );
+    let tel = &t.waypoints[0].telemetry;
+    assert!(tel.access_log.enabled, "{:?}", tel.access_log);
+    assert_eq!(tel.access_log.providers, vec!["envoy".to_string()]);
+    assert_eq!(tel.tracing.sampling_percentage, 20.0);
+}
+
+/// `meshConfig.defaultProviders.accessLogging` logs every request when no
+/// Telemetry configures access logging (istiod's `mergeLogs`).
+#[test]
+fn default_access_log_providers_log_without_a_telemetry() {
+    let only_tracing = mesh_telemetry("  tracing:\n  - randomSamplingPercentage: 5.0\n");
+    let t = seed_translation_with(&[("07-telemetry.yaml", &only_tracing)], "");
+    assert!(!t.waypoints[0].telemetry.access_log.enabled);
+    let t = seed_translation_with(
+        &[("07-telemetry.yaml", &only_tracing)],
+        "meshConfig:\n  defaultProviders:\n    accessLogging: [envoy]\n",
+    );
+    let log = &t.waypoints[0].telemetry.access_log;
+    assert!(log.enabled, "{log:?}");
+    assert_eq!(log.providers, vec!["envoy".to_string()]);
+}
+
+/// `defaultConfig.tracing.sampling` as istiod reads it: 0 is unset (1 %),
+/// above 100 falls back to 1 %, anything else is taken as is.
+#[test]
+fn mesh_trace_sampling_is_normalized_as_istiod_does() {
+    let no_tracing = mesh_telemetry("  accessLogging:\n  - providers: [{name: envoy}]\n");
+    for (set, want) in [("0", 1.0), ("150", 1.0), ("30", 30.0), ("0.5", 0.5)] {
+        let t = seed_translation_with(
+            &[("07-telemetry.yaml", &no_tracing)],
+            &format!("meshConfig:\n  defaultConfig:\n    tracing:\n      sampling: {set}\n"),
+        );
+        assert_eq!(
+            t.waypoints[0].telemetry.tracing.sampling_percentage, want,
+            "sampling: {set}"
+        );
+    }
+}

@@ -202,3 +202,142 @@ fn http_route_mirror_and_cors_filters_are_translated() {
     assert_eq!(cors.max_age.map(|d| d.as_millis()), Some(30_000));
     assert_eq!(cors.unmatched_preflights.as_deref(), Some("IGNORE"));
 }
+
+/// `redirect.prefixRewrite` reaches the routing filter (it used to be
+/// dropped by the CRD type, so a redirect with only `prefixRewrite` was
+/// refused as empty).
+#[test]
+fn redirect_prefix_rewrite_is_translated() {
+    let t = seed_translation_with(
+        &[(
+            "08-redirect.yaml",
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: orders-moved, namespace: shop}\n\
+             spec:\n  hosts: [orders]\n  http:\n  - match: [{uri: {prefix: /v1}}]\n    redirect: {prefixRewrite: /v2}\n",
+        )],
+        "",
+    );
+    let cfg = routing_config(&t);
+    let vs = cfg
+        .services
+        .iter()
+        .flat_map(|s| &s.virtual_services)
+        .find(|v| v.name == "orders-moved")
+        .expect("translated");
+    let rd = vs.http[0].redirect.as_ref().expect("redirect");
+    assert_eq!(rd.prefix_rewrite.as_deref(), Some("/v2"));
+}
+
+/// A VirtualService the routing filter cannot compile (here a `delegate`
+/// route, which the filter does not implement) is dropped alone, with its
+/// error in the status; the waypoint's other routes are pushed. It used to
+/// make the filter refuse the whole routing configuration.
+#[test]
+fn a_virtual_service_the_filter_refuses_is_dropped_alone() {
+    let t = seed_translation_with(
+        &[(
+            "08-delegate.yaml",
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: orders-delegate, namespace: shop}\n\
+             spec:\n  hosts: [orders]\n  http:\n  - match: [{uri: {prefix: /d}}]\n    delegate: {name: other, namespace: shop}\n",
+        )],
+        "",
+    );
+    let cfg = routing_config(&t);
+    let names: Vec<&str> = cfg
+        .services
+        .iter()
+        .flat_map(|s| &s.virtual_services)
+        .map(|v| v.name.as_str())
+        .collect();
+    assert!(names.contains(&"orders"), "{names:?}");
+    assert!(!names.contains(&"orders-delegate"), "{names:?}");
+    filter_routing_compiles(&cfg);
+    let target =
+        operator::translate::status::StatusTarget::new("VirtualService", "shop", "orders-delegate");
+    let c = t
+        .statuses
+        .condition(&target, "Reconciled")
+        .expect("a status for the dropped VirtualService");
+    assert_eq!(c.reason, "Invalid", "{c:?}");
+    assert!(
+        c.message
+            .contains("HTTP route, redirect or direct_response is required"),
+        "the routing filter's own error: {c:?}"
+    );
+}
+
+fn filter_routing_compiles(cfg: &filter_model::routing::RoutingConfig) {
+    let json = serde_json::to_vec(cfg).unwrap();
+    assert!(
+        filter_routing::Router::from_json(&json).is_ok(),
+        "the pushed routing configuration compiles"
+    );
+}
+
+/// A VirtualService host with a wildcard applies to the services it
+/// matches (istiod's `host.Name.Matches`).
+#[test]
+fn wildcard_virtual_service_hosts_apply() {
+    let t = seed_translation_with(
+        &[(
+            "08-wildcard.yaml",
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: all-shop, namespace: shop}\n\
+             spec:\n  hosts: [\"*.shop.svc.cluster.local\"]\n  http:\n  - match: [{uri: {prefix: /w}}]\n    directResponse: {status: 204}\n",
+        )],
+        "",
+    );
+    let cfg = routing_config(&t);
+    for host in [
+        "web.shop.svc.cluster.local",
+        "orders.shop.svc.cluster.local",
+    ] {
+        let svc = cfg
+            .services
+            .iter()
+            .find(|s| s.host == host)
+            .unwrap_or_else(|| panic!("{host} has routes"));
+        assert!(
+            svc.virtual_services.iter().any(|v| v.name == "all-shop"),
+            "{host}"
+        );
+    }
+}
+
+/// An HTTPRoute in another namespace than the service's and the
+/// waypoint's is a consumer route: the waypoint does not apply it.
+#[test]
+fn consumer_http_routes_are_not_applied_by_the_waypoint() {
+    let route = |ns: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: r-{ns}, namespace: {ns}}}\n\
+             spec:\n  parentRefs: [{{group: \"\", kind: Service, name: web, namespace: shop, port: 80}}]\n  rules:\n\
+             \x20 - backendRefs: [{{name: web, namespace: shop, port: 80}}]\n"
+        )
+    };
+    let t = seed_translation_with(
+        &[
+            ("08-producer.yaml", &route("shop")),
+            ("09-consumer.yaml", &route("client")),
+        ],
+        "",
+    );
+    let cfg = routing_config(&t);
+    let names: Vec<&str> = cfg
+        .services
+        .iter()
+        .flat_map(|s| &s.http_routes)
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(names, vec!["r-shop"]);
+}
+
+/// The deprecated `outlierDetection.consecutiveErrors` is ignored, as
+/// istiod ignores it: the 5xx detector keeps Envoy's default of 5 and the
+/// gateway-error detector stays off.
+#[test]
+fn deprecated_consecutive_errors_is_ignored() {
+    let o: operator::crd::networking::OutlierDetection =
+        serde_json::from_value(serde_json::json!({ "consecutiveErrors": 1 })).unwrap();
+    let od = operator::translate::destination::outlier(&o);
+    assert_eq!(od.consecutive_5xx_errors, 5);
+    assert_eq!(od.consecutive_gateway_errors, 0);
+}

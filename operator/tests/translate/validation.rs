@@ -178,6 +178,26 @@ fn validation_messages_match_istio() {
             "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v, namespace: ns}\nspec: {hosts: [a], http: [{route: [{destination: {host: a}}], headers: {request: {set: {x-off: \"50% off\"}}}}]}\n",
             "single % not allowed.  Escape by doubling to %% or encase Envoy variable name in pair of %",
         ),
+        (
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v, namespace: ns}\nspec: {hosts: [a], http: [{redirect: {uri: /x, prefixRewrite: /y}}]}\n",
+            "redirect may only specify one of uri or prefix_rewrite",
+        ),
+        (
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v, namespace: ns}\nspec: {hosts: [a], http: [{match: [{uri: {exact: /v1}}], redirect: {prefixRewrite: /v2}}]}\n",
+            "redirect prefix_rewrite requires all URI matches to use prefix match type",
+        ),
+        (
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v, namespace: ns}\nspec: {hosts: [a], http: [{route: [{destination: {host: a}}], rewrite: {uriRegexRewrite: {match: \"(\", rewrite: /x}}}]}\n",
+            "UriRegexRewrite has errors: \"HTTPRewrite.UriRegexRewrite.Match\" regex invalid: \"(\"",
+        ),
+        (
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v, namespace: ns}\nspec: {hosts: [a], http: [{route: [{destination: {host: a}}], rewrite: {uriRegexRewrite: {match: \"^/a\", rewrite: \"\"}}}]}\n",
+            "UriRegexRewrite requires both Rewrite and Match fields to be specified",
+        ),
+        (
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v, namespace: ns}\nspec: {hosts: [a], http: [{route: [{destination: {host: a}}], mirrors: [{destination: {host: b}, percentage: {value: -1}}]}]}\n",
+            "mirror percentage must have a min value of 0 (it has -1.000000)",
+        ),
     ];
     for (yaml, want) in cases {
         let o = objects(yaml).remove(0);

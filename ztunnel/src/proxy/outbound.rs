@@ -84,7 +84,9 @@ impl WorkloadProxy {
                 let info = ConnInfo {
                     reporter: Reporter::Source,
                     src: src.as_deref(),
-                    src_principal: Some(&src_principal),
+                    // Plaintext: no identity is presented, so none is
+                    // reported (Istio's ztunnel: `unknown`).
+                    src_principal: None,
                     dst: dst.as_deref(),
                     dst_principal: None,
                     service: service.as_deref(),

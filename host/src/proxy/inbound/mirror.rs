@@ -1,8 +1,10 @@
 //! Request mirroring (VirtualService `mirror` / `mirrors`, Envoy's request
 //! mirror policies): the routing filter picks the mirrors of a request
 //! (metadata `mesh.mirror`, their percentages already drawn) and the host
-//! sends each one a copy, fire and forget. The copy's authority gets
-//! `-shadow` appended to its host, as Envoy does; its response is dropped
+//! sends each one a copy, fire and forget. The copy keeps the request's
+//! authority: Istio stopped appending `-shadow` to it in 1.28
+//! (`DISABLE_SHADOW_HOST_SUFFIX`, on by default; only the 1.25–1.27
+//! compatibility profiles turn it off). Its response is dropped
 //! and never reaches the client, and its failures do not affect the
 //! request. A streamed body is copied once the downstream body has ended,
 //! if it fitted the replay buffer; a larger one is not mirrored.
@@ -39,21 +41,6 @@ pub(super) fn targets(snap: &Snapshot, meta: &str, dest_port: u16) -> Vec<Arc<Cl
         .collect()
 }
 
-/// `reviews:9080` → `reviews-shadow:9080` (Envoy puts `-shadow` on the
-/// host, before any port).
-pub(super) fn shadow_authority(authority: &str) -> String {
-    match authority.rsplit_once(':') {
-        Some((host, port))
-            if !port.is_empty()
-                && port.bytes().all(|b| b.is_ascii_digit())
-                && (!host.contains(':') || host.ends_with(']')) =>
-        {
-            format!("{host}-shadow:{port}")
-        }
-        _ => format!("{authority}-shadow"),
-    }
-}
-
 /// Sends a copy of the request (as forwarded: after the filters' changes)
 /// to each cluster, in background tasks.
 pub(super) fn send(
@@ -64,11 +51,9 @@ pub(super) fn send(
     body: &ReqBody,
     timeout: Option<Duration>,
 ) {
-    let authority = shadow_authority(authority);
     for cluster in clusters {
         let proto = cluster.protocol.unwrap_or(Protocol::of(parts.version));
-        let req = match headers::upstream_request(parts, &authority, proto, ProxyBody::Empty, None)
-        {
+        let req = match headers::upstream_request(parts, authority, proto, ProxyBody::Empty, None) {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(error = %e, "mirror request not built");
@@ -125,20 +110,4 @@ pub(super) fn send(
 enum Pending {
     Ready(ProxyBody),
     Streamed(crate::upstream::Replay),
-}
-
-#[cfg(test)]
-mod tests {
-    use super::shadow_authority;
-
-    #[test]
-    fn shadow_goes_on_the_host_before_the_port() {
-        assert_eq!(shadow_authority("reviews"), "reviews-shadow");
-        assert_eq!(
-            shadow_authority("reviews.ns:9080"),
-            "reviews.ns-shadow:9080"
-        );
-        assert_eq!(shadow_authority("[::1]:80"), "[::1]-shadow:80");
-        assert_eq!(shadow_authority("10.0.0.1"), "10.0.0.1-shadow");
-    }
 }
