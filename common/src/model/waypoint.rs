@@ -91,6 +91,11 @@ pub struct WaypointService {
     /// Name of the DestinationRule the policies came from (`ns/name`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination_rule: Option<String>,
+    /// A destination of this waypoint's routes that is not bound to it
+    /// (istiod's extra waypoint services): the waypoint forwards to it,
+    /// but does not serve traffic addressed to it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub route_only: bool,
 }
 
 impl WaypointService {

@@ -112,10 +112,13 @@ impl Snapshot {
         let mut endpoints = HashMap::new();
         // Short names resolve in the waypoint's namespace first.
         let mut services: Vec<&WaypointService> = config.services.iter().collect();
-        services.sort_by_key(|s| s.namespace != config.namespace);
+        // Served services before route-only ones.
+        services.sort_by_key(|s| (s.route_only, s.namespace != config.namespace));
         for s in services {
             let svc = Arc::new(s.clone());
-            for vip in &s.vips {
+            // A route-only service is a cluster, not something this
+            // waypoint serves: its VIPs do not lead here.
+            for vip in s.vips.iter().filter(|_| !s.route_only) {
                 by_vip.entry(*vip).or_insert_with(|| svc.clone());
             }
             let short = [
@@ -197,7 +200,7 @@ impl Snapshot {
             .parse::<IpAddr>()
             .ok()
             .and_then(|ip| self.by_vip.get(&ip))
-            .or_else(|| self.by_name.get(host))
+            .or_else(|| self.by_name.get(host).filter(|s| !s.route_only))
             .cloned();
         let port = match (&svc, port) {
             (_, Some(p)) => p,

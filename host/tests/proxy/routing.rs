@@ -257,3 +257,63 @@ async fn header_values_expand_envoy_variables() {
     assert_eq!(seen["x-copy"], "alice");
     assert_eq!(seen["x-literal"], "100%");
 }
+
+/// A route to a service the waypoint only forwards to (`routeOnly`: a
+/// destination of its routes that is not bound to it) reaches that
+/// service's endpoints; a request addressed to that service itself is not
+/// served as it.
+#[tokio::test]
+async fn routes_reach_route_only_services_which_are_not_served() {
+    const OTHER: &str = "ratings.other.svc.cluster.local";
+    let a = Upstream::start("a", "127.0.0.31").await;
+    let r = Upstream::start("r", "127.0.0.32").await;
+    let mut cfg = config(vec![a.endpoint(&[("app", "echo")])], json!({}));
+    cfg["services"].as_array_mut().unwrap().push(json!({
+        "hostname": OTHER,
+        "name": "ratings",
+        "namespace": "other",
+        "vips": ["10.96.0.30"],
+        "ports": [{ "port": SVC_PORT, "targetPort": 0, "name": "http" }],
+        "endpoints": [r.endpoint(&[("app", "ratings")])],
+        "routeOnly": true,
+    }));
+    let routing = json!({
+        "waypointNamespace": "test",
+        "services": [{
+            "host": SVC,
+            "virtualServices": [{ "namespace": "test", "name": "echo", "http": [
+                { "match": [{ "uri": { "prefix": "/ratings" } }], "route": [{ "destination": { "host": OTHER } }] },
+                { "route": [{ "destination": { "host": SVC } }] },
+            ]}],
+        }],
+    });
+    cfg["filters"] = json!([routing_filter(routing)]);
+    let wp = TestWaypoint::start(&cfg).await;
+    let code = |host: String, path: &'static str| {
+        let url = wp.url(path);
+        async move {
+            curl(&[
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-H",
+                &format!("Host: {host}"),
+                &url,
+            ])
+            .await
+        }
+    };
+    assert_eq!(code(format!("{SVC}:{SVC_PORT}"), "/ratings/1").await, "200");
+    assert_eq!(
+        (r.count(), a.count()),
+        (1, 0),
+        "routed to the route-only service"
+    );
+    assert_eq!(code(format!("{SVC}:{SVC_PORT}"), "/x").await, "200");
+    assert_eq!(a.count(), 1);
+    let direct = code(format!("{OTHER}:{SVC_PORT}"), "/x").await;
+    assert_ne!(direct, "200", "a route-only service is not served here");
+    assert_eq!(r.count(), 1, "nothing reached it");
+}

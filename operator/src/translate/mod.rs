@@ -10,6 +10,7 @@
 
 pub mod attach;
 pub mod authz;
+pub mod clusters;
 pub mod destination;
 pub mod filters;
 pub mod incremental;
@@ -225,46 +226,14 @@ pub fn translate(cs: &ConfigSet, ctx: &TranslateContext) -> Translation {
             })
             .filter(|(h, _)| svc_waypoint.get(h) == Some(key))
             .collect();
-        let mut wsvcs = Vec::new();
-        for s in cs.services.iter() {
-            let host = workloads::hostname(cs, &s.name, &s.namespace);
-            if svc_waypoint.get(&host) != Some(key) {
-                continue;
-            }
-            let endpoints = workloads::service_pods(cs, s, &by_ip)
-                .into_iter()
-                .map(|p| endpoint(cs, p, Some(s)))
-                .collect();
-            let ports: Vec<u16> = s.ports.iter().map(|p| p.port).collect();
-            let (subsets, traffic_policies, dr_name) =
-                match destination::find(cs, &host, &s.namespace) {
-                    Some(dr) => {
-                        let (a, b) = destination::resolve(&dr, &ports);
-                        (
-                            a,
-                            b,
-                            Some(format!(
-                                "{}/{}",
-                                dr.metadata.namespace.as_deref().unwrap_or(""),
-                                dr.metadata.name.as_deref().unwrap_or("")
-                            )),
-                        )
-                    }
-                    None => (Vec::new(), Vec::new(), None),
-                };
-            let svc = services.iter().find(|x| x.hostname == host);
-            wsvcs.push(WaypointService {
-                hostname: host.clone(),
-                name: s.name.clone(),
-                namespace: s.namespace.clone(),
-                vips: s.vips.clone(),
-                ports: svc.map(|x| x.ports.clone()).unwrap_or_default(),
-                endpoints,
-                subsets,
-                traffic_policies,
-                destination_rule: dr_name,
-            });
-        }
+        let mut wsvcs: Vec<WaypointService> = cs
+            .services
+            .iter()
+            .filter(|s| {
+                svc_waypoint.get(&workloads::hostname(cs, &s.name, &s.namespace)) == Some(key)
+            })
+            .map(|s| clusters::waypoint_service(cs, s, &by_ip, &services, false))
+            .collect();
         let wl_eps: Vec<WaypointEndpoint> = workloads
             .iter()
             .filter(|w| {
@@ -373,6 +342,20 @@ pub fn translate(cs: &ConfigSet, ctx: &TranslateContext) -> Translation {
             ..Default::default()
         };
         let routing_cfg = routing::routing_config(cs, wp, &hosts, &http_routes, &mut statuses);
+        // Services the routes send to without being bound here: clusters
+        // only (a route to another namespace's service, a canary Service
+        // as an HTTPRoute backend).
+        let served: BTreeSet<String> = wsvcs.iter().map(|s| s.hostname.clone()).collect();
+        let extra = clusters::route_destinations(&routing_cfg);
+        wsvcs.extend(
+            cs.services
+                .iter()
+                .filter(|s| {
+                    let host = workloads::hostname(cs, &s.name, &s.namespace);
+                    extra.contains(&host) && !served.contains(&host)
+                })
+                .map(|s| clusters::waypoint_service(cs, s, &by_ip, &services, true)),
+        );
         let fault_cfg = filter_model::derive::fault_config(&routing_cfg);
         let retry_cfg = filter_model::derive::retry_config(&routing_cfg);
         let mut users: Vec<(u8, i32, String, FilterConfig)> = wasm_att
@@ -453,6 +436,7 @@ pub fn translate(cs: &ConfigSet, ctx: &TranslateContext) -> Translation {
         push_users(3, &mut chain);
         let svc_keys: Vec<(&str, &str, &str)> = wsvcs
             .iter()
+            .filter(|s| !s.route_only)
             .map(|s| (s.hostname.as_str(), s.namespace.as_str(), s.name.as_str()))
             .collect();
         let telemetry = telemetry::telemetry_for(cs, wp, &svc_keys);
@@ -557,7 +541,7 @@ fn implicit_waypoint_policies(
     }
 }
 
-fn endpoint(
+pub(crate) fn endpoint(
     cs: &ConfigSet,
     p: &crate::config::PodInfo,
     svc: Option<&crate::config::ServiceInfo>,

@@ -165,17 +165,18 @@ fn backend(cs: &ConfigSet, b: &CrdBackend, ns: &str) -> Result<HttpBackendRef, S
             .map_err(|e| e.to_string())?,
         None => Vec::new(),
     };
+    // Every route here has Service parents (a mesh route): istiod resolves
+    // its backends in any namespace without a ReferenceGrant.
     Ok(HttpBackendRef {
-        host: (kind_ok && exists && bns == ns)
-            .then(|| super::workloads::hostname(cs, &b.name, &bns)),
+        host: (kind_ok && exists).then(|| super::workloads::hostname(cs, &b.name, &bns)),
         port: b.port.and_then(|p| u16::try_from(p).ok()),
         weight: b.weight.map(|w| w.max(0) as u32),
         filters,
     })
 }
 
-/// `RequestMirror`: the backend resolved as backends are (a Service in the
-/// route's namespace), the share from `percent` or `fraction` (Gateway API:
+/// `RequestMirror`: the backend resolved as backends are (a Service, in
+/// any namespace for a mesh route), the share from `percent` or `fraction` (Gateway API:
 /// neither = 100 %).
 fn request_mirror(
     cs: &ConfigSet,
@@ -218,7 +219,7 @@ fn request_mirror(
         (None, None) => None,
     };
     filter_model::gateway::HttpRequestMirrorFilter {
-        host: (kind_ok && exists && bns == ns).then(|| super::workloads::hostname(cs, name, bns)),
+        host: (kind_ok && exists).then(|| super::workloads::hostname(cs, name, bns)),
         port: b
             .and_then(|b| b.get("port"))
             .and_then(|v| v.as_u64())

@@ -341,3 +341,82 @@ fn deprecated_consecutive_errors_is_ignored() {
     assert_eq!(od.consecutive_5xx_errors, 5);
     assert_eq!(od.consecutive_gateway_errors, 0);
 }
+
+/// The seed mesh plus a namespace `other`, not bound to any waypoint, with
+/// a `ratings` service.
+fn seed_with_other_namespace(
+    files: &[(&str, &str)],
+) -> std::sync::Arc<operator::translate::Translation> {
+    let inv = std::fs::read_to_string(data().join("seed/inventory.yaml"))
+        .unwrap()
+        .replace(
+            "  - name: istio-system\n",
+            "  - name: istio-system\n  - name: other\n    labels: {istio.io/dataplane-mode: ambient}\n",
+        )
+        .replace(
+            "services:\n",
+            "services:\n  - {name: ratings, namespace: other, vip: 10.96.0.30, selector: {app: ratings}, ports: [{name: http, port: 80, targetPort: 9080}]}\n",
+        )
+        .replace(
+            "workloads:\n",
+            "workloads:\n  - {name: ratings-0, namespace: other, serviceAccount: ratings, node: node-2, ip: 10.10.2.9, labels: {app: ratings}, workload: ratings}\n",
+        );
+    let mut all: Vec<(&str, &str)> = files.to_vec();
+    all.push(("inventory.yaml", &inv));
+    seed_translation_with(&all, "")
+}
+
+/// A route to a service the waypoint does not serve (another namespace's,
+/// not bound to it) gets a cluster in the waypoint's configuration, as
+/// istiod adds the routes' extra services; the waypoint does not serve
+/// it. An HTTPRoute (a mesh route) resolves a backend in another
+/// namespace without a ReferenceGrant.
+#[test]
+fn routes_to_services_not_bound_here_get_clusters() {
+    let t = seed_with_other_namespace(&[
+        (
+            "08-vs.yaml",
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: orders-ratings, namespace: shop}\n\
+             spec:\n  hosts: [orders]\n  http:\n  - match: [{uri: {prefix: /ratings}}]\n    route: [{destination: {host: ratings.other.svc.cluster.local}}]\n",
+        ),
+        (
+            "09-route.yaml",
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: web-route, namespace: shop}\n\
+             spec:\n  parentRefs: [{group: \"\", kind: Service, name: web, port: 80}]\n  rules:\n\
+             \x20 - backendRefs: [{name: ratings, namespace: other, port: 80}]\n",
+        ),
+    ]);
+    let wp = &t.waypoints[0];
+    let ratings = wp
+        .services
+        .iter()
+        .find(|s| s.hostname == "ratings.other.svc.cluster.local")
+        .expect("a cluster for the route's destination");
+    assert!(ratings.route_only);
+    assert_eq!(ratings.endpoints.len(), 1);
+    assert_eq!(ratings.endpoints[0].ports.get(&80), Some(&9080));
+    for served in [
+        "orders.shop.svc.cluster.local",
+        "web.shop.svc.cluster.local",
+    ] {
+        let s = wp.services.iter().find(|s| s.hostname == served).unwrap();
+        assert!(!s.route_only, "{served}");
+    }
+    let cfg = routing_config(&t);
+    let backend = cfg
+        .services
+        .iter()
+        .flat_map(|s| &s.http_routes)
+        .find(|r| r.name == "web-route")
+        .map(|r| r.rules[0].backend_refs[0].host.clone())
+        .expect("translated");
+    assert_eq!(backend.as_deref(), Some("ratings.other.svc.cluster.local"));
+    // Without the routes, no cluster for it.
+    let t = seed_with_other_namespace(&[]);
+    assert!(
+        !t.waypoints[0]
+            .services
+            .iter()
+            .any(|s| s.hostname.starts_with("ratings."))
+    );
+}
