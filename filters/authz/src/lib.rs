@@ -343,8 +343,9 @@ impl Authorizer {
     /// hosts, headers, request principals, JWT claims) cannot be known, so
     /// an ALLOW rule that uses one is skipped (the allow gets smaller) and a
     /// DENY or AUDIT rule is evaluated without them (the deny gets wider).
-    /// CUSTOM policies are HTTP ext-authz checks and do not apply; dry-run
-    /// results are not reported.
+    /// CUSTOM policies are HTTP ext-authz checks and do not apply, except
+    /// that one naming an unknown or ambiguous provider denies what it
+    /// matches (istiod fails closed); dry-run results are not reported.
     pub fn evaluate_connection<'a>(&'a self, conn: &ConnectionInput<'_>) -> Decision<'a> {
         let input = Input {
             method: "",
@@ -373,6 +374,15 @@ impl Authorizer {
         self.decide(target, &cx, &mut out)
     }
 
+    /// Does a CUSTOM policy name a known provider, and is it the only one
+    /// for this target (or are several allowed)?
+    fn usable_custom(&self, p: &CompiledPolicy, target: &Target) -> bool {
+        p.provider
+            .as_deref()
+            .is_some_and(|n| self.providers.contains_key(n))
+            && (self.multiple_custom_providers || !target.multiple_providers)
+    }
+
     fn decide<'a>(
         &'a self,
         target: &Target,
@@ -386,7 +396,12 @@ impl Authorizer {
         let (mut shadow_deny, mut shadow_allow_present, mut shadow_allow) = (None, false, None);
         for &i in &target.policies {
             let p = &self.policies[i];
-            if cx.tcp && p.action == Action::Custom {
+            // On a TCP chain a CUSTOM policy with a usable provider is
+            // skipped (the providers are HTTP ones, which istiod ignores on
+            // TCP chains); one with an unknown or ambiguous provider still
+            // denies what it matches, HTTP fields ignored (istiod's
+            // `buildTCP` generates deny rules: fail closed).
+            if cx.tcp && p.action == Action::Custom && self.usable_custom(p, target) {
                 continue;
             }
             match (p.action, p.dry_run) {
@@ -414,9 +429,7 @@ impl Authorizer {
                 (Action::Custom, _) => {
                     let provider = p.provider.as_deref().and_then(|n| self.providers.get(n));
                     match provider {
-                        Some(pr)
-                            if self.multiple_custom_providers || !target.multiple_providers =>
-                        {
+                        Some(pr) if self.usable_custom(p, target) => {
                             if !plan.custom.iter().any(|c| c.provider.name == pr.name) {
                                 plan.custom.push(CustomCheck {
                                     provider: pr,

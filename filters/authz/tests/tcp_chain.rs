@@ -156,3 +156,49 @@ fn custom_and_audit_do_not_decide_tcp_connections() {
     );
     check("CUSTOM/AUDIT", &a, vec![("any", req(), allow())]);
 }
+
+/// CUSTOM on a TCP chain: a policy with a known (HTTP) provider does not
+/// apply, as istiod ignores HTTP providers on TCP chains; one naming an
+/// unknown provider, or one of several providers without
+/// `multipleCustomProviders`, denies what it matches with its HTTP fields
+/// ignored (istiod's `buildTCP` generates deny rules: fail closed).
+#[test]
+fn custom_with_a_bad_provider_fails_closed_on_tcp() {
+    let custom = |name: &str, provider: &str| {
+        let mut p = policy(
+            name,
+            "CUSTOM",
+            json!([{"to": [{"operation": {"paths": ["/admin"]}}]}]),
+        );
+        p["provider"] = json!({"name": provider});
+        p
+    };
+    let providers = json!({"providers": [{"name": "ext"}, {"name": "other"}]});
+    let a = authz(vec![custom("c", "ext")], providers.clone());
+    check("known provider", &a, vec![("mTLS peer", req(), allow())]);
+    let a = authz(vec![custom("c", "missing")], providers.clone());
+    check(
+        "unknown provider",
+        &a,
+        vec![
+            ("mTLS peer", req(), deny_by("foo/c")),
+            ("plaintext", req().plaintext(), deny_by("foo/c")),
+        ],
+    );
+    let a = authz(
+        vec![custom("c1", "ext"), custom("c2", "other")],
+        providers.clone(),
+    );
+    assert!(
+        matches!(req().eval_tcp(&a), Outcome::Deny(Some(_))),
+        "two providers without multipleCustomProviders"
+    );
+    let mut both = providers;
+    both["multipleCustomProviders"] = json!(true);
+    let a = authz(vec![custom("c1", "ext"), custom("c2", "other")], both);
+    check(
+        "two providers allowed",
+        &a,
+        vec![("mTLS peer", req(), allow())],
+    );
+}

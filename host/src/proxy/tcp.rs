@@ -56,10 +56,19 @@ pub fn is_tcp_port(svc: &WaypointService, port: u16) -> bool {
     TCP_PROTOCOLS.contains(&proto.as_str())
 }
 
-/// The L4 view of the first-party `authz` filter's policies, compiled
-/// natively for connections that never reach an HTTP hook.
+/// The L4 view of the first-party authorization filters' policies,
+/// compiled natively for connections that never reach an HTTP hook: the
+/// `authz-custom` entry (CUSTOM policies: only those with an unknown or
+/// ambiguous provider apply on TCP, as deny rules, istiod's `buildTCP`),
+/// then `authz` (DENY, ALLOW, AUDIT).
 #[derive(Debug)]
 pub struct TcpAuthz {
+    parts: Vec<AuthzPart>,
+}
+
+/// One authorization filter of the chain.
+#[derive(Debug)]
+struct AuthzPart {
     /// The filter's service scope (empty: every service).
     services: Vec<String>,
     /// The compiled policies, or why they did not compile (then every TCP
@@ -67,29 +76,34 @@ pub struct TcpAuthz {
     authorizer: Result<Authorizer, String>,
 }
 
+/// Chain entry names of the first-party authorization filters, in the
+/// order they run.
+const AUTHZ_FILTERS: [&str; 2] = ["authz-custom", "authz"];
+
 impl TcpAuthz {
-    /// From the chain of a waypoint config: the filter named `authz`.
+    /// From the chain of a waypoint config: the filters named
+    /// `authz-custom` and `authz`.
     pub fn from_filters(filters: &[FilterConfig]) -> Option<Arc<Self>> {
-        let fc = filters.iter().find(|f| f.name == "authz")?;
-        let authorizer = Authorizer::from_json(&fc.config_bytes()).map_err(|e| e.to_string());
-        if let Err(e) = &authorizer {
-            tracing::warn!(error = %e, "authz policies do not compile for TCP ports; TCP connections will be refused");
-        }
-        Some(Arc::new(TcpAuthz {
-            services: fc.services.clone(),
-            authorizer,
-        }))
+        let parts: Vec<AuthzPart> = AUTHZ_FILTERS
+            .iter()
+            .filter_map(|name| filters.iter().find(|f| f.name == *name))
+            .map(|fc| {
+                let authorizer =
+                    Authorizer::from_json(&fc.config_bytes()).map_err(|e| e.to_string());
+                if let Err(e) = &authorizer {
+                    tracing::warn!(filter = %fc.name, error = %e, "authz policies do not compile for TCP ports; TCP connections will be refused");
+                }
+                AuthzPart {
+                    services: fc.services.clone(),
+                    authorizer,
+                }
+            })
+            .collect();
+        (!parts.is_empty()).then(|| Arc::new(TcpAuthz { parts }))
     }
 
     /// `Ok` to let the connection through, `Err(reason)` to refuse it.
     fn check(&self, down: &Downstream, dest: &Destination, service: &str) -> Result<(), String> {
-        if !self.services.is_empty() && !self.services.iter().any(|s| s == service) {
-            return Ok(());
-        }
-        let a = self
-            .authorizer
-            .as_ref()
-            .map_err(|e| format!("policies unusable: {e}"))?;
         let principal = down.peer.as_ref().map(|p| p.principal());
         let source = down.remote.ip().to_string();
         let target = down.target.map(|t| t.ip().to_string()).unwrap_or_default();
@@ -100,13 +114,25 @@ impl TcpAuthz {
             destination_port: dest.port,
             destination_service: Some(service),
         };
-        match a.evaluate_connection(&input) {
-            Decision::NoPolicies | Decision::Allow { .. } => Ok(()),
-            Decision::Deny { policy } => Err(match policy {
-                Some(p) => format!("denied by {p}"),
-                None => "no ALLOW policy matched".into(),
-            }),
+        for part in &self.parts {
+            if !part.services.is_empty() && !part.services.iter().any(|s| s == service) {
+                continue;
+            }
+            let a = part
+                .authorizer
+                .as_ref()
+                .map_err(|e| format!("policies unusable: {e}"))?;
+            match a.evaluate_connection(&input) {
+                Decision::NoPolicies | Decision::Allow { .. } => {}
+                Decision::Deny { policy } => {
+                    return Err(match policy {
+                        Some(p) => format!("denied by {p}"),
+                        None => "no ALLOW policy matched".into(),
+                    });
+                }
+            }
         }
+        Ok(())
     }
 }
 
