@@ -250,8 +250,7 @@ pub(crate) async fn serve(
         tracing::debug!(service = %svc.hostname, port = dest.port, peer = ?down.peer, reason = %why, "TCP connection refused");
         proxy
             .telemetry
-            .tcp()
-            .refused(&labels(&proxy, &down, &svc, None, flags));
+            .tcp_refused(&svc.hostname, &labels(&proxy, &down, &svc, None, flags));
         req.reject(status);
     };
     if let Some(authz) = &snap.tcp_authz
@@ -321,11 +320,10 @@ pub(crate) async fn serve(
             return;
         }
     };
-    let conn =
-        proxy
-            .telemetry
-            .tcp()
-            .opened(&labels(&proxy, &down, &svc, Some(&host.endpoint), "-"));
+    let conn = proxy.telemetry.tcp_opened(
+        &svc.hostname,
+        &labels(&proxy, &down, &svc, Some(&host.endpoint), "-"),
+    );
     let _active = host.start_request();
     let mut downstream = Counted {
         inner: downstream,

@@ -110,10 +110,25 @@ struct Plan {
     upsert: Vec<(String, Expr)>,
 }
 
+/// The Telemetry API names of the TCP metrics, in `TcpMetrics` order.
+pub const TCP_METRICS: [&str; 4] = [
+    "TCP_OPENED_CONNECTIONS",
+    "TCP_CLOSED_CONNECTIONS",
+    "TCP_SENT_BYTES",
+    "TCP_RECEIVED_BYTES",
+];
+
 /// Resolved overrides of all metrics.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
     plans: [Plan; METRICS],
+    /// `ALL_METRICS` with `disabled: true`: the whole stats filter is off
+    /// until a later override (any metric) turns it back on, as istiod's
+    /// `mergeMetrics` does.
+    all_disabled: bool,
+    /// `disabled` of the four TCP metrics (their `tagOverrides` are not
+    /// applied).
+    tcp_disabled: [bool; 4],
 }
 
 impl Overrides {
@@ -124,6 +139,18 @@ impl Overrides {
         for ov in list {
             if ov.mode.eq_ignore_ascii_case("CLIENT") {
                 continue;
+            }
+            if ov.metric == "ALL_METRICS" && ov.disabled == Some(true) {
+                o.all_disabled = true;
+                continue;
+            }
+            o.all_disabled = false;
+            for (i, name) in TCP_METRICS.iter().enumerate() {
+                if (ov.metric == "ALL_METRICS" || ov.metric == *name)
+                    && let Some(d) = ov.disabled
+                {
+                    o.tcp_disabled[i] = d;
+                }
             }
             for (i, m) in Metric::ALL.iter().enumerate() {
                 if ov.metric != "ALL_METRICS" && ov.metric != m.api_name() {
@@ -146,6 +173,16 @@ impl Overrides {
         Ok(o)
     }
 
+    /// Is metric `i` (of [`Metric::ALL`]) turned off?
+    fn disabled(&self, i: usize) -> bool {
+        self.all_disabled || self.plans[i].disabled
+    }
+
+    /// Which of the TCP metrics (in [`TCP_METRICS`] order) are on.
+    pub fn tcp_enabled(&self) -> [bool; 4] {
+        self.tcp_disabled.map(|d| !d && !self.all_disabled)
+    }
+
     fn is_plain(&self, i: usize) -> bool {
         let p = &self.plans[i];
         p.remove.is_empty() && p.upsert.is_empty()
@@ -156,7 +193,7 @@ impl Overrides {
     pub fn evaluates_expressions(&self) -> bool {
         self.plans
             .iter()
-            .any(|p| !p.disabled && !p.upsert.is_empty())
+            .any(|p| !self.all_disabled && !p.disabled && !p.upsert.is_empty())
     }
 }
 
@@ -337,7 +374,7 @@ impl IstioMetrics {
             rec.response_grpc.messages() as f64,
         ];
         let count = if rec.grpc { METRICS } else { HTTP_METRICS };
-        let all_plain = (0..HTTP_METRICS).all(|i| !ov.plans[i].disabled && ov.is_plain(i));
+        let all_plain = (0..HTTP_METRICS).all(|i| !ov.disabled(i) && ov.is_plain(i));
         let mut plain_hit = false;
         let base = KEY.with_borrow_mut(|key| {
             key.clear();
@@ -360,7 +397,7 @@ impl IstioMetrics {
         let mut resolved: [Option<Arc<Series>>; HTTP_METRICS] = Default::default();
         for (i, v) in values.into_iter().enumerate().take(count).skip(first) {
             let plan = &ov.plans[i];
-            if plan.disabled {
+            if ov.disabled(i) {
                 continue;
             }
             let key = if ov.is_plain(i) {
@@ -470,12 +507,31 @@ mod tests {
         ])
         .unwrap();
         assert!(o.plans[0].disabled);
+    }
+
+    /// `ALL_METRICS` + `disabled: true` turns the whole stats filter off
+    /// (TCP metrics included) until any later override turns it back on
+    /// (istiod's `mergeMetrics`: a root "disable all" then a namespace's
+    /// tag override re-enables every metric).
+    #[test]
+    fn disabling_all_metrics_is_undone_by_any_later_override() {
+        let o = Overrides::new(&[ov("ALL_METRICS", Some(true), None)]).unwrap();
+        assert!((0..METRICS).all(|i| o.disabled(i)));
+        assert_eq!(o.tcp_enabled(), [false; 4]);
         let o = Overrides::new(&[
             ov("ALL_METRICS", Some(true), None),
-            ov("REQUEST_COUNT", Some(false), None),
+            ov("REQUEST_COUNT", None, Some(("x", "'y'"))),
         ])
         .unwrap();
-        assert!(!o.plans[0].disabled);
-        assert!(o.plans[1].disabled && o.plans[2].disabled && o.plans[3].disabled);
+        assert!((0..METRICS).all(|i| !o.disabled(i)));
+        assert_eq!(o.tcp_enabled(), [true; 4]);
+        // Per-metric `disabled` stays per metric.
+        let o = Overrides::new(&[
+            ov("REQUEST_SIZE", Some(true), None),
+            ov("TCP_SENT_BYTES", Some(true), None),
+        ])
+        .unwrap();
+        assert!(!o.disabled(0) && o.disabled(2));
+        assert_eq!(o.tcp_enabled(), [true, true, false, true]);
     }
 }

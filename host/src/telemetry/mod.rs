@@ -348,9 +348,22 @@ impl Telemetry {
         ]
     }
 
-    /// The TCP metrics (`istio_tcp_*`) of connections to TCP service ports.
-    pub fn tcp(&self) -> &TcpMetrics {
-        &self.tcp
+    /// Counts a TCP connection to `service` opened (its close when the
+    /// handle drops), on the `istio_tcp_*` metrics the service's Telemetry
+    /// leaves on.
+    pub fn tcp_opened(
+        &self,
+        service: &str,
+        labels: &[(&'static str, Cow<'_, str>)],
+    ) -> TcpConnection {
+        let s = self.settings.load();
+        let enabled = s.for_service(Some(service)).overrides.tcp_enabled();
+        self.tcp.opened(labels, enabled)
+    }
+
+    /// Counts a TCP connection to `service` refused before it opened.
+    pub fn tcp_refused(&self, service: &str, labels: &[(&'static str, Cow<'_, str>)]) {
+        drop(self.tcp_opened(service, labels));
     }
 
     /// Records a finished request: metrics, access log, span.

@@ -38,6 +38,10 @@ const NAMES: [(&str, &str); 4] = [
 /// The four counters of one label set.
 #[derive(Debug, Default)]
 pub struct TcpSeries {
+    /// Which of the four metrics this series reports (Telemetry
+    /// overrides); part of its key, so a change of overrides starts new
+    /// series instead of hiding old counts.
+    enabled: [bool; 4],
     opened: AtomicU64,
     closed: AtomicU64,
     sent: AtomicU64,
@@ -93,8 +97,17 @@ fn render(labels: &[(&'static str, Cow<'_, str>)]) -> String {
 }
 
 impl TcpMetrics {
-    fn series(&self, labels: &[(&'static str, Cow<'_, str>)]) -> Option<Arc<TcpSeries>> {
-        let key = render(labels);
+    fn series(
+        &self,
+        labels: &[(&'static str, Cow<'_, str>)],
+        enabled: [bool; 4],
+    ) -> Option<Arc<TcpSeries>> {
+        if enabled == [false; 4] {
+            return None;
+        }
+        let mut key: String = enabled.iter().map(|e| if *e { '1' } else { '0' }).collect();
+        key.push('|');
+        key.push_str(&render(labels));
         if let Some(s) = self.series.read().get(&key) {
             return Some(s.clone());
         }
@@ -102,12 +115,27 @@ impl TcpMetrics {
         if !w.contains_key(&key) && w.len() >= MAX_SERIES_PER_METRIC {
             return None;
         }
-        Some(w.entry(key).or_default().clone())
+        Some(
+            w.entry(key)
+                .or_insert_with(|| {
+                    Arc::new(TcpSeries {
+                        enabled,
+                        ..TcpSeries::default()
+                    })
+                })
+                .clone(),
+        )
     }
 
-    /// A connection opened (counted now; its close when the handle drops).
-    pub fn opened(&self, labels: &[(&'static str, Cow<'_, str>)]) -> TcpConnection {
-        let s = self.series(labels);
+    /// A connection opened (counted now; its close when the handle drops),
+    /// reported on the metrics `enabled` (in [`super::istio::TCP_METRICS`]
+    /// order).
+    pub fn opened(
+        &self,
+        labels: &[(&'static str, Cow<'_, str>)],
+        enabled: [bool; 4],
+    ) -> TcpConnection {
+        let s = self.series(labels, enabled);
         if let Some(s) = &s {
             s.opened.fetch_add(1, Ordering::Relaxed);
         }
@@ -116,8 +144,8 @@ impl TcpMetrics {
 
     /// A connection refused before it opened (policy, no endpoint): counted
     /// as opened and closed, as Envoy's TCP stats do.
-    pub fn refused(&self, labels: &[(&'static str, Cow<'_, str>)]) {
-        drop(self.opened(labels));
+    pub fn refused(&self, labels: &[(&'static str, Cow<'_, str>)], enabled: [bool; 4]) {
+        drop(self.opened(labels, enabled));
     }
 
     /// Writes the series (Prometheus text).
@@ -129,12 +157,48 @@ impl TcpMetrics {
         let mut keys: Vec<&String> = map.keys().collect();
         keys.sort();
         for (i, (name, help)) in NAMES.iter().enumerate() {
+            let mut series = keys.iter().filter(|k| map[**k].enabled[i]).peekable();
+            if series.peek().is_none() {
+                continue;
+            }
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for k in &keys {
+            for k in series {
                 let s = &map[*k];
                 let v = [&s.opened, &s.closed, &s.sent, &s.received][i].load(Ordering::Relaxed);
-                let _ = writeln!(out, "{name}{{{k}}} {v}");
+                let labels = k.split_once('|').map_or(k.as_str(), |(_, l)| l);
+                let _ = writeln!(out, "{name}{{{labels}}} {v}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A metric a Telemetry override turns off is not written; the others
+    /// of the same connection are.
+    #[test]
+    fn disabled_tcp_metrics_are_not_written() {
+        let m = TcpMetrics::default();
+        let labels = [("reporter", Cow::Borrowed("waypoint"))];
+        let c = m.opened(&labels, [true, true, false, true]);
+        c.sent(10);
+        c.received(7);
+        drop(c);
+        let mut out = String::new();
+        m.encode(&mut out);
+        assert!(
+            out.contains("istio_tcp_connections_opened_total{reporter=\"waypoint\"} 1"),
+            "{out}"
+        );
+        assert!(out.contains("istio_tcp_received_bytes_total{reporter=\"waypoint\"} 7"));
+        assert!(!out.contains("istio_tcp_sent_bytes_total"), "{out}");
+        // All off: nothing at all.
+        let m = TcpMetrics::default();
+        drop(m.opened(&labels, [false; 4]));
+        let mut out = String::new();
+        m.encode(&mut out);
+        assert!(out.is_empty(), "{out}");
     }
 }
