@@ -263,8 +263,13 @@ pub fn analyze(cs: &ConfigSet, namespace: Option<&str>) -> Vec<Message> {
                     );
                 }
                 if let Some(subset) = &d.subset {
-                    let has = crate::translate::destination::find(cs, &host, &svc.namespace)
-                        .is_some_and(|dr| dr.spec.subsets.iter().any(|s| &s.name == subset));
+                    let has = crate::translate::destination::find(
+                        cs,
+                        &host,
+                        &svc.namespace,
+                        &svc.namespace,
+                    )
+                    .is_some_and(|dr| dr.spec.subsets.iter().any(|s| &s.name == subset));
                     if !has {
                         let what = if mirror {
                             "mirror+subset in destinationrule"

@@ -9,14 +9,15 @@ use filter_model::routing::RoutingConfig;
 use mesh_common::model::{Service, WaypointService};
 use std::collections::BTreeSet;
 
-/// The waypoint's view of one service: endpoints, ports, and the
-/// DestinationRule's subsets and policies. `route_only` marks a service
+/// The waypoint's view of one service: endpoints, ports, and the subsets
+/// and policies of the DestinationRule a proxy in `waypoint_ns` sees. `route_only` marks a service
 /// the waypoint forwards to without serving it.
 pub fn waypoint_service(
     cs: &ConfigSet,
     s: &ServiceInfo,
     by_ip: &PodIndex,
     services: &[Service],
+    waypoint_ns: &str,
     route_only: bool,
 ) -> WaypointService {
     let host = workloads::hostname(cs, &s.name, &s.namespace);
@@ -26,7 +27,7 @@ pub fn waypoint_service(
         .collect();
     let ports: Vec<u16> = s.ports.iter().map(|p| p.port).collect();
     let (subsets, traffic_policies, destination_rule) =
-        match destination::find(cs, &host, &s.namespace) {
+        match destination::find(cs, &host, &s.namespace, waypoint_ns) {
             Some(dr) => {
                 let (a, b) = destination::resolve(&dr, &ports);
                 let name = format!(

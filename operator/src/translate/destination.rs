@@ -41,14 +41,29 @@ pub fn host_matches(pattern: &str, host: &str) -> bool {
     }
 }
 
-/// The DestinationRule for `host` (service in `svc_ns`), looking in the
-/// service's namespace, then the root namespace; exact host beats wildcard.
-/// Several rules for the same host in one namespace are merged as Istio
-/// does: oldest first, subsets appended (first definition of a name wins),
-/// the first `trafficPolicy` set wins.
-pub fn find(cs: &ConfigSet, host: &str, svc_ns: &str) -> Option<DestinationRule> {
+/// Where a DestinationRule is visible (istiod's `setDestinationRules`):
+/// in its own namespace unless exported only elsewhere; to another
+/// namespace when its `exportTo` is empty, `*` or names it.
+fn visible(d: &DestinationRule, client_ns: &str) -> bool {
+    let own = d.metadata.namespace.as_deref().unwrap_or("");
+    let e = &d.spec.export_to;
+    if client_ns == own {
+        e.is_empty() || e.iter().any(|x| x == "*" || x == "." || x == own)
+    } else {
+        e.is_empty() || e.iter().any(|x| x == "*" || x == client_ns)
+    }
+}
+
+/// The DestinationRule for `host` (service in `svc_ns`) as a proxy in
+/// `proxy_ns` sees it (istiod's `destinationRule`): the rules of the
+/// proxy's own namespace first, then those the service's namespace exports
+/// to it, then those the root namespace exports to it; exact host beats
+/// wildcard. Several rules for the same host in one namespace are merged as
+/// Istio does: oldest first, subsets appended (first definition of a name
+/// wins), the first `trafficPolicy` set wins.
+pub fn find(cs: &ConfigSet, host: &str, svc_ns: &str, proxy_ns: &str) -> Option<DestinationRule> {
     let root = cs.mesh.root_namespace.as_str();
-    for ns in [svc_ns, root] {
+    for ns in [proxy_ns, svc_ns, root] {
         let mut candidates: Vec<&DestinationRule> = cs
             .resources
             .destination_rules
@@ -56,14 +71,7 @@ pub fn find(cs: &ConfigSet, host: &str, svc_ns: &str) -> Option<DestinationRule>
             .filter(|d| {
                 d.metadata.namespace.as_deref() == Some(ns) && d.spec.workload_selector.is_none()
             })
-            .filter(|d| {
-                let vis = d.spec.export_to.is_empty()
-                    || d.spec
-                        .export_to
-                        .iter()
-                        .any(|e| e == "*" || e == svc_ns || (e == "." && ns == svc_ns));
-                vis && host_matches(&fqdn(cs, &d.spec.host, ns), host)
-            })
+            .filter(|d| visible(d, proxy_ns) && host_matches(&fqdn(cs, &d.spec.host, ns), host))
             .collect();
         if candidates.is_empty() {
             continue;

@@ -232,7 +232,7 @@ pub fn translate(cs: &ConfigSet, ctx: &TranslateContext) -> Translation {
             .filter(|s| {
                 svc_waypoint.get(&workloads::hostname(cs, &s.name, &s.namespace)) == Some(key)
             })
-            .map(|s| clusters::waypoint_service(cs, s, &by_ip, &services, false))
+            .map(|s| clusters::waypoint_service(cs, s, &by_ip, &services, &wp.namespace, false))
             .collect();
         let wl_eps: Vec<WaypointEndpoint> = workloads
             .iter()
@@ -354,7 +354,7 @@ pub fn translate(cs: &ConfigSet, ctx: &TranslateContext) -> Translation {
                     let host = workloads::hostname(cs, &s.name, &s.namespace);
                     extra.contains(&host) && !served.contains(&host)
                 })
-                .map(|s| clusters::waypoint_service(cs, s, &by_ip, &services, true)),
+                .map(|s| clusters::waypoint_service(cs, s, &by_ip, &services, &wp.namespace, true)),
         );
         let fault_cfg = filter_model::derive::fault_config(&routing_cfg);
         let retry_cfg = filter_model::derive::retry_config(&routing_cfg);

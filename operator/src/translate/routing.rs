@@ -27,6 +27,15 @@ fn age_key(m: &kube::api::ObjectMeta) -> (Option<String>, String, String) {
     )
 }
 
+/// Is a resource of namespace `own` with this `exportTo` visible to
+/// proxies of namespace `client` (empty means everywhere)?
+fn exported_to(export_to: &[String], own: &str, client: &str) -> bool {
+    export_to.is_empty()
+        || export_to
+            .iter()
+            .any(|e| e == "*" || e == client || (e == "." && own == client))
+}
+
 /// VirtualServices that apply to `host` (service in `svc_ns`) at waypoint `wp`, oldest first.
 pub fn virtual_services_for<'a>(
     cs: &'a ConfigSet,
@@ -41,6 +50,7 @@ pub fn virtual_services_for<'a>(
         .filter(|vs| {
             let ns = vs.metadata.namespace.as_deref().unwrap_or("");
             (ns == svc_ns || ns == wp_ns)
+                && exported_to(&vs.spec.export_to, ns, wp_ns)
                 && (vs.spec.gateways.is_empty() || vs.spec.gateways.iter().any(|g| g == "mesh"))
                 && vs
                     .spec

@@ -31,8 +31,8 @@ fn reference_5_5_destination_rule_merge() {
         });
         cs
     };
-    let dr =
-        operator::translate::destination::find(&cs, "app.foo.svc.cluster.local", "foo").unwrap();
+    let dr = operator::translate::destination::find(&cs, "app.foo.svc.cluster.local", "foo", "foo")
+        .unwrap();
     let (_, pols) = operator::translate::destination::resolve(&dr, &[80, 8080]);
     let get = |port, subset: Option<&str>| {
         pols.iter()
@@ -419,4 +419,72 @@ fn routes_to_services_not_bound_here_get_clusters() {
             .iter()
             .any(|s| s.hostname.starts_with("ratings."))
     );
+}
+
+/// The DestinationRule a waypoint applies to a service is the one a proxy
+/// of the waypoint's namespace sees (istiod's `destinationRule`): its own
+/// namespace's first, then what the service's namespace exports to it; a
+/// rule exported only to its own namespace (`exportTo: ["."]`) is not
+/// seen from another namespace.
+#[test]
+fn destination_rules_are_looked_up_from_the_waypoint_namespace() {
+    let dr = |ns: &str, export: &str, subset: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: ratings-{ns}, namespace: {ns}}}\n\
+             spec:\n  host: ratings.other.svc.cluster.local\n  exportTo: {export}\n  subsets: [{{name: {subset}, labels: {{app: ratings}}}}]\n"
+        )
+    };
+    let vs = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: orders-ratings, namespace: shop}\n\
+              spec:\n  hosts: [orders]\n  http:\n  - match: [{uri: {prefix: /ratings}}]\n    route: [{destination: {host: ratings.other.svc.cluster.local}}]\n";
+    let subsets = |t: &operator::translate::Translation| -> Vec<String> {
+        t.waypoints[0]
+            .services
+            .iter()
+            .find(|s| s.hostname == "ratings.other.svc.cluster.local")
+            .expect("ratings cluster")
+            .subsets
+            .iter()
+            .map(|s| s.name.clone())
+            .collect()
+    };
+    // Private to `other`: the shop waypoint does not see it.
+    let t = seed_with_other_namespace(&[
+        ("08-vs.yaml", vs),
+        ("09-dr.yaml", &dr("other", "[\".\"]", "private")),
+    ]);
+    assert!(subsets(&t).is_empty(), "{:?}", subsets(&t));
+    // Exported to everyone: seen.
+    let t = seed_with_other_namespace(&[
+        ("08-vs.yaml", vs),
+        ("09-dr.yaml", &dr("other", "[\"*\"]", "public")),
+    ]);
+    assert_eq!(subsets(&t), vec!["public".to_string()]);
+    // One in the waypoint's own namespace wins over the service's.
+    let t = seed_with_other_namespace(&[
+        ("08-vs.yaml", vs),
+        ("09-dr.yaml", &dr("other", "[\"*\"]", "public")),
+        ("10-dr.yaml", &dr("shop", "[\".\"]", "local")),
+    ]);
+    assert_eq!(subsets(&t), vec!["local".to_string()]);
+}
+
+/// A VirtualService not exported to the waypoint's namespace does not
+/// apply there.
+#[test]
+fn virtual_services_follow_export_to() {
+    let vs = |export: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: orders-x, namespace: shop}}\n\
+             spec:\n  hosts: [orders]\n  exportTo: {export}\n  http:\n  - match: [{{uri: {{prefix: /x}}}}]\n    directResponse: {{status: 204}}\n"
+        )
+    };
+    for (export, applies) in [("[\".\"]", true), ("[\"*\"]", true), ("[other]", false)] {
+        let t = seed_translation_with(&[("08-vs.yaml", &vs(export))], "");
+        let found = routing_config(&t)
+            .services
+            .iter()
+            .flat_map(|s| &s.virtual_services)
+            .any(|v| v.name == "orders-x");
+        assert_eq!(found, applies, "exportTo {export}");
+    }
 }
