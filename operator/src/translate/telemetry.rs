@@ -5,28 +5,45 @@ use crate::config::ConfigSet;
 use crate::crd::Telemetry;
 use mesh_common::model::{MetricOverride, TelemetryConfig};
 
-fn applies(cs: &ConfigSet, t: &Telemetry, wp: &WaypointInfo) -> Option<u8> {
+/// The namespace-wide Telemetry of `ns` (no selector, no `targetRefs`):
+/// the oldest one, as istiod's `namespaceWideTelemetryConfig` takes the
+/// first of the namespace's Telemetries in creation order (several are an
+/// error, IST0160).
+fn namespace_wide<'a>(cs: &'a ConfigSet, ns: &str) -> Option<&'a Telemetry> {
+    cs.resources
+        .telemetries
+        .iter()
+        .filter(|t| {
+            t.metadata.namespace.as_deref() == Some(ns)
+                && t.spec.selector.is_none()
+                && t.spec.all_target_refs().is_empty()
+        })
+        .min_by_key(|t| created(t))
+}
+
+/// Creation order (RFC 3339 UTC timestamps sort as text; the name breaks
+/// ties). A missing timestamp (file mode) sorts first.
+fn created(t: &Telemetry) -> (Option<String>, String) {
+    (
+        t.metadata
+            .creation_timestamp
+            .as_ref()
+            .and_then(|c| serde_json::to_value(c).ok())
+            .and_then(|v| v.as_str().map(str::to_string)),
+        t.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+/// Does `t` (in its own namespace) target the waypoint: its Gateway, or
+/// the `istio-waypoint` GatewayClass from the root namespace?
+fn targets_waypoint(cs: &ConfigSet, t: &Telemetry, wp: &WaypointInfo) -> bool {
     let ns = t.metadata.namespace.as_deref().unwrap_or("");
-    let refs = t.spec.all_target_refs();
-    if !refs.is_empty() {
-        let hit = refs.iter().any(|r| {
-            (r.kind == "Gateway" && r.name == wp.name && ns == wp.namespace)
-                || (r.kind == "GatewayClass"
-                    && r.name == super::waypoints::WAYPOINT_CLASS
-                    && ns == cs.mesh.root_namespace)
-        });
-        return hit.then_some(2);
-    }
-    if t.spec.selector.is_some() {
-        return None;
-    }
-    if ns == cs.mesh.root_namespace {
-        Some(0)
-    } else if ns == wp.namespace {
-        Some(1)
-    } else {
-        None
-    }
+    t.spec.all_target_refs().iter().any(|r| {
+        (r.kind == "Gateway" && r.name == wp.name && ns == wp.namespace)
+            || (r.kind == "GatewayClass"
+                && r.name == super::waypoints::WAYPOINT_CLASS
+                && ns == cs.mesh.root_namespace)
+    })
 }
 
 /// Does `t` target the Service `ns/name` (`targetRefs` kind Service, in
@@ -38,38 +55,62 @@ fn targets_service(t: &Telemetry, ns: &str, name: &str) -> bool {
         })
 }
 
-/// Effective telemetry of a waypoint: mesh → namespace → targetRefs to the
-/// waypoint; plus, per service `(hostname, namespace, name)` that a
-/// Telemetry targets, the same with that Telemetry on top.
+/// Effective telemetry of a waypoint, as istiod's `applicableTelemetries`
+/// orders it (later entries override earlier ones): the root namespace's
+/// namespace-wide Telemetry, the waypoint namespace's, then Telemetries
+/// targeting the waypoint. Per service `(hostname, namespace, name)`,
+/// when it differs: a service in another namespace than the waypoint's
+/// takes that namespace's namespace-wide Telemetry after the waypoint
+/// namespace's, and its targeting Telemetries are looked up in the
+/// service's namespace (so a Telemetry targeting the waypoint does not
+/// apply to it); Telemetries targeting the Service come last.
 pub fn telemetry_for(
     cs: &ConfigSet,
     wp: &WaypointInfo,
     services: &[(&str, &str, &str)],
 ) -> TelemetryConfig {
-    let mut ts: Vec<(u8, &Telemetry)> = cs
-        .resources
-        .telemetries
-        .iter()
-        .filter_map(|t| applies(cs, t, wp).map(|l| (l, t)))
-        .collect();
-    ts.sort_by_key(|(l, t)| (*l, t.metadata.name.clone()));
-    let mut out = effective(cs, &ts);
-    for (host, ns, name) in services {
-        let mut extra: Vec<(u8, &Telemetry)> = cs
+    let root = cs.mesh.root_namespace.as_str();
+    let mut base: Vec<&Telemetry> = namespace_wide(cs, root).into_iter().collect();
+    if wp.namespace != root {
+        base.extend(namespace_wide(cs, &wp.namespace));
+    }
+    let targeting = |ns: &str, pred: &dyn Fn(&Telemetry) -> bool| -> Vec<&Telemetry> {
+        let mut v: Vec<&Telemetry> = cs
             .resources
             .telemetries
             .iter()
-            .filter(|t| targets_service(t, ns, name))
-            .map(|t| (3, t))
+            .filter(|t| t.metadata.namespace.as_deref() == Some(ns) && pred(t))
             .collect();
-        if extra.is_empty() {
-            continue;
-        }
-        extra.sort_by_key(|(_, t)| t.metadata.name.clone());
-        let mut all = ts.clone();
-        all.extend(extra);
+        v.sort_by_key(|t| created(t));
+        v
+    };
+    let mut gateway_refs: Vec<&Telemetry> =
+        targeting(&wp.namespace, &|t| targets_waypoint(cs, t, wp));
+    if wp.namespace != root {
+        gateway_refs.extend(targeting(root, &|t| targets_waypoint(cs, t, wp)));
+    }
+    let mut wide = base.clone();
+    wide.extend(gateway_refs.iter().copied());
+    let mut out = effective(cs, &wide);
+    for (host, ns, name) in services {
+        let svc_refs = targeting(ns, &|t| targets_service(t, ns, name));
+        let mut list = if *ns == wp.namespace {
+            if svc_refs.is_empty() {
+                continue;
+            }
+            wide.clone()
+        } else {
+            let own = namespace_wide(cs, ns);
+            if own.is_none() && svc_refs.is_empty() && gateway_refs.is_empty() {
+                continue;
+            }
+            let mut l = base.clone();
+            l.extend(own);
+            l
+        };
+        list.extend(svc_refs);
         out.services
-            .insert((*host).to_string(), effective(cs, &all));
+            .insert((*host).to_string(), effective(cs, &list));
     }
     out
 }
@@ -104,7 +145,7 @@ fn serves(m: Option<&crate::crd::telemetry::WorkloadModeSelector>) -> bool {
 }
 
 /// Applies Telemetries in order (parents first).
-fn effective(cs: &ConfigSet, ts: &[(u8, &Telemetry)]) -> TelemetryConfig {
+fn effective(cs: &ConfigSet, ts: &[&Telemetry]) -> TelemetryConfig {
     let mut out = TelemetryConfig::default();
     out.tracing.sampling_percentage = cs.mesh.trace_sampling();
     // `meshConfig.defaultProviders.tracing` traces every proxy, Telemetry
@@ -117,7 +158,7 @@ fn effective(cs: &ConfigSet, ts: &[(u8, &Telemetry)]) -> TelemetryConfig {
         .and_then(|name| otlp_endpoint(cs, name));
     // No Telemetry in scope configures access logging: the mesh's default
     // providers log (istiod's `mergeLogs`).
-    let configured = ts.iter().any(|(_, t)| {
+    let configured = ts.iter().any(|t| {
         t.spec
             .access_logging
             .as_ref()
@@ -129,7 +170,7 @@ fn effective(cs: &ConfigSet, ts: &[(u8, &Telemetry)]) -> TelemetryConfig {
             .providers
             .clone_from(&cs.mesh.default_providers.access_logging);
     }
-    for (_, t) in ts.iter().copied() {
+    for t in ts.iter().copied() {
         // Every entry whose `match.mode` covers the waypoint, a server-side
         // proxy (istiod builds its chains as inbound listeners); a later
         // entry overrides an earlier one.

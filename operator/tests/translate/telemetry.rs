@@ -69,13 +69,15 @@ fn telemetry_targeting_a_service_gives_per_service_settings() {
     );
 }
 
-/// Tracing `customTags` of the three kinds reach the waypoint.
+/// Tracing `customTags` of the three kinds reach the waypoint (set on
+/// the mesh-wide Telemetry: a second namespace-wide one in the root
+/// namespace would be ignored, as istiod takes only the oldest).
 #[test]
 fn custom_tags_of_every_kind_are_translated() {
     let t = seed_translation_with(
         &[(
-            "08-tags.yaml",
-            "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: tags, namespace: istio-system}\n\
+            "07-telemetry.yaml",
+            "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: mesh-default, namespace: istio-system}\n\
          spec:\n  tracing:\n  - customTags:\n      team: {literal: {value: shop}}\n      user: {header: {name: x-user, defaultValue: anon}}\n      zone: {environment: {name: ZONE}}\n",
         )],
         "",
@@ -234,4 +236,73 @@ fn mesh_trace_sampling_is_normalized_as_istiod_does() {
             "sampling: {set}"
         );
     }
+}
+
+/// Only one namespace-wide Telemetry per namespace applies (istiod takes
+/// the oldest; several are IST0160): a second one in the root namespace
+/// changes nothing.
+#[test]
+fn a_second_namespace_wide_telemetry_is_ignored() {
+    let t = seed_translation_with(
+        &[(
+            "08-second.yaml",
+            "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: z-second, namespace: istio-system}\n\
+             spec:\n  tracing:\n  - randomSamplingPercentage: 100\n",
+        )],
+        "",
+    );
+    assert_eq!(
+        t.waypoints[0].telemetry.tracing.sampling_percentage, 5.0,
+        "the seed's mesh-default (older by name here) decides"
+    );
+}
+
+/// A service in another namespace than its waypoint's gets that
+/// namespace's namespace-wide Telemetry on top of the waypoint's (istiod's
+/// `applicableTelemetries` for waypoints).
+#[test]
+fn a_cross_namespace_service_gets_its_namespace_telemetry() {
+    use operator::config::{NamespaceInfo, ServiceInfo};
+    let mut cs = operator::config::ConfigSet::default();
+    cs.namespaces.insert(
+        "app".into(),
+        NamespaceInfo {
+            name: "app".into(),
+            ..Default::default()
+        },
+    );
+    cs.services.push(ServiceInfo {
+        name: "reviews".into(),
+        namespace: "app".into(),
+        ..Default::default()
+    });
+    for o in objects(
+        "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: app-logs, namespace: app}\n\
+         spec:\n  accessLogging:\n  - providers: [{name: envoy}]\n",
+    ) {
+        cs.resources.push(o);
+    }
+    let wp = operator::translate::waypoints::WaypointInfo {
+        name: "waypoint".into(),
+        namespace: "infra".into(),
+        traffic_type: Default::default(),
+        addresses: Vec::new(),
+        deployment_name: "waypoint".into(),
+        service_account: "waypoint".into(),
+        managed: true,
+        allowed_from: operator::translate::waypoints::AllowedFrom::Same,
+        gateway: operator::crd::Gateway::new("waypoint", Default::default()),
+    };
+    let host = "reviews.app.svc.cluster.local";
+    let tel = operator::translate::telemetry::telemetry_for(&cs, &wp, &[(host, "app", "reviews")]);
+    assert!(!tel.access_log.enabled, "the waypoint itself does not log");
+    let svc = tel.services.get(host).expect("per-service settings");
+    assert!(svc.access_log.enabled, "{:?}", svc.access_log);
+    // A service in the waypoint's own namespace does not get it.
+    let tel = operator::translate::telemetry::telemetry_for(
+        &cs,
+        &wp,
+        &[("reviews.infra.svc.cluster.local", "infra", "reviews")],
+    );
+    assert!(tel.services.is_empty());
 }
