@@ -18,14 +18,13 @@ fn dur(s: &Option<String>) -> Option<Duration> {
         .map(|n| Duration::from_nanos(n as u64))
 }
 
-/// Resolve a host written in a resource of namespace `ns` to an FQDN.
+/// Resolve a host written in a resource of namespace `ns` to an FQDN, as
+/// istiod's `ResolveShortnameToFQDN`: only a name without a dot is short
+/// (`reviews` → `reviews.<ns>.svc.<domain>`); anything with a dot, `name.ns`
+/// included, is taken as written, and so does not name the service
+/// `name.ns.svc.<domain>`.
 pub fn fqdn(cs: &ConfigSet, host: &str, ns: &str) -> String {
-    if host.contains('.') || host.contains('*') {
-        // `name.ns` short form → full.
-        let parts: Vec<&str> = host.split('.').collect();
-        if parts.len() == 2 && !host.contains('*') && cs.namespaces.contains_key(parts[1]) {
-            return format!("{host}.svc.{}", cs.mesh.domain_suffix);
-        }
+    if host.contains('.') || host.contains('*') || host.parse::<std::net::IpAddr>().is_ok() {
         host.to_string()
     } else {
         format!("{host}.{ns}.svc.{}", cs.mesh.domain_suffix)

@@ -488,3 +488,25 @@ fn virtual_services_follow_export_to() {
         assert_eq!(found, applies, "exportTo {export}");
     }
 }
+
+/// Only a name without a dot is short: `orders.shop` is taken as written
+/// (istiod's `ResolveShortnameToFQDN`), so a VirtualService for it does
+/// not apply to `orders.shop.svc.cluster.local`; `orders` does.
+#[test]
+fn two_part_hosts_are_not_expanded() {
+    let vs = |host: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: orders-h, namespace: shop}}\n\
+             spec:\n  hosts: [\"{host}\"]\n  http:\n  - match: [{{uri: {{prefix: /h}}}}]\n    directResponse: {{status: 204}}\n"
+        )
+    };
+    for (host, applies) in [("orders", true), ("orders.shop", false)] {
+        let t = seed_translation_with(&[("08-vs.yaml", &vs(host))], "");
+        let found = routing_config(&t)
+            .services
+            .iter()
+            .flat_map(|s| &s.virtual_services)
+            .any(|v| v.name == "orders-h");
+        assert_eq!(found, applies, "{host}");
+    }
+}
