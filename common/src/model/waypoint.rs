@@ -345,6 +345,11 @@ pub struct OutlierDetection {
     /// (0 ⇒ never panic).
     #[serde(default)]
     pub min_health_percent: u32,
+    /// `outlierDetectionHttpErrorCodes`: the response codes that count as
+    /// errors for the consecutive-5xx detector, instead of every 5xx
+    /// (Envoy's `error_matcher`); the gateway detector keeps 502–504.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http_error_codes: Vec<u16>,
 }
 
 impl Default for OutlierDetection {
@@ -359,6 +364,7 @@ impl Default for OutlierDetection {
             max_ejection_time: Duration::from_secs(300),
             max_ejection_percent: 10,
             min_health_percent: 0,
+            http_error_codes: Vec::new(),
         }
     }
 }

@@ -145,13 +145,21 @@ impl Detector {
     }
 
     fn http_code(&self, m: &mut Monitor, code: u16) -> Option<EjectionType> {
-        if !(500..600).contains(&code) {
+        // What the consecutive-5xx detector counts: every 5xx, or the
+        // DestinationRule's `outlierDetectionHttpErrorCodes`.
+        let error = if self.cfg.http_error_codes.is_empty() {
+            (500..600).contains(&code)
+        } else {
+            self.cfg.http_error_codes.contains(&code)
+        };
+        let gateway = matches!(code, 502..=504);
+        if !error && !gateway {
             m.consecutive_5xx = 0;
             m.consecutive_gateway = 0;
             return None;
         }
         let mut fired = None;
-        if matches!(code, 502..=504) {
+        if gateway {
             m.consecutive_gateway += 1;
             if self.cfg.consecutive_gateway_errors > 0
                 && m.consecutive_gateway == self.cfg.consecutive_gateway_errors
@@ -161,11 +169,15 @@ impl Detector {
         } else {
             m.consecutive_gateway = 0;
         }
-        m.consecutive_5xx += 1;
-        if self.cfg.consecutive_5xx_errors > 0
-            && m.consecutive_5xx == self.cfg.consecutive_5xx_errors
-        {
-            fired = Some(EjectionType::Consecutive5xx);
+        if error {
+            m.consecutive_5xx += 1;
+            if self.cfg.consecutive_5xx_errors > 0
+                && m.consecutive_5xx == self.cfg.consecutive_5xx_errors
+            {
+                fired = Some(EjectionType::Consecutive5xx);
+            }
+        } else {
+            m.consecutive_5xx = 0;
         }
         fired
     }
@@ -253,6 +265,31 @@ mod tests {
             max_ejection_percent: 10,
             ..OutlierDetection::default()
         })
+    }
+
+    /// `outlierDetectionHttpErrorCodes` redefines what the 5xx detector
+    /// counts: the listed codes (4xx included), not the other 5xx.
+    #[test]
+    fn http_error_codes_replace_5xx_for_the_5xx_detector() {
+        let d = Detector::new(OutlierDetection {
+            consecutive_5xx_errors: 2,
+            http_error_codes: vec![429, 500],
+            ..OutlierDetection::default()
+        });
+        let mut m = Monitor::default();
+        assert_eq!(d.record(&mut m, AttemptResult::Http(429)), None);
+        assert_eq!(
+            d.record(&mut m, AttemptResult::Http(429)),
+            Some(EjectionType::Consecutive5xx)
+        );
+        let mut m = Monitor::default();
+        assert_eq!(d.record(&mut m, AttemptResult::Http(500)), None);
+        assert_eq!(
+            d.record(&mut m, AttemptResult::Http(501)),
+            None,
+            "not listed: resets"
+        );
+        assert_eq!(d.record(&mut m, AttemptResult::Http(500)), None);
     }
 
     #[test]

@@ -631,4 +631,7 @@ pub struct OutlierDetection {
     pub max_ejection_percent: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_health_percent: Option<i32>,
+    /// Status codes counted as errors instead of every 5xx.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outlier_detection_http_error_codes: Option<Vec<u32>>,
 }

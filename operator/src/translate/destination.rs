@@ -255,6 +255,12 @@ pub fn outlier(o: &DrOutlier) -> OutlierDetection {
             .filter(|p| *p > 0)
             .map(|p| p as u32)
             .unwrap_or(0),
+        http_error_codes: o
+            .outlier_detection_http_error_codes
+            .iter()
+            .flatten()
+            .filter_map(|c| u16::try_from(*c).ok())
+            .collect(),
     }
 }
 

@@ -631,6 +631,19 @@ fn check_outlier(v: &mut Validation, o: &OutlierDetection) {
             v.err(format!("percentage {p} is not in range 0..100"));
         }
     }
+    // The CRD's schema bounds (the API server refuses the object).
+    for (i, c) in o
+        .outlier_detection_http_error_codes
+        .iter()
+        .flatten()
+        .enumerate()
+    {
+        if !(100..=599).contains(c) {
+            v.err(format!(
+                "outlierDetectionHttpErrorCodes[{i}]: Invalid value: {c}: must be in the range 100..599"
+            ));
+        }
+    }
 }
 
 fn check_pool(v: &mut Validation, c: &ConnectionPoolSettings) {

@@ -510,3 +510,16 @@ fn two_part_hosts_are_not_expanded() {
         assert_eq!(found, applies, "{host}");
     }
 }
+
+/// `outlierDetectionHttpErrorCodes` reaches the waypoint's outlier
+/// detection (it was dropped by the CRD type).
+#[test]
+fn outlier_detection_http_error_codes_are_translated() {
+    let o: operator::crd::networking::OutlierDetection = serde_json::from_value(
+        serde_json::json!({ "consecutive5xxErrors": 3, "outlierDetectionHttpErrorCodes": [429, 503] }),
+    )
+    .unwrap();
+    let od = operator::translate::destination::outlier(&o);
+    assert_eq!(od.http_error_codes, vec![429, 503]);
+    assert_eq!(od.consecutive_5xx_errors, 3);
+}
