@@ -244,9 +244,9 @@ fn check_attribute(key: &str, values: &[String]) -> Result<(), String> {
         }
         "destination.port" => check_ports(&mut ips, values),
         "source.serviceAccount" => service_account_error(key, values)?,
+        "source.trustDomain" => wildcard_values(key, values)?,
         "source.namespace"
         | "source.principal"
-        | "source.trustDomain"
         | "request.auth.principal"
         | "request.auth.audiences"
         | "request.auth.presenter"
@@ -598,4 +598,23 @@ pub(crate) fn request_authentication(spec: &RequestAuthenticationSpec) -> Valida
         }
     }
     v
+}
+
+/// istio's `CheckWildcardValues`: at most one `*`, at the start or the end
+/// (or alone).
+fn wildcard_values(key: &str, values: &[String]) -> Result<(), String> {
+    for v in values {
+        let n = v.matches('*').count();
+        if n > 1 {
+            return Err(format!(
+                "at most one wildcard is allowed, found in {key}: {v:?}"
+            ));
+        }
+        if n == 1 && v != "*" && !v.starts_with('*') && !v.ends_with('*') {
+            return Err(format!(
+                "wildcard is only allowed at the start or end, found in {key}: {v:?}"
+            ));
+        }
+    }
+    Ok(())
 }

@@ -198,6 +198,10 @@ fn validation_messages_match_istio() {
             "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v, namespace: ns}\nspec: {hosts: [a], http: [{route: [{destination: {host: a}}], mirrors: [{destination: {host: b}, percentage: {value: -1}}]}]}\n",
             "mirror percentage must have a min value of 0 (it has -1.000000)",
         ),
+        (
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: d, namespace: ns}\nspec: {rules: [{when: [{key: source.trustDomain, values: [\"a*b\"]}]}]}\n",
+            "invalid policy d.ns: invalid `value` for `key` source.trustDomain: wildcard is only allowed at the start or end, found in source.trustDomain: \"a*b\"",
+        ),
     ];
     for (yaml, want) in cases {
         let o = objects(yaml).remove(0);
