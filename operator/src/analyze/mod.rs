@@ -515,7 +515,7 @@ pub fn analyze(cs: &ConfigSet, namespace: Option<&str>) -> Vec<Message> {
                     .flatten()
                     .chain(s.not_namespaces.iter().flatten())
                 {
-                    if !n.contains('*') && !cs.namespaces.contains_key(n) {
+                    if !cs.namespaces.keys().any(|ns| namespace_match(ns, n)) {
                         push(
                             "IST0101",
                             "ReferencedResourceNotFound",
@@ -529,10 +529,11 @@ pub fn analyze(cs: &ConfigSet, namespace: Option<&str>) -> Vec<Message> {
                 }
             }
         }
+        // istiod counts only pods in the mesh (ambient or sidecar), and
+        // does not look at `targetRefs`.
         if ap.spec.selector.is_none()
-            && ap.spec.all_target_refs().is_empty()
             && ns != root
-            && !cs.pods.iter().any(|p| p.namespace == ns)
+            && !cs.pods.iter().any(|p| p.namespace == ns && in_mesh(cs, p))
         {
             push(
                 "IST0127",
@@ -593,4 +594,25 @@ pub fn analyze(cs: &ConfigSet, namespace: Option<&str>) -> Vec<Message> {
     });
     out.dedup();
     out
+}
+
+/// istioctl's `namespaceMatch`: `*` matches every namespace, `*suffix` and
+/// `prefix*` match by suffix and prefix, anything else case-insensitively.
+fn namespace_match(ns: &str, pattern: &str) -> bool {
+    if pattern == "*" {
+        true
+    } else if let Some(suffix) = pattern.strip_prefix('*') {
+        ns.ends_with(suffix)
+    } else if let Some(prefix) = pattern.strip_suffix('*') {
+        ns.starts_with(prefix)
+    } else {
+        ns.eq_ignore_ascii_case(pattern)
+    }
+}
+
+/// Is the pod in the mesh: enrolled in ambient, or with an injected sidecar?
+fn in_mesh(cs: &ConfigSet, p: &crate::config::PodInfo) -> bool {
+    crate::translate::workloads::is_enrolled(cs, p)
+        || p.annotations
+            .contains_key(crate::translate::workloads::SIDECAR_STATUS)
 }

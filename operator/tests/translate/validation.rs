@@ -353,11 +353,36 @@ fn analyze_reports_istio_codes() {
     cs2.pods.retain(|p| p.name != "orders-v2-0");
     cs2.resources.virtual_services.truncate(1);
     for o in objects(
-        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x, namespace: shop}\nspec: {hosts: [x.shop.svc.cluster.local], http: [{route: [{destination: {host: nowhere}}]}]}\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ns-ref, namespace: shop}\nspec: {selector: {matchLabels: {app: ghost}}, rules: [{from: [{source: {namespaces: [ghost-ns]}}]}]}\n---\napiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: t, namespace: shop}\nspec: {selector: {matchLabels: {app: ghost}}, tracing: [{randomSamplingPercentage: 1}]}\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: db-tls, namespace: shop}\nspec: {host: mydbserver.prod.svc.cluster.local, trafficPolicy: {tls: {mode: SIMPLE}, portLevelSettings: [{port: {number: 443}, tls: {mode: SIMPLE}}]}}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: p, namespace: shop}\nspec: {hosts: [y.shop.svc.cluster.local], http: [{route: [{destination: {host: orders, port: {number: 9999}}}]}]}\n",
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x, namespace: shop}\nspec: {hosts: [x.shop.svc.cluster.local], http: [{route: [{destination: {host: nowhere}}]}]}\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ns-ref, namespace: shop}\nspec: {selector: {matchLabels: {app: ghost}}, rules: [{from: [{source: {namespaces: [ghost-ns, \"prod-*\", \"sh*\", SHOP]}}]}]}\n---\napiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: t, namespace: shop}\nspec: {selector: {matchLabels: {app: ghost}}, tracing: [{randomSamplingPercentage: 1}]}\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: db-tls, namespace: shop}\nspec: {host: mydbserver.prod.svc.cluster.local, trafficPolicy: {tls: {mode: SIMPLE}, portLevelSettings: [{port: {number: 443}, tls: {mode: SIMPLE}}]}}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: p, namespace: shop}\nspec: {hosts: [y.shop.svc.cluster.local], http: [{route: [{destination: {host: orders, port: {number: 9999}}}]}]}\n",
+    ) {
+        cs2.resources.push(o);
+    }
+    // A namespace whose only pod is not in the mesh: its namespace-wide
+    // policy (targetRefs or not) selects no workload (IST0127).
+    cs2.namespaces.insert(
+        "plain".into(),
+        operator::config::NamespaceInfo {
+            name: "plain".into(),
+            ..Default::default()
+        },
+    );
+    cs2.pods.push(operator::config::PodInfo {
+        name: "legacy-0".into(),
+        namespace: "plain".into(),
+        ips: vec!["10.10.9.9".parse().unwrap()],
+        ..Default::default()
+    });
+    for o in objects(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: plain-allow, namespace: plain}\nspec: {rules: [{}]}\n",
     ) {
         cs2.resources.push(o);
     }
     let msgs = operator::analyze::analyze(&cs2, None);
+    assert!(
+        msgs.iter()
+            .any(|m| m.code == "IST0127" && m.resource.contains("plain/plain-allow")),
+        "a pod outside the mesh is no workload for IST0127: {msgs:#?}"
+    );
     let find = |code: &str| {
         msgs.iter()
             .filter(|m| m.code == code)
@@ -372,6 +397,19 @@ fn analyze_reports_istio_codes() {
     assert!(
         find("IST0101").contains(&"Referenced namespace not found: \"ghost-ns\"".to_string()),
         "{msgs:#?}"
+    );
+    // istioctl's namespace patterns: `prod-*` matches no namespace; `sh*`
+    // and `SHOP` (case-insensitive) match `shop`.
+    let ns_refs: Vec<String> = find("IST0101")
+        .into_iter()
+        .filter(|m| m.starts_with("Referenced namespace"))
+        .collect();
+    assert_eq!(
+        ns_refs,
+        vec![
+            "Referenced namespace not found: \"ghost-ns\"".to_string(),
+            "Referenced namespace not found: \"prod-*\"".to_string(),
+        ]
     );
     assert!(
         find("IST0101").contains(&"Referenced selector not found: \"app=ghost\"".to_string()),
