@@ -442,10 +442,6 @@ impl Authenticator for TokenReviewAuth {
     }
 }
 
-fn now() -> String {
-    k8s_openapi::chrono::Utc::now().to_rfc3339_opts(k8s_openapi::chrono::SecondsFormat::Secs, true)
-}
-
 /// Writes statuses with server-side apply, only when they changed.
 pub struct KubeStatusSink {
     tx: tokio::sync::mpsc::UnboundedSender<(Statuses, BTreeMap<ObjectKey, Validation>)>,
@@ -457,51 +453,7 @@ impl StatusSink for KubeStatusSink {
     }
 }
 
-/// The JSON `status` for a target (`None` when the kind has no status we write).
-pub fn status_body(
-    target: &StatusTarget,
-    conds: &[Condition],
-    generation: Option<i64>,
-    transitions: &mut HashMap<(StatusTarget, String), (bool, String)>,
-) -> Option<serde_json::Value> {
-    let mut stamp = |c: &Condition| {
-        let key = (target.clone(), c.type_.clone());
-        let e = transitions.entry(key).or_insert_with(|| (c.status, now()));
-        if e.0 != c.status {
-            *e = (c.status, now());
-        }
-        e.1.clone()
-    };
-    match target.kind.as_str() {
-        "Gateway" | "Service" => {
-            let cs: Vec<serde_json::Value> = conds
-                .iter()
-                .map(|c| {
-                    serde_json::json!({
-                        "type": c.type_, "status": c.status_str(), "reason": c.reason, "message": c.message,
-                        "lastTransitionTime": stamp(c), "observedGeneration": generation.unwrap_or(0),
-                    })
-                })
-                .collect();
-            Some(serde_json::json!({ "conditions": cs }))
-        }
-        "HTTPRoute" => None,
-        _ => {
-            let cs: Vec<serde_json::Value> = conds
-                .iter()
-                .map(|c| {
-                    serde_json::json!({
-                        "type": c.type_, "status": c.status_str(), "reason": c.reason, "message": c.message,
-                        "lastTransitionTime": stamp(c), "observedGeneration": generation.unwrap_or(0),
-                    })
-                })
-                .collect();
-            Some(
-                serde_json::json!({ "conditions": cs, "observedGeneration": generation.unwrap_or(0) }),
-            )
-        }
-    }
-}
+use super::kube_status::status_body;
 
 async fn write_statuses(
     client: Client,
@@ -529,24 +481,26 @@ async fn write_statuses(
             }
         }
         for (target, conds) in &statuses.0 {
-            let generation = match target.kind.as_str() {
-                "Service" => None,
-                kind => Kind::parse(kind)
-                    .and_then(|k| {
-                        stores
-                            .custom
-                            .iter()
-                            .find(|(x, _)| *x == k)
-                            .and_then(|(_, s)| {
-                                s.state().into_iter().find(|o| {
-                                    o.namespace().unwrap_or_default() == target.namespace
-                                        && o.name_any() == target.name
-                                })
-                            })
+            let object = Kind::parse(target.kind.as_str()).and_then(|k| {
+                stores
+                    .custom
+                    .iter()
+                    .find(|(x, _)| *x == k)
+                    .and_then(|(_, s)| {
+                        s.state().into_iter().find(|o| {
+                            o.namespace().unwrap_or_default() == target.namespace
+                                && o.name_any() == target.name
+                        })
                     })
-                    .and_then(|o| o.metadata.generation),
-            };
-            let Some(mut body) = status_body(target, conds, generation, &mut transitions) else {
+            });
+            let generation = object.as_ref().and_then(|o| o.metadata.generation);
+            let parent_refs: Vec<serde_json::Value> = object
+                .as_ref()
+                .and_then(|o| o.data.pointer("/spec/parentRefs")?.as_array().cloned())
+                .unwrap_or_default();
+            let Some(mut body) =
+                status_body(target, conds, generation, &parent_refs, &mut transitions)
+            else {
                 continue;
             };
             if target.kind == "Gateway" {

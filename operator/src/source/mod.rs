@@ -3,3 +3,4 @@
 
 pub mod file;
 pub mod kube;
+pub mod kube_status;
