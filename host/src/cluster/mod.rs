@@ -75,6 +75,10 @@ pub struct Cluster {
     pub connect_timeout: Duration,
     /// Idle upstream connections are closed after this.
     pub idle_timeout: Duration,
+    /// `tcp.maxConnectionDuration`: an upstream HTTP connection older than
+    /// this takes no new request and closes once its requests finish
+    /// (Envoy's `max_connection_duration`, as istiod sets it).
+    pub max_connection_duration: Option<Duration>,
 }
 
 /// The protocol a service port declares, by `appProtocol` or Istio's port
@@ -121,6 +125,7 @@ impl Cluster {
                 .idle_timeout
                 .or(pool.tcp_idle_timeout)
                 .unwrap_or(DEFAULT_IDLE_TIMEOUT),
+            max_connection_duration: pool.max_connection_duration.filter(|d| !d.is_zero()),
             policy,
         })
     }

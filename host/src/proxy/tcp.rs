@@ -329,6 +329,10 @@ pub(crate) async fn serve(
         inner: downstream,
         conn: &conn,
     };
+    // `tcp.maxConnectionDuration` closes the connection when reached
+    // (Envoy's `max_downstream_connection_duration`, as istiod sets it on
+    // a waypoint's TCP proxy).
+    let lifetime = cluster.max_connection_duration;
     tokio::select! {
         r = tokio::io::copy_bidirectional_with_sizes(&mut downstream, &mut upstream, COPY_BUF, COPY_BUF) => {
             if let Err(e) = r {
@@ -336,6 +340,14 @@ pub(crate) async fn serve(
             }
         }
         () = drain.cancelled() => {}
+        () = async {
+            match lifetime {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        } => {
+            tracing::debug!(service = %svc.hostname, "TCP connection reached maxConnectionDuration; closing");
+        }
     }
 }
 

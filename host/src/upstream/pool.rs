@@ -45,6 +45,8 @@ struct ConnState {
     uses: AtomicU64,
     /// The worker whose runtime drives the connection.
     owner: u32,
+    /// When the connection was opened.
+    opened: Instant,
 }
 
 impl ConnState {
@@ -52,7 +54,13 @@ impl ConnState {
         Arc::new(ConnState {
             uses: AtomicU64::new(uses),
             owner: crate::workers::current(),
+            opened: Instant::now(),
         })
+    }
+
+    /// Past the cluster's `maxConnectionDuration`: no new requests.
+    fn expired(&self, max: Option<Duration>, now: Instant) -> bool {
+        max.is_some_and(|d| now.saturating_duration_since(self.opened) >= d)
     }
 }
 
@@ -130,7 +138,7 @@ impl HostPool {
     /// given; closed and expired ones met on the way are dropped.
     fn pop_idle(
         &self,
-        idle_timeout: Duration,
+        cluster: &Cluster,
         owner: Option<u32>,
     ) -> Option<(http1::SendRequest<ProxyBody>, Arc<ConnState>)> {
         let mut idle = self.idle.lock();
@@ -139,7 +147,10 @@ impl HostPool {
         while i > 0 {
             i -= 1;
             let e = &idle[i];
-            if !e.send.is_ready() || now.saturating_duration_since(e.since) >= idle_timeout {
+            if !e.send.is_ready()
+                || now.saturating_duration_since(e.since) >= cluster.idle_timeout
+                || e.conn.expired(cluster.max_connection_duration, now)
+            {
                 idle.remove(i);
             } else if owner.is_none_or(|w| e.conn.owner == w) {
                 let e = idle.remove(i);
@@ -158,9 +169,19 @@ impl HostPool {
         self.released.notify_one();
     }
 
-    fn h2_current(&self, max_uses: u64) -> Option<http2::SendRequest<ProxyBody>> {
+    fn h2_current(
+        &self,
+        max_uses: u64,
+        max_age: Option<Duration>,
+    ) -> Option<http2::SendRequest<ProxyBody>> {
         let mut cur = self.h2.lock();
         match cur.as_ref() {
+            // Too old: dropped from the pool, it finishes its streams and
+            // closes; the next request opens a new one.
+            Some(s) if s.conn.expired(max_age, Instant::now()) => {
+                *cur = None;
+                None
+            }
             Some(s) if !s.send.is_closed() => {
                 let used = s.conn.uses.fetch_add(1, Ordering::AcqRel);
                 if max_uses > 0 && used >= max_uses {
@@ -256,7 +277,7 @@ async fn acquire(
             let mut pending: Option<Permit> = None;
             let me = crate::workers::current();
             loop {
-                if let Some((send, conn)) = pool.pop_idle(cluster.idle_timeout, Some(me)) {
+                if let Some((send, conn)) = pool.pop_idle(cluster, Some(me)) {
                     return Ok(Lease::H1(send, conn));
                 }
                 if let Some(p) = pool.connection_permit(cluster) {
@@ -265,7 +286,7 @@ async fn acquire(
                     // every request's future.
                     return Box::pin(open(host, cluster, connector, proto, p)).await;
                 }
-                if let Some((send, conn)) = pool.pop_idle(cluster.idle_timeout, None) {
+                if let Some((send, conn)) = pool.pop_idle(cluster, None) {
                     return Ok(Lease::H1(send, conn));
                 }
                 if pending.is_none() {
@@ -274,7 +295,7 @@ async fn acquire(
                 let notified = pool.released.notified();
                 tokio::pin!(notified);
                 notified.as_mut().enable();
-                if let Some((send, conn)) = pool.pop_idle(cluster.idle_timeout, None) {
+                if let Some((send, conn)) = pool.pop_idle(cluster, None) {
                     return Ok(Lease::H1(send, conn));
                 }
                 notified.await;
@@ -282,12 +303,12 @@ async fn acquire(
         }
         Protocol::Http2 => {
             let max_uses = cluster.breakers.limits.max_requests_per_connection;
-            if let Some(s) = pool.h2_current(max_uses) {
+            if let Some(s) = pool.h2_current(max_uses, cluster.max_connection_duration) {
                 return Ok(Lease::H2(s));
             }
             let _pending = cluster.breakers.pending()?;
             let _dialing = pool.h2_dial.lock().await;
-            if let Some(s) = pool.h2_current(max_uses) {
+            if let Some(s) = pool.h2_current(max_uses, cluster.max_connection_duration) {
                 return Ok(Lease::H2(s));
             }
             let permit = match pool.connection_permit(cluster) {

@@ -436,3 +436,32 @@ async fn cookie_affinity_generates_the_cookie_and_sticks() {
     let (_, _, h) = get(&wp.url("/"), &[]).await;
     assert!(h.get("set-cookie").is_none());
 }
+
+/// `tcp.maxConnectionDuration`: an upstream connection older than that
+/// takes no new request; the next one opens a fresh connection.
+#[tokio::test]
+async fn max_connection_duration_retires_old_connections() {
+    let up = Upstream::start("a", "127.0.0.1").await;
+    let cfg = config(
+        vec![up.endpoint(&[])],
+        policy(json!({ "connectionPool": { "maxConnectionDuration": "300ms" } })),
+    );
+    let wp = TestWaypoint::start(&cfg).await;
+    for _ in 0..3 {
+        assert_eq!(get(&wp.url("/"), &[]).await.0, 200);
+    }
+    assert_eq!(
+        up.seen.connections.load(Ordering::SeqCst),
+        1,
+        "reused while young"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    for _ in 0..3 {
+        assert_eq!(get(&wp.url("/"), &[]).await.0, 200);
+    }
+    assert_eq!(
+        up.seen.connections.load(Ordering::SeqCst),
+        2,
+        "the old connection retired, a new one serves the rest"
+    );
+}

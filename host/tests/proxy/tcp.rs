@@ -26,6 +26,17 @@ async fn waypoint_with_port(
     policies: Value,
     port_name: &str,
 ) -> TestWaypoint {
+    waypoint_with(ca, policies, port_name, json!({})).await
+}
+
+/// The same with `service` keys merged into the service (e.g.
+/// `trafficPolicies`).
+async fn waypoint_with(
+    ca: &CertificateAuthority,
+    policies: Value,
+    port_name: &str,
+    service: Value,
+) -> TestWaypoint {
     let echo = tagged_echo("").await;
     let endpoint = endpoint_at(
         "db-0",
@@ -34,10 +45,11 @@ async fn waypoint_with_port(
         DB_PORT,
         json!({"app": "db", "version": "v1"}),
     );
-    let mut cfg = config(
-        vec![endpoint],
-        json!({"ports": [{"port": DB_PORT, "targetPort": 0, "name": port_name}]}),
-    );
+    let mut svc = json!({"ports": [{"port": DB_PORT, "targetPort": 0, "name": port_name}]});
+    for (k, v) in service.as_object().into_iter().flatten() {
+        svc[k] = v.clone();
+    }
+    let mut cfg = config(vec![endpoint], svc);
     cfg["filters"] = json!([{
         "name": "authz",
         "module": { "sha256": "", "url": guest("authz").display().to_string() },
@@ -405,4 +417,28 @@ async fn exchange_raw(ca: &CertificateAuthority, wp: &TestWaypoint, msg: &[u8]) 
         .expect("answer in time")
         .unwrap();
     got
+}
+
+/// `tcp.maxConnectionDuration` on a TCP port: the forwarded connection is
+/// closed when it reaches that age (Envoy's
+/// `max_downstream_connection_duration`).
+#[tokio::test]
+async fn max_connection_duration_closes_tcp_connections() {
+    let ca = CertificateAuthority::new_root("cluster.local", Duration::from_secs(86400)).unwrap();
+    let wp = waypoint_with(
+        &ca,
+        json!([]),
+        "tcp-db",
+        json!({"trafficPolicies": [{"port": DB_PORT, "connectionPool": {"maxConnectionDuration": "300ms"}}]}),
+    )
+    .await;
+    let mut stream = tunnel(&ca, &wp, "web", DB_PORT).await.unwrap();
+    stream.write_all(b"ping").await.unwrap();
+    let mut got = [0u8; 4];
+    stream.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"ping");
+    // Past the lifetime, the waypoint ends the tunnel.
+    let mut rest = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut rest)).await;
+    assert!(r.is_ok(), "the connection was closed by the waypoint");
 }
