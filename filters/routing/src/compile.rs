@@ -191,12 +191,20 @@ fn compile_vs_route(
 ) -> Result<Option<CompiledRoute>, ConfigError> {
     let mut matches = Vec::with_capacity(http.matches.len());
     for (j, m) in http.matches.iter().enumerate() {
-        if !m.source_labels.is_empty()
-            || (!m.gateways.is_empty() && !m.gateways.iter().any(|g| g == "mesh"))
-            || m.source_namespace
-                .as_deref()
-                .is_some_and(|ns| Some(ns) != waypoint_ns)
-        {
+        // istiod's `sourceMatchHTTP` for a waypoint: a match naming
+        // `gateways` applies when they include `mesh`, whatever its source
+        // fields say; otherwise `sourceLabels` (the proxy's own labels,
+        // which a waypoint's never carry here) and `sourceNamespace` (the
+        // waypoint's namespace) decide.
+        let keep = if m.gateways.is_empty() {
+            m.source_labels.is_empty()
+                && m.source_namespace
+                    .as_deref()
+                    .is_none_or(|ns| Some(ns) == waypoint_ns)
+        } else {
+            m.gateways.iter().any(|g| g == "mesh")
+        };
+        if !keep {
             continue;
         }
         matches.push(compile_vs_match(m, &format!("{field}.match[{j}]"))?);

@@ -236,6 +236,12 @@ fn port_source_labels_gateways_and_source_namespace() {
     // A VS whose every match is dropped behaves as if absent.
     let r = vs(json!([{"match": [{"sourceLabels": {"app": "x"}}], "route": [dest("labels", 0)]}]));
     assert_eq!(get("/").route(&r), Decision::Default);
+    // `gateways: [mesh]` keeps a match whatever its source fields say
+    // (istiod's `sourceMatchHTTP` checks them only without `gateways`).
+    let r = vs(json!([
+        {"match": [{"gateways": ["mesh"], "sourceNamespace": "elsewhere", "uri": {"prefix": "/g"}}], "route": [dest("gw-mesh", 0)]},
+    ]));
+    assert_eq!(subset(&get("/g").route(&r)), "gw-mesh");
 }
 
 #[test]
