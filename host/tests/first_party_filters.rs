@@ -334,3 +334,43 @@ async fn present(m: &FilterManager, token: &str) -> (Option<u16>, Option<String>
     };
     (status, rf.request_principal().map(str::to_string))
 }
+
+/// A client cannot forge the headers the JWT filter outputs: through the
+/// real guest (which sees only the headers it selects), an
+/// `outputClaimToHeaders` header sent by the client is removed even when
+/// the request carries no token, and replaced by the verified claim when
+/// it does (Envoy's `sanitizeHeaders`).
+#[tokio::test]
+async fn forged_jwt_output_headers_are_stripped() {
+    let key = Key::new();
+    let jwt = json!({"requestAuthentications": [{"namespace": "shop", "name": "jwt",
+        "jwtRules": [{"issuer": ISS, "jwks": key.jwks(),
+                      "outputClaimToHeaders": [{"header": "x-user", "claim": "sub"}]}]}]});
+    let m = FilterManager::new(runtime());
+    let report = m
+        .apply(vec![filter(
+            "jwt",
+            "jwt",
+            jwt,
+            &[Capability::Clock, Capability::Crypto, Capability::Authn],
+        )])
+        .await;
+    assert!(report.is_ok(), "load failed: {:?}", report.refused);
+    let mut rf = RequestFilters::new(&m.current(), conn());
+    let mut req = get("/api/items");
+    req.headers.insert("x-user", "admin".parse().unwrap());
+    assert!(matches!(
+        rf.on_request_headers(&mut req).await,
+        Verdict::Continue
+    ));
+    assert!(req.headers.get("x-user").is_none(), "forged header removed");
+    let mut rf = RequestFilters::new(&m.current(), conn());
+    let mut req = with_token("/api/items", &key.token("alice"));
+    req.headers.insert("x-user", "admin".parse().unwrap());
+    assert!(matches!(
+        rf.on_request_headers(&mut req).await,
+        Verdict::Continue
+    ));
+    let users: Vec<_> = req.headers.get_all("x-user").iter().collect();
+    assert_eq!(users, vec!["alice"], "only the verified claim");
+}

@@ -144,13 +144,23 @@ pub struct JwtAuthenticator {
 
 impl JwtAuthenticator {
     /// The request headers authentication reads (lower-case, sorted): the
-    /// configured token headers, `cookie` when a rule reads cookies, and the
-    /// two headers of the CORS-preflight bypass.
+    /// configured token headers, `cookie` when a rule reads cookies, the
+    /// two headers of the CORS-preflight bypass, and the output headers
+    /// (`outputPayloadToHeader`, `outputClaimToHeaders`), which must be
+    /// seen to be stripped from what the client sent.
     pub fn header_names(&self) -> Vec<String> {
         let mut names = vec![
             "access-control-request-method".to_string(),
             "origin".to_string(),
         ];
+        for p in &self.providers {
+            names.extend(
+                p.payload_header
+                    .iter()
+                    .chain(p.claim_headers.iter().map(|(h, _)| h))
+                    .map(|h| h.to_ascii_lowercase()),
+            );
+        }
         for loc in self.providers.iter().flat_map(|p| &p.locations) {
             match loc {
                 Location::Header { name, .. } => names.push(name.to_ascii_lowercase()),

@@ -479,6 +479,13 @@ fn outputs_and_claims() {
             headers: vec![HeaderOp::Remove("x-jwt-payload".into())]
         }
     );
+    // The guest sees only the headers `header_names` selects: the output
+    // headers must be among them, or a forged one would never be seen, so
+    // never stripped.
+    let names = a.header_names();
+    for h in ["x-jwt-payload", "x-sub", "x-team", "x-missing"] {
+        assert!(names.iter().any(|n| n == h), "{h} in {names:?}");
+    }
 }
 
 #[test]

@@ -129,7 +129,7 @@ pub fn analyze(cs: &ConfigSet, namespace: Option<&str>) -> Vec<Message> {
                 k.kind.as_str(),
                 &k.namespace,
                 &k.name,
-                e.clone(),
+                format!("Schema validation error: {e}"),
             );
         }
         for w in &v.warnings {
@@ -141,7 +141,7 @@ pub fn analyze(cs: &ConfigSet, namespace: Option<&str>) -> Vec<Message> {
                     k.kind.as_str(),
                     &k.namespace,
                     &k.name,
-                    w.clone(),
+                    analyzer_text(w),
                 );
             } else if w.starts_with("virtualService rule") {
                 push(
@@ -151,7 +151,7 @@ pub fn analyze(cs: &ConfigSet, namespace: Option<&str>) -> Vec<Message> {
                     k.kind.as_str(),
                     &k.namespace,
                     &k.name,
-                    w.clone(),
+                    analyzer_text(w),
                 );
             } else {
                 push(
@@ -161,7 +161,7 @@ pub fn analyze(cs: &ConfigSet, namespace: Option<&str>) -> Vec<Message> {
                     k.kind.as_str(),
                     &k.namespace,
                     &k.name,
-                    w.clone(),
+                    format!("Schema validation warning: {w}"),
                 );
             }
         }
@@ -180,6 +180,13 @@ pub fn analyze(cs: &ConfigSet, namespace: Option<&str>) -> Vec<Message> {
             )
         })
         .collect();
+    let selects_in_mesh = |ns: &str, root_wide: bool, labels: &BTreeMap<String, String>| {
+        cs.pods.iter().any(|p| {
+            (root_wide || p.namespace == ns)
+                && in_mesh(cs, p)
+                && labels.iter().all(|(k, v)| p.labels.get(k) == Some(v))
+        })
+    };
     let selects_any = |ns: &str, root_wide: bool, labels: &BTreeMap<String, String>| {
         cs.pods.iter().any(|p| {
             (root_wide || p.namespace == ns)
@@ -294,7 +301,7 @@ pub fn analyze(cs: &ConfigSet, namespace: Option<&str>) -> Vec<Message> {
             if r.fault
                 .as_ref()
                 .and_then(|f| f.delay.as_ref())
-                .is_some_and(|d| d.percent.is_some())
+                .is_some_and(|d| d.percent.is_some_and(|p| p > 0))
             {
                 push(
                     "IST0002",
@@ -303,7 +310,7 @@ pub fn analyze(cs: &ConfigSet, namespace: Option<&str>) -> Vec<Message> {
                     "VirtualService",
                     &ns,
                     &name,
-                    "\"fault.delay.percent\" is deprecated; use \"fault.delay.percentage\"".into(),
+                    "Deprecated: HTTPRoute.fault.delay.percent is deprecated; use HTTPRoute.fault.delay.percentage".into(),
                 );
             }
         }
@@ -465,7 +472,10 @@ pub fn analyze(cs: &ConfigSet, namespace: Option<&str>) -> Vec<Message> {
         };
         if let Some(s) = sel {
             let l = s.labels();
-            if !l.is_empty() {
+            // Telemetry: a missing selector target (IST0101); only
+            // AuthorizationPolicies get IST0127 (istiod's analyzers), an
+            // empty selector included.
+            if !l.is_empty() || k.kind == crate::config::Kind::AuthorizationPolicy {
                 selectors.push((k.kind.as_str(), k.namespace.clone(), k.name.clone(), l));
             }
         }
@@ -488,7 +498,7 @@ pub fn analyze(cs: &ConfigSet, namespace: Option<&str>) -> Vec<Message> {
                     selector_string(&labels)
                 ),
             );
-        } else if !selects_any(&ns, ns == root, &labels) {
+        } else if kind == "AuthorizationPolicy" && !selects_in_mesh(&ns, ns == root, &labels) {
             push(
                 "IST0127",
                 "NoMatchingWorkloadsFound",
@@ -546,20 +556,39 @@ pub fn analyze(cs: &ConfigSet, namespace: Option<&str>) -> Vec<Message> {
             );
         }
     }
+    // istiod's `BlockedCIDRsAnalyzer`: one message on the control plane
+    // when RequestAuthentications exist and JWKS fetches are not
+    // restricted by a CIDR block list (this operator has none).
     if !cs.resources.request_authentications.is_empty() {
-        for ra in &cs.resources.request_authentications {
-            if ra
-                .spec
-                .jwt_rules
-                .iter()
-                .flatten()
-                .any(|r| r.uri().is_some())
-            {
-                let ns = ra.metadata.namespace.clone().unwrap_or_default();
-                let name = ra.metadata.name.clone().unwrap_or_default();
-                push("IST0175", "JwksUriFetchUnrestricted", Level::Warning, "RequestAuthentication", &ns, &name, "The control plane fetches jwksUri without a CIDR block list (BLOCKED_CIDRS_IN_JWKS_URIS is not set): a RequestAuthentication can make the control plane fetch internal addresses.".into());
-            }
-        }
+        let names: Vec<String> = cs
+            .resources
+            .request_authentications
+            .iter()
+            .map(|ra| {
+                format!(
+                    "{}/{}",
+                    ra.metadata.namespace.as_deref().unwrap_or(""),
+                    ra.metadata.name.as_deref().unwrap_or("")
+                )
+            })
+            .collect();
+        let listed = if names.len() <= 5 {
+            names.join(", ")
+        } else {
+            format!("{}, and {} more", names[..5].join(", "), names.len() - 5)
+        };
+        push(
+            "IST0175",
+            "JwksUriFetchUnrestricted",
+            Level::Warning,
+            "Deployment",
+            &root,
+            "istiod",
+            format!(
+                "BLOCKED_CIDRS_IN_JWKS_URIS is not configured but {} RequestAuthentication resource(s) exist ({listed}). Consider configuring it to restrict JWKS URI fetches to trusted networks.",
+                names.len()
+            ),
+        );
     }
     // Negative status conditions.
     let t = translate(cs, &TranslateContext::default());
@@ -615,4 +644,11 @@ fn in_mesh(cs: &ConfigSet, p: &crate::config::PodInfo) -> bool {
     crate::translate::workloads::is_enrolled(cs, p)
         || p.annotations
             .contains_key(crate::translate::workloads::SIDECAR_STATUS)
+}
+
+/// A validation warning about an unreachable rule or match, in the
+/// analyzer's template (`VirtualService rule … not used (…).`).
+fn analyzer_text(w: &str) -> String {
+    let body = w.strip_prefix("virtualService").unwrap_or(w);
+    format!("VirtualService{body}.")
 }

@@ -67,7 +67,7 @@ pub(super) fn analyze(cs: &ConfigSet) -> Vec<Message> {
                     &ns,
                     &n,
                     format!(
-                        "The Lightstep provider {} is deprecated, please migrate to OpenTelemetry provider.",
+                        "Deprecated: The Lightstep provider {} is deprecated, please migrate to OpenTelemetry provider.",
                         p.name
                     ),
                 ));

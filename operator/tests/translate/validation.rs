@@ -510,7 +510,7 @@ fn analyze_telemetry_and_gateway_references() {
     assert_eq!(
         find("IST0002"),
         vec![
-            "Telemetry shop/t1 The Lightstep provider ls is deprecated, please migrate to OpenTelemetry provider."
+            "Telemetry shop/t1 Deprecated: The Lightstep provider ls is deprecated, please migrate to OpenTelemetry provider."
         ]
     );
     assert_eq!(
