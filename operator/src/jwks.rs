@@ -111,6 +111,39 @@ async fn fetch_jwks(
     Ok(text)
 }
 
+/// Hands the keys fetched so far to the controller (which re-translates).
+fn publish(controller: &Controller, entries: &BTreeMap<String, Entry>) {
+    let map: BTreeMap<String, String> = entries
+        .iter()
+        .filter_map(|(k, e)| e.jwks.clone().map(|j| (k.clone(), j)))
+        .collect();
+    if let Err(e) = controller.update_context(|c| c.jwks = map) {
+        tracing::error!("publishing JWKS: {e}");
+    }
+}
+
+/// One source's fetch with Istio's retries (`retries` attempts
+/// `retry_spacing` apart; the first fetch of a source too, as istiod
+/// retries right away after a failed first fetch).
+async fn fetch_with_retries(
+    key: &str,
+    tls: &Arc<rustls::ClientConfig>,
+    timeout: Duration,
+    timing: &JwksTiming,
+) -> Result<String, String> {
+    let mut result = Err(String::new());
+    for i in 0..timing.retries.max(1) {
+        if i > 0 {
+            tokio::time::sleep(timing.retry_spacing).await;
+        }
+        result = fetch_jwks(key, tls, timeout).await;
+        if result.is_ok() {
+            break;
+        }
+    }
+    result
+}
+
 /// Run the JWKS resolver until cancelled: watch which sources the
 /// translation needs, fetch and refresh them, and hand the keys to the
 /// controller.
@@ -128,7 +161,6 @@ pub async fn run(
             .map(|t| t.wanted_jwks.clone())
             .unwrap_or_default();
         let now = Instant::now();
-        let mut changed = false;
         for k in wanted.keys() {
             let e = entries.entry(k.clone()).or_insert_with(|| Entry {
                 jwks: None,
@@ -144,28 +176,33 @@ pub async fn run(
             .filter(|(_, e)| e.next_refresh <= now)
             .map(|(k, _)| k.clone())
             .collect();
-        for k in due {
-            let first = entries
-                .get(&k)
-                .is_some_and(|e| e.last_success.is_none() && e.failures == 0);
-            let attempts = if first { 1 } else { timing.retries.max(1) };
-            let mut result = Err(String::new());
-            for i in 0..attempts {
-                if i > 0 {
-                    tokio::time::sleep(timing.retry_spacing).await;
-                }
+        // Every due source at once, each published as soon as it is
+        // fetched: one failing source (and its retries) does not hold up
+        // the others' keys.
+        let mut fetches: futures::stream::FuturesUnordered<_> = due
+            .into_iter()
+            .map(|k| {
                 let timeout = wanted.get(&k).copied().unwrap_or(FETCH_TIMEOUT);
-                result = fetch_jwks(&k, &tls, timeout).await;
-                if result.is_ok() {
-                    break;
+                let (tls, timing) = (&tls, &timing);
+                async move {
+                    let r = fetch_with_retries(&k, tls, timeout, timing).await;
+                    (k, r)
                 }
-            }
+            })
+            .collect();
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                n = futures::StreamExt::next(&mut fetches) => n,
+            };
+            let Some((k, result)) = next else { break };
             let Some(e) = entries.get_mut(&k) else {
                 continue;
             };
+            let mut fresh = false;
             match result {
                 Ok(j) => {
-                    changed |= e.jwks.as_deref() != Some(j.as_str());
+                    fresh = e.jwks.as_deref() != Some(j.as_str());
                     e.jwks = Some(j);
                     e.failures = 0;
                     e.last_success = Some(Instant::now());
@@ -175,8 +212,22 @@ pub async fn run(
                     e.failures += 1;
                     e.next_refresh = Instant::now() + failure_backoff(&timing, e.failures);
                     tracing::warn!(source = %k, retry_in = ?failure_backoff(&timing, e.failures), "JWKS fetch failed: {err}");
-                    // Keep serving the last keys fetched (Istio keeps the cached entry).
+                    // Keep serving the last keys fetched (Istio keeps the
+                    // cached entry), but not forever: keys not refreshed
+                    // for `evict_after` are dropped, and the source's
+                    // tokens rejected (Istio evicts the entry after 7 days
+                    // and fails closed on the next push).
+                    if e.jwks.is_some()
+                        && e.last_success
+                            .is_none_or(|t| t.elapsed() >= timing.evict_after)
+                    {
+                        e.jwks = None;
+                        fresh = true;
+                    }
                 }
+            }
+            if fresh {
+                publish(&controller, &entries);
             }
         }
         let before = entries.len();
@@ -187,15 +238,8 @@ pub async fn run(
                     && e.last_success
                         .is_none_or(|s| now.duration_since(s) < timing.evict_after))
         });
-        changed |= entries.len() != before;
-        if changed {
-            let map: BTreeMap<String, String> = entries
-                .iter()
-                .filter_map(|(k, e)| e.jwks.clone().map(|j| (k.clone(), j)))
-                .collect();
-            if let Err(e) = controller.update_context(|c| c.jwks = map) {
-                tracing::error!("publishing JWKS: {e}");
-            }
+        if entries.len() != before {
+            publish(&controller, &entries);
         }
         let next = entries.values().map(|e| e.next_refresh).min();
         let sleep = next

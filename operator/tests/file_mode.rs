@@ -333,3 +333,98 @@ async fn file_mode_end_to_end() {
     op2.stop().await;
     jwks_stop.cancel();
 }
+
+/// JWKS sources are fetched as istiod does: a failed first fetch is
+/// retried right away (here: the server fails twice, then answers), and a
+/// source that keeps failing does not hold up the others' keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_first_fetch_retries_and_sources_do_not_wait_for_each_other() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    const KEY: &str = "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU";
+    // Fails its first two requests, then serves the key set.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let flaky = l.local_addr().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let hits = Arc::new(AtomicU32::new(0));
+    let h: mesh_common::xds::transport::Handler = {
+        let hits = hits.clone();
+        Arc::new(move |_req, _| {
+            let n = hits.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                if n < 2 {
+                    mesh_common::xds::transport::full(
+                        http::StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain",
+                        "down",
+                    )
+                } else {
+                    mesh_common::xds::transport::full(
+                        http::StatusCode::OK,
+                        "application/json",
+                        r#"{"keys":[{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0","kid":"k1"}]}"#,
+                    )
+                }
+            })
+        })
+    };
+    tokio::spawn(mesh_common::xds::transport::serve(l, None, h, stop.clone()));
+    // A source that never answers (connection refused).
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("config");
+    copy_dir(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/seed"),
+        &dir,
+    );
+    std::fs::write(
+        dir.join("08-jwt.yaml"),
+        format!(
+            "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {{name: two, namespace: shop}}\nspec:\n  targetRefs: [{{kind: Gateway, group: gateway.networking.k8s.io, name: waypoint}}]\n  jwtRules:\n  - issuer: dead\n    jwksUri: http://{dead}/jwks.json\n  - issuer: flaky\n    jwksUri: http://{flaky}/jwks.json\n"
+        ),
+    )
+    .unwrap();
+    let snap = operator::source::file::load(&dir, Some(&dir.join("inventory.yaml"))).unwrap();
+    let c = operator::controller::Controller::new(mesh_common::xds::store::ConfigStore::new());
+    c.apply(snap).unwrap();
+    let timing = operator::jwks::JwksTiming {
+        retries: 7,
+        retry_spacing: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let tls = Arc::new(
+        rustls::ClientConfig::builder()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
+    );
+    tokio::spawn(operator::jwks::run(
+        c.clone(),
+        tls,
+        timing,
+        shutdown.clone(),
+    ));
+    let start = tokio::time::Instant::now();
+    let inlined = || {
+        c.translation().is_some_and(|t| {
+            t.waypoints[0]
+                .filters
+                .iter()
+                .any(|f| f.name == "jwt" && f.config.to_string().contains(KEY))
+        })
+    };
+    eventually("the flaky source's keys", inlined).await;
+    let took = start.elapsed();
+    assert!(
+        hits.load(Ordering::SeqCst) >= 3,
+        "retried after two failures"
+    );
+    // Two failures 300 ms apart: well under the dead source's seven
+    // retries (2.1 s) and the 60 s of the failure backoff.
+    assert!(took < Duration::from_millis(1800), "{took:?}");
+    shutdown.cancel();
+    stop.cancel();
+}

@@ -218,9 +218,19 @@ fn attr_matches(attr: &Attr, cx: &EvalCtx<'_>) -> bool {
         Attr::DestinationIp(cidrs) => cx
             .destination_ip()
             .is_some_and(|ip| cidrs.iter().any(|c| c.contains(ip))),
+        // Istio matches `payload.iss` and `payload.sub` separately: a token
+        // without either (or with a non-string one) matches no pattern,
+        // not even an empty one.
         Attr::RequestPrincipal(list) => input.request_auth.as_ref().is_some_and(|a| {
-            list.iter()
-                .any(|rp| request_principal_matches(rp, a.issuer, a.subject))
+            let has = |k: &str| {
+                cx.claims()
+                    .is_some_and(|c| c.get(k).is_some_and(Value::is_string))
+            };
+            has("iss")
+                && has("sub")
+                && list
+                    .iter()
+                    .any(|rp| request_principal_matches(rp, a.issuer, a.subject))
         }),
         Attr::Audiences(pats) => input.request_auth.as_ref().is_some_and(|a| {
             a.audiences

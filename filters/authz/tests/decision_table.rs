@@ -1171,3 +1171,36 @@ fn configuration_errors_name_the_policy() {
         assert!(e.contains(want), "{rules}: {e}");
     }
 }
+
+/// Istio matches a request principal as `payload.iss` and `payload.sub`
+/// metadata: a token without `sub` matches no pattern, not even one with
+/// an empty subject part, nor `*`; `notRequestPrincipals` then applies.
+#[test]
+fn request_principals_need_both_iss_and_sub() {
+    let a = authz(
+        vec![
+            policy(
+                "bare-issuer",
+                "ALLOW",
+                json!([{"from": [{"source": {"requestPrincipals": ["issuer-a"]}}], "to": [{"operation": {"paths": ["/a"]}}]}]),
+            ),
+            policy(
+                "any",
+                "ALLOW",
+                json!([{"from": [{"source": {"requestPrincipals": ["*"]}}], "to": [{"operation": {"paths": ["/any"]}}]}]),
+            ),
+            policy(
+                "not-any",
+                "ALLOW",
+                json!([{"from": [{"source": {"notRequestPrincipals": ["*"]}}], "to": [{"operation": {"paths": ["/anon"]}}]}]),
+            ),
+        ],
+        json!({}),
+    );
+    let no_sub = || req().jwt("issuer-a", "", json!({})).without_claim("sub");
+    assert_eq!(no_sub().path("/a").eval(&a), deny());
+    assert_eq!(no_sub().path("/any").eval(&a), deny());
+    assert_eq!(no_sub().path("/anon").eval(&a), allow_by("foo/not-any"));
+    let full = || req().jwt("issuer-a", "bob", json!({}));
+    assert_eq!(full().path("/any").eval(&a), allow_by("foo/any"));
+}

@@ -225,7 +225,7 @@ fn accepted_and_rejected_tokens() {
             get().bearer(&format!(
                 "{}.{}.sig",
                 b64(br#"{"alg":"RS256"}"#),
-                "A".repeat(20_000)
+                "A".repeat(70_000)
             )),
             401,
             JwtStatus::TooLong,

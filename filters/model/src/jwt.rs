@@ -10,8 +10,10 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Default cap on a token's length in bytes.
-pub const DEFAULT_MAX_TOKEN_BYTES: u32 = 16 * 1024;
+/// Default cap on a token's length in bytes: the waypoint's request-head
+/// limit (64 KiB), so only the limit on headers applies, as in Envoy, whose
+/// `jwt_authn` has none of its own.
+pub const DEFAULT_MAX_TOKEN_BYTES: u32 = 64 * 1024;
 /// Default number of verified tokens remembered per filter instance.
 pub const DEFAULT_TOKEN_CACHE_ENTRIES: u32 = 128;
 

@@ -98,6 +98,16 @@ impl R {
         self
     }
 
+    /// The validated JWT without claim `k` (a token lacking `sub`, say).
+    pub fn without_claim(mut self, k: &str) -> Self {
+        if let Some(j) = &mut self.jwt {
+            let mut c: Value = serde_json::from_str(&j.4).unwrap();
+            c.as_object_mut().unwrap().remove(k);
+            j.4 = c.to_string();
+        }
+        self
+    }
+
     pub fn eval(&self, a: &Authorizer) -> Outcome {
         let auth = self
             .jwt
