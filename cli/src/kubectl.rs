@@ -172,7 +172,34 @@ fn locate_in(mesh: &Mesh, target: &str, ns: &str) -> anyhow::Result<(String, Pat
 pub fn exec(rd: &RunDir, a: &ExecArgs) -> anyhow::Result<i32> {
     let mesh = Mesh::open(rd)?;
     let (netns, _) = locate(&mesh, &a.target, &a.ns.namespace)?;
-    run_in(&netns, &a.command)
+    match pilot_agent_request(&a.command) {
+        Some(curl) => run_in(&netns, &curl),
+        None => run_in(&netns, &a.command),
+    }
+}
+
+/// `pilot-agent request METHOD PATH`, the guide's way into a waypoint's
+/// Envoy admin: there is no `pilot-agent` here, so it becomes the same
+/// request with curl to the proxy's own ports (`stats/prometheus` on the
+/// metrics port 15020, anything else on the admin port 15000).
+fn pilot_agent_request(command: &[String]) -> Option<Vec<String>> {
+    if command.first()? != "pilot-agent" || command.get(1)? != "request" {
+        return None;
+    }
+    let method = command.get(2)?.to_ascii_uppercase();
+    let path = command.get(3)?.trim_start_matches('/');
+    let port = if path.starts_with("stats/prometheus") || path == "metrics" {
+        15020
+    } else {
+        15000
+    };
+    Some(vec![
+        "curl".into(),
+        "-sS".into(),
+        "-X".into(),
+        method,
+        format!("http://127.0.0.1:{port}/{path}"),
+    ])
 }
 
 /// Run `command` in `netns` (the host's namespace when empty: loopback
@@ -293,4 +320,38 @@ pub async fn run(rd: &RunDir, a: &RunArgs) -> anyhow::Result<i32> {
         eprintln!("pod \"{}\" deleted", a.name);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pilot_agent_request;
+
+    fn v(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn pilot_agent_requests_become_curl_to_the_proxy_ports() {
+        assert_eq!(
+            pilot_agent_request(&v(&["pilot-agent", "request", "GET", "stats/prometheus"])),
+            Some(v(&[
+                "curl",
+                "-sS",
+                "-X",
+                "GET",
+                "http://127.0.0.1:15020/stats/prometheus"
+            ]))
+        );
+        assert_eq!(
+            pilot_agent_request(&v(&["pilot-agent", "request", "get", "/clusters"])),
+            Some(v(&[
+                "curl",
+                "-sS",
+                "-X",
+                "GET",
+                "http://127.0.0.1:15000/clusters"
+            ]))
+        );
+        assert_eq!(pilot_agent_request(&v(&["curl", "-s", "x"])), None);
+    }
 }

@@ -301,7 +301,7 @@ fn version_count(text: &str, ns: &str, v: &str) -> f64 {
 
 async fn check_split(mesh: &Mesh, ns: &str, n: u32, client: Result<Client, String>) -> Check {
     let command = format!(
-        "meshctl exec -n {ns} deploy/waypoint -- curl -s localhost:15020/stats/prometheus | grep 'destination_version=\"v2\"'"
+        "meshctl exec -n {ns} deploy/waypoint -c istio-proxy -- pilot-agent request GET stats/prometheus | grep 'destination_version=\"v2\"'"
     );
     let title = format!(
         "Routing split is live: ~{:.0}% of requests reach v2 (waypoint metrics by subset)",

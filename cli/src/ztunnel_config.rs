@@ -290,7 +290,10 @@ async fn log(rd: &RunDir, a: &ZtLog) -> anyhow::Result<i32> {
     let level = if a.reset {
         Some("info".to_string())
     } else {
-        a.level.clone()
+        match &a.level {
+            Some(l) => Some(log_filter(l).map_err(|e| anyhow::anyhow!(e))?),
+            None => None,
+        }
     };
     for node in nodes {
         let t = mesh.ztunnel(&node, 15000);
@@ -317,9 +320,44 @@ async fn log(rd: &RunDir, a: &ZtLog) -> anyhow::Result<i32> {
             }
             None => admin::get(&t, "/logging").await?,
         };
-        println!("ztunnel-{node}:\ncurrent log level is {}", current.trim());
+        println!(
+            "ztunnel-{node}.istio-system:\ncurrent log level is {}",
+            current.trim()
+        );
     }
     Ok(0)
+}
+
+/// istioctl's `--level` (`[<logger>:]<level>,...`, levels trace, debug,
+/// info, warning/warn, error, critical, off) as ztunnel's log filter
+/// (`<logger>=<level>,...`; warning is `warn`, critical `error`).
+fn log_filter(levels: &str) -> Result<String, String> {
+    let level = |l: &str| -> Result<&'static str, String> {
+        Ok(match l {
+            "trace" => "trace",
+            "debug" => "debug",
+            "info" => "info",
+            "warning" | "warn" => "warn",
+            "error" | "critical" => "error",
+            "off" => "off",
+            other => return Err(format!("unrecognized logging level: {other}")),
+        })
+    };
+    levels
+        .split(',')
+        .map(|part| {
+            // `a::b:level` names a logger with a path: the level is after
+            // the last `:` or `=`.
+            match part.rfind([':', '=']) {
+                Some(i) if i > 0 => {
+                    let logger = part[..i].trim_end_matches(':');
+                    Ok(format!("{logger}={}", level(&part[i + 1..])?))
+                }
+                _ => level(part).map(str::to_string),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(|v| v.join(","))
 }
 
 /// Dispatch.
@@ -336,6 +374,25 @@ pub async fn run(rd: &RunDir, c: ZtunnelCmd) -> anyhow::Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn istioctl_levels_become_ztunnel_filters() {
+        assert_eq!(log_filter("debug").unwrap(), "debug");
+        assert_eq!(log_filter("warning").unwrap(), "warn");
+        assert_eq!(log_filter("critical").unwrap(), "error");
+        assert_eq!(
+            log_filter("access:debug,info").unwrap(),
+            "access=debug,info"
+        );
+        assert_eq!(
+            log_filter("hickory_server::server=off").unwrap(),
+            "hickory_server::server=off"
+        );
+        assert_eq!(
+            log_filter("loud").unwrap_err(),
+            "unrecognized logging level: loud"
+        );
+    }
     use std::time::Duration;
 
     fn entry(serial: &str, nb: &str, na: &str) -> CertEntry {

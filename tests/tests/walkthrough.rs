@@ -458,11 +458,14 @@ fn seed_walkthrough_sections_3_to_10_and_verify() {
             "ztunnel-config",
             "log",
             "ztunnel-node1",
-            "--level=info,access=debug",
+            "--level=info,access:debug",
         ])
         .stdout;
+    // istioctl's `logger:level` form; the header names the pod as
+    // istioctl does (`<pod>.<namespace>:`).
     assert!(
-        lvl.contains("ztunnel-node1:\ncurrent log level is") && lvl.contains("access=debug"),
+        lvl.contains("ztunnel-node1.istio-system:\ncurrent log level is")
+            && lvl.contains("access=debug"),
         "{lvl}"
     );
     m.ok(&["ztunnel-config", "log", "ztunnel-node1", "--level=info"]);
