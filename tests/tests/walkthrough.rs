@@ -205,6 +205,13 @@ fn seed_walkthrough_sections_3_to_10_and_verify() {
         gw.contains("waypoint") && gw.contains("istio-waypoint") && gw.contains("True"),
         "{gw}"
     );
+    // Kubernetes' own namespaces exist, as on any cluster (istioctl's
+    // `waypoint apply` defaults to `default`).
+    let nss = m.ok(&["get", "ns"]).stdout;
+    assert!(
+        nss.contains("default") && nss.contains("kube-system") && nss.contains(NS),
+        "{nss}"
+    );
     let list = m.ok(&["waypoint", "list", "-n", NS]).stdout;
     // No --for: no istio.io/waypoint-for label, which istioctl lists as `none`.
     assert!(

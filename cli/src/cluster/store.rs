@@ -96,14 +96,21 @@ pub fn object_file(rd: &RunDir, key: &ObjectKey) -> PathBuf {
     ))
 }
 
-/// Load `cluster.yaml` (empty when absent).
+/// Namespaces every cluster has: Kubernetes' own and the mesh's.
+pub const BUILTIN_NAMESPACES: [&str; 3] = ["default", "istio-system", "kube-system"];
+
+/// Load `cluster.yaml` (empty when absent), with the built-in namespaces.
 pub fn load_cluster(rd: &RunDir) -> Result<Cluster, StoreError> {
     let path = rd.cluster_file();
-    match std::fs::read_to_string(&path) {
-        Ok(t) => serde_yaml::from_str(&t).map_err(|source| StoreError::Yaml { path, source }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Cluster::default()),
-        Err(e) => Err(StoreError::Io { path, source: e }),
+    let mut c = match std::fs::read_to_string(&path) {
+        Ok(t) => serde_yaml::from_str(&t).map_err(|source| StoreError::Yaml { path, source })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Cluster::default(),
+        Err(e) => return Err(StoreError::Io { path, source: e }),
+    };
+    for ns in BUILTIN_NAMESPACES {
+        c.namespaces.entry(ns.to_string()).or_default();
     }
+    Ok(c)
 }
 
 /// Every Istio object in the config directory.
