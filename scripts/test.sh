@@ -17,7 +17,8 @@ scripts/setup.sh
 # old artifacts and incremental data behind (a long-lived cache reached
 # 58 GB and filled the disk). Keep it bounded; what is dropped is rebuilt.
 step "cache size (limit ${MESH_CACHE_LIMIT_GB:=40} GB)"
-for dir in "$CARGO_TARGET_DIR" "$MESH_CACHE/guest-target"; do
+FILTERS_TARGET="$MESH_CACHE/filters-target"
+for dir in "$CARGO_TARGET_DIR" "$MESH_CACHE/guest-target" "$FILTERS_TARGET"; do
   [ -d "$dir" ] || continue
   used=$(du -s --block-size=1G "$dir" 2>/dev/null | cut -f1)
   echo "$dir: ${used} GB"
@@ -40,7 +41,13 @@ step "guest components (filters/, cached by content)"
 scripts/build-guests.sh
 
 step "native tests of the filter crates (policy logic)"
-cargo test --manifest-path filters/Cargo.toml --workspace --quiet
+# A target directory of its own: the main workspace compiles the same path
+# crates (filter-model, filter-authz, filter-routing) with the same rustc,
+# so they would share artifact names in one directory while each
+# workspace records different source paths, and one workspace's rebuild
+# could leave the other linking crates built against another copy
+# ("multiple different versions of crate filter_model").
+CARGO_TARGET_DIR="$FILTERS_TARGET" cargo test --manifest-path filters/Cargo.toml --workspace --quiet
 
 step "build (workspace, tests)"
 cargo build --workspace --all-targets --quiet
