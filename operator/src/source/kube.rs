@@ -498,11 +498,7 @@ async fn write_statuses(
                 .as_ref()
                 .and_then(|o| o.data.pointer("/spec/parentRefs")?.as_array().cloned())
                 .unwrap_or_default();
-            let Some(mut body) =
-                status_body(target, conds, generation, &parent_refs, &mut transitions)
-            else {
-                continue;
-            };
+            let mut body = status_body(target, conds, generation, &parent_refs, &mut transitions);
             if target.kind == "Gateway" {
                 let addrs: Vec<serde_json::Value> = stores
                     .services

@@ -11,8 +11,7 @@ fn now() -> String {
     k8s_openapi::chrono::Utc::now().to_rfc3339_opts(k8s_openapi::chrono::SecondsFormat::Secs, true)
 }
 
-/// The JSON `status` for a target (`None` when the kind has no status we
-/// write). An HTTPRoute's status is Gateway API's `parents[]`: one entry
+/// The JSON `status` for a target. An HTTPRoute's status is Gateway API's `parents[]`: one entry
 /// per `parentRefs` entry (`parent_refs`), each with the route's
 /// conditions and this controller's name.
 pub fn status_body(
@@ -21,7 +20,7 @@ pub fn status_body(
     generation: Option<i64>,
     parent_refs: &[serde_json::Value],
     transitions: &mut HashMap<(StatusTarget, String), (bool, String)>,
-) -> Option<serde_json::Value> {
+) -> serde_json::Value {
     let mut stamp = |c: &Condition| {
         let key = (target.clone(), c.type_.clone());
         let e = transitions.entry(key).or_insert_with(|| (c.status, now()));
@@ -30,29 +29,18 @@ pub fn status_body(
         }
         e.1.clone()
     };
+    let cs: Vec<serde_json::Value> = conds
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "type": c.type_, "status": c.status_str(), "reason": c.reason, "message": c.message,
+                "lastTransitionTime": stamp(c), "observedGeneration": generation.unwrap_or(0),
+            })
+        })
+        .collect();
     match target.kind.as_str() {
-        "Gateway" | "Service" => {
-            let cs: Vec<serde_json::Value> = conds
-                .iter()
-                .map(|c| {
-                    serde_json::json!({
-                        "type": c.type_, "status": c.status_str(), "reason": c.reason, "message": c.message,
-                        "lastTransitionTime": stamp(c), "observedGeneration": generation.unwrap_or(0),
-                    })
-                })
-                .collect();
-            Some(serde_json::json!({ "conditions": cs }))
-        }
+        "Gateway" | "Service" => serde_json::json!({ "conditions": cs }),
         "HTTPRoute" => {
-            let cs: Vec<serde_json::Value> = conds
-                .iter()
-                .map(|c| {
-                    serde_json::json!({
-                        "type": c.type_, "status": c.status_str(), "reason": c.reason, "message": c.message,
-                        "lastTransitionTime": stamp(c), "observedGeneration": generation.unwrap_or(0),
-                    })
-                })
-                .collect();
             let parents: Vec<serde_json::Value> = parent_refs
                 .iter()
                 .map(|p| {
@@ -61,22 +49,9 @@ pub fn status_body(
                     })
                 })
                 .collect();
-            Some(serde_json::json!({ "parents": parents }))
+            serde_json::json!({ "parents": parents })
         }
-        _ => {
-            let cs: Vec<serde_json::Value> = conds
-                .iter()
-                .map(|c| {
-                    serde_json::json!({
-                        "type": c.type_, "status": c.status_str(), "reason": c.reason, "message": c.message,
-                        "lastTransitionTime": stamp(c), "observedGeneration": generation.unwrap_or(0),
-                    })
-                })
-                .collect();
-            Some(
-                serde_json::json!({ "conditions": cs, "observedGeneration": generation.unwrap_or(0) }),
-            )
-        }
+        _ => serde_json::json!({ "conditions": cs, "observedGeneration": generation.unwrap_or(0) }),
     }
 }
 
@@ -100,7 +75,7 @@ mod tests {
             serde_json::json!({"group": "", "kind": "Service", "name": "orders"}),
         ];
         let mut transitions = HashMap::new();
-        let body = status_body(&target, &conds, Some(3), &parents, &mut transitions).unwrap();
+        let body = status_body(&target, &conds, Some(3), &parents, &mut transitions);
         let p = body["parents"].as_array().unwrap();
         assert_eq!(p.len(), 2);
         assert_eq!(p[0]["parentRef"]["name"], "web");

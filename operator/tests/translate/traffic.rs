@@ -480,11 +480,7 @@ fn virtual_services_follow_export_to() {
     };
     for (export, applies) in [("[\".\"]", true), ("[\"*\"]", true), ("[other]", false)] {
         let t = seed_translation_with(&[("08-vs.yaml", &vs(export))], "");
-        let found = routing_config(&t)
-            .services
-            .iter()
-            .flat_map(|s| &s.virtual_services)
-            .any(|v| v.name == "orders-x");
+        let found = vs_applied(&t, "orders-x");
         assert_eq!(found, applies, "exportTo {export}");
     }
 }
@@ -502,11 +498,7 @@ fn two_part_hosts_are_not_expanded() {
     };
     for (host, applies) in [("orders", true), ("orders.shop", false)] {
         let t = seed_translation_with(&[("08-vs.yaml", &vs(host))], "");
-        let found = routing_config(&t)
-            .services
-            .iter()
-            .flat_map(|s| &s.virtual_services)
-            .any(|v| v.name == "orders-h");
+        let found = vs_applied(&t, "orders-h");
         assert_eq!(found, applies, "{host}");
     }
 }
@@ -522,4 +514,14 @@ fn outlier_detection_http_error_codes_are_translated() {
     let od = operator::translate::destination::outlier(&o);
     assert_eq!(od.http_error_codes, vec![429, 503]);
     assert_eq!(od.consecutive_5xx_errors, 3);
+}
+
+/// Is the VirtualService `name` in the first waypoint's routing
+/// configuration?
+fn vs_applied(t: &operator::translate::Translation, name: &str) -> bool {
+    routing_config(t)
+        .services
+        .iter()
+        .flat_map(|s| &s.virtual_services)
+        .any(|v| v.name == name)
 }
