@@ -142,6 +142,10 @@ pub struct JwtAuthenticator {
     cache: RefCell<TokenCache>,
 }
 
+/// Envoy cuts the request path (query included) in the
+/// `WWW-Authenticate` realm at this many bytes.
+const MAX_REALM_PATH: usize = 256;
+
 impl JwtAuthenticator {
     /// The request headers authentication reads (lower-case, sorted): the
     /// configured token headers, `cookie` when a rule reads cookies, the
@@ -299,15 +303,19 @@ impl JwtAuthenticator {
             };
         }
         if let Err(reason) = run.eval(&Requirement::istio(applicable)) {
-            let mut realm = format!(
-                "Bearer realm=\"{}://{}{}",
-                req.scheme, req.authority, req.path
-            );
+            // Envoy's `buildOriginalUri(headers, 256)`: the path with its
+            // query, cut at 256 bytes.
+            let mut path = req.path.to_string();
             if let Some(q) = req.query {
-                realm.push('?');
-                realm.push_str(q);
+                path.push('?');
+                path.push_str(q);
             }
-            realm.push('"');
+            let mut cut = path.len().min(MAX_REALM_PATH);
+            while !path.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            path.truncate(cut);
+            let mut realm = format!("Bearer realm=\"{}://{}{path}\"", req.scheme, req.authority);
             if reason != JwtStatus::Missed {
                 realm.push_str(", error=\"invalid_token\"");
             }

@@ -40,6 +40,8 @@ pub enum JwtStatus {
     ExpNotInteger,
     /// `aud` neither a string nor a list of strings.
     AudNotString,
+    /// `jti` not a string.
+    JtiNotString,
     /// Signature is not base64url.
     SignatureBadBase64,
     /// `iss` is not configured for the location the token came from.
@@ -80,6 +82,7 @@ impl JwtStatus {
             NbfNotInteger => "Jwt payload [nbf] field is not an integer",
             ExpNotInteger => "Jwt payload [exp] field is not an integer",
             AudNotString => "Jwt payload [aud] field is not a string or string list",
+            JtiNotString => "Jwt payload [jti] field is not a string",
             SignatureBadBase64 => "Jwt signature is an invalid Base64url encoded",
             UnknownIssuer => "Jwt issuer is not configured",
             AudienceNotAllowed => "Audiences in Jwt are not allowed",
@@ -191,6 +194,7 @@ impl ParsedJwt {
             serde_json::from_slice(&payload_bytes).map_err(|_| JwtStatus::PayloadBadJson)?;
         let iss = opt_str(payload.get("iss"), JwtStatus::IssNotString)?;
         let sub = opt_str(payload.get("sub"), JwtStatus::SubNotString)?;
+        opt_str(payload.get("jti"), JwtStatus::JtiNotString)?;
         uint(payload.get("iat"), JwtStatus::IatNotInteger)?;
         let nbf = uint(payload.get("nbf"), JwtStatus::NbfNotInteger)?;
         let exp = uint(payload.get("exp"), JwtStatus::ExpNotInteger)?;
@@ -303,6 +307,10 @@ mod tests {
             (
                 format!("{h}.{}.c2ln", enc(r#"{"aud":7}"#)),
                 JwtStatus::AudNotString,
+            ),
+            (
+                format!("{h}.{}.c2ln", enc(r#"{"jti":123}"#)),
+                JwtStatus::JtiNotString,
             ),
             (format!("{h}.{p}.***"), JwtStatus::SignatureBadBase64),
         ];

@@ -399,6 +399,24 @@ fn www_authenticate_and_cors_preflight() {
         }
         other => panic!("{other:?}"),
     }
+    // The realm's path (with its query) is cut at 256 bytes, as Envoy's
+    // `buildOriginalUri` does.
+    let long = "a".repeat(300);
+    match get().query(&long).bearer("not.a.jwt").run(&rsa) {
+        Verdict::Reject {
+            www_authenticate, ..
+        } => {
+            let path = "/headers?".to_string() + &long;
+            assert_eq!(
+                www_authenticate,
+                format!(
+                    "Bearer realm=\"http://httpbin.foo{}\", error=\"invalid_token\"",
+                    &path[..256]
+                )
+            );
+        }
+        other => panic!("{other:?}"),
+    }
     let preflight = get()
         .method("OPTIONS")
         .header("origin", "https://app")

@@ -17,6 +17,7 @@ use std::fmt;
 
 mod gateway_pods;
 mod gateways;
+mod namespaces;
 mod telemetry;
 
 /// Message level.
@@ -387,14 +388,17 @@ pub fn analyze(cs: &ConfigSet, namespace: Option<&str>) -> Vec<Message> {
                 ),
             );
         }
-        // IST0128/IST0129: SIMPLE or MUTUAL TLS that verifies nothing.
+        // IST0128/IST0129: SIMPLE or MUTUAL TLS without `caCertificates`
+        // (istiod's `CaCertificateAnalyzer`: a `credentialName` counts only
+        // on a DestinationRule with a `workloadSelector`, and
+        // `insecureSkipVerify` is no excuse).
+        let selected = dr.spec.workload_selector.is_some();
         let unverified = |t: &serde_json::Value| -> Option<String> {
             let s = |k: &str| t.get(k).and_then(|x| x.as_str()).unwrap_or("");
             let mode = s("mode");
             (matches!(mode, "SIMPLE" | "MUTUAL")
                 && s("caCertificates").is_empty()
-                && s("credentialName").is_empty()
-                && t.get("insecureSkipVerify").and_then(|x| x.as_bool()) != Some(true))
+                && !(selected && !s("credentialName").is_empty()))
             .then(|| mode.to_string())
         };
         if let Some(tp) = &dr.spec.traffic_policy {
@@ -615,6 +619,7 @@ pub fn analyze(cs: &ConfigSet, namespace: Option<&str>) -> Vec<Message> {
     out.extend(gateways::analyze(cs));
     out.extend(gateway_pods::analyze(cs));
     out.extend(telemetry::analyze(cs));
+    out.extend(namespaces::analyze(cs));
     if let Some(n) = namespace {
         out.retain(|m| m.namespace == n);
     }

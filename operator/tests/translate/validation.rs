@@ -584,3 +584,62 @@ fn analyze_reports_selectors_on_gateway_pods() {
         ]
     );
 }
+
+/// Namespace analyzers as istiod's `injection.Analyzer`: several kinds of
+/// data-plane labels (the sidecar-to-ambient migration) is IST0123; a
+/// namespace in neither mode is IST0102; istio-system is left out.
+#[test]
+fn analyze_namespaces_and_unverified_tls() {
+    use operator::config::NamespaceInfo;
+    let mut cs = operator::config::ConfigSet::default();
+    let ns = |labels: &[(&str, &str)]| NamespaceInfo {
+        name: String::new(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    cs.namespaces.insert(
+        "both".into(),
+        ns(&[
+            ("istio-injection", "enabled"),
+            ("istio.io/dataplane-mode", "ambient"),
+        ]),
+    );
+    cs.namespaces.insert("plain".into(), ns(&[]));
+    cs.namespaces
+        .insert("off".into(), ns(&[("istio-injection", "disabled")]));
+    cs.namespaces
+        .insert("mesh".into(), ns(&[("istio.io/dataplane-mode", "ambient")]));
+    cs.namespaces.insert("istio-system".into(), ns(&[]));
+    for o in objects(
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: skip, namespace: mesh}\n\
+         spec: {host: db.example.com, trafficPolicy: {tls: {mode: SIMPLE, insecureSkipVerify: true}}}\n",
+    ) {
+        cs.resources.push(o);
+    }
+    let msgs = operator::analyze::analyze(&cs, None);
+    let of = |code: &str| -> Vec<String> {
+        msgs.iter()
+            .filter(|m| m.code == code)
+            .map(|m| format!("{} {}", m.resource, m.message))
+            .collect()
+    };
+    assert_eq!(
+        of("IST0123"),
+        vec!["Namespace both The namespace has more than one type of injection labels [istio-injection=enabled istio.io/dataplane-mode=ambient], which may lead to undefined behavior. Make sure only one injection label exists.".to_string()]
+    );
+    assert_eq!(
+        of("IST0102"),
+        vec!["Namespace plain The namespace is not enabled for Istio injection. Run 'kubectl label namespace plain istio-injection=enabled' to enable it, or 'kubectl label namespace plain istio-injection=disabled' to explicitly mark it as not needing injection.".to_string()]
+    );
+    // `-n plain` keeps the namespace's own message.
+    assert!(
+        operator::analyze::analyze(&cs, Some("plain"))
+            .iter()
+            .any(|m| m.code == "IST0102")
+    );
+    // insecureSkipVerify does not excuse a SIMPLE origination without
+    // caCertificates (istiod's CaCertificateAnalyzer).
+    assert_eq!(of("IST0128").len(), 1, "{msgs:#?}");
+}
