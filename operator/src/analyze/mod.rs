@@ -398,7 +398,7 @@ pub fn analyze(cs: &ConfigSet, namespace: Option<&str>) -> Vec<Message> {
             let mode = s("mode");
             (matches!(mode, "SIMPLE" | "MUTUAL")
                 && s("caCertificates").is_empty()
-                && !(selected && !s("credentialName").is_empty()))
+                && (!selected || s("credentialName").is_empty()))
             .then(|| mode.to_string())
         };
         if let Some(tp) = &dr.spec.traffic_policy {
