@@ -116,13 +116,7 @@ fn virtual_service_mirrors_and_cors_are_translated() {
         )],
         "",
     );
-    let cfg = routing_config(&t);
-    let vs = cfg
-        .services
-        .iter()
-        .flat_map(|s| &s.virtual_services)
-        .find(|v| v.name == "orders-mirror")
-        .expect("translated");
+    let vs = vs_named(&t, "orders-mirror");
     let m0 = &vs.http[0].mirrors;
     assert_eq!(m0.len(), 1);
     assert_eq!(m0[0].destination.host, "orders.shop.svc.cluster.local");
@@ -216,13 +210,7 @@ fn redirect_prefix_rewrite_is_translated() {
         )],
         "",
     );
-    let cfg = routing_config(&t);
-    let vs = cfg
-        .services
-        .iter()
-        .flat_map(|s| &s.virtual_services)
-        .find(|v| v.name == "orders-moved")
-        .expect("translated");
+    let vs = vs_named(&t, "orders-moved");
     let rd = vs.http[0].redirect.as_ref().expect("redirect");
     assert_eq!(rd.prefix_rewrite.as_deref(), Some("/v2"));
 }
@@ -241,16 +229,9 @@ fn a_virtual_service_the_filter_refuses_is_dropped_alone() {
         )],
         "",
     );
-    let cfg = routing_config(&t);
-    let names: Vec<&str> = cfg
-        .services
-        .iter()
-        .flat_map(|s| &s.virtual_services)
-        .map(|v| v.name.as_str())
-        .collect();
-    assert!(names.contains(&"orders"), "{names:?}");
-    assert!(!names.contains(&"orders-delegate"), "{names:?}");
-    filter_routing_compiles(&cfg);
+    assert!(vs_applied(&t, "orders"));
+    assert!(!vs_applied(&t, "orders-delegate"));
+    filter_routing_compiles(&routing_config(&t));
     let target =
         operator::translate::status::StatusTarget::new("VirtualService", "shop", "orders-delegate");
     let c = t
@@ -524,4 +505,17 @@ fn vs_applied(t: &operator::translate::Translation, name: &str) -> bool {
         .iter()
         .flat_map(|s| &s.virtual_services)
         .any(|v| v.name == name)
+}
+
+/// The VirtualService `name` as pushed to the first waypoint.
+fn vs_named(
+    t: &operator::translate::Translation,
+    name: &str,
+) -> filter_model::routing::VirtualServiceRoutes {
+    routing_config(t)
+        .services
+        .into_iter()
+        .flat_map(|s| s.virtual_services)
+        .find(|v| v.name == name)
+        .unwrap_or_else(|| panic!("{name} translated"))
 }
