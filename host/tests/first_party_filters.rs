@@ -113,6 +113,21 @@ async fn chain(key: &Key) -> FilterManager {
     m
 }
 
+/// A chain of the jwt component alone with this configuration.
+async fn jwt_only(jwt: Value) -> FilterManager {
+    let m = FilterManager::new(runtime());
+    let report = m
+        .apply(vec![filter(
+            "jwt",
+            "jwt",
+            jwt,
+            &[Capability::Clock, Capability::Crypto, Capability::Authn],
+        )])
+        .await;
+    assert!(report.is_ok(), "load failed: {:?}", report.refused);
+    m
+}
+
 fn with_token(path: &str, token: &str) -> http::request::Parts {
     let mut p = get(path);
     p.headers
@@ -285,16 +300,7 @@ async fn es512_tokens_verify_through_the_crypto_capability() {
     let token = format!("{signed}.{}", b64(&sig.to_bytes()));
     let jwt = json!({"requestAuthentications": [{"namespace": "shop", "name": "jwt",
         "jwtRules": [{"issuer": ISS, "jwks": jwks}]}]});
-    let m = FilterManager::new(runtime());
-    let report = m
-        .apply(vec![filter(
-            "jwt",
-            "jwt",
-            jwt,
-            &[Capability::Clock, Capability::Crypto, Capability::Authn],
-        )])
-        .await;
-    assert!(report.is_ok(), "load failed: {:?}", report.refused);
+    let m = jwt_only(jwt).await;
 
     let carol = (None, Some("https://login.example/carol".to_string()));
     assert_eq!(present(&m, &token).await, carol);
@@ -346,16 +352,7 @@ async fn forged_jwt_output_headers_are_stripped() {
     let jwt = json!({"requestAuthentications": [{"namespace": "shop", "name": "jwt",
         "jwtRules": [{"issuer": ISS, "jwks": key.jwks(),
                       "outputClaimToHeaders": [{"header": "x-user", "claim": "sub"}]}]}]});
-    let m = FilterManager::new(runtime());
-    let report = m
-        .apply(vec![filter(
-            "jwt",
-            "jwt",
-            jwt,
-            &[Capability::Clock, Capability::Crypto, Capability::Authn],
-        )])
-        .await;
-    assert!(report.is_ok(), "load failed: {:?}", report.refused);
+    let m = jwt_only(jwt).await;
     let mut rf = RequestFilters::new(&m.current(), conn());
     let mut req = get("/api/items");
     req.headers.insert("x-user", "admin".parse().unwrap());

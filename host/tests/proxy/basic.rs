@@ -79,17 +79,7 @@ async fn http2_ports_are_spoken_as_http2_upstream() {
     );
     let wp = TestWaypoint::start(&cfg).await;
     for _ in 0..3 {
-        let out = curl(&[
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-H",
-            &format!("Host: {SVC}"),
-            &wp.url("/"),
-        ])
-        .await;
+        let out = curl_status(SVC, &wp.url("/")).await;
         assert_eq!(out, "200");
     }
     let v = up.seen.versions.lock().clone();

@@ -289,31 +289,21 @@ async fn routes_reach_route_only_services_which_are_not_served() {
     });
     cfg["filters"] = json!([routing_filter(routing)]);
     let wp = TestWaypoint::start(&cfg).await;
-    let code = |host: String, path: &'static str| {
-        let url = wp.url(path);
-        async move {
-            curl(&[
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "-H",
-                &format!("Host: {host}"),
-                &url,
-            ])
-            .await
-        }
-    };
-    assert_eq!(code(format!("{SVC}:{SVC_PORT}"), "/ratings/1").await, "200");
+    assert_eq!(
+        curl_status(&format!("{SVC}:{SVC_PORT}"), &wp.url("/ratings/1")).await,
+        "200"
+    );
     assert_eq!(
         (r.count(), a.count()),
         (1, 0),
         "routed to the route-only service"
     );
-    assert_eq!(code(format!("{SVC}:{SVC_PORT}"), "/x").await, "200");
+    assert_eq!(
+        curl_status(&format!("{SVC}:{SVC_PORT}"), &wp.url("/x")).await,
+        "200"
+    );
     assert_eq!(a.count(), 1);
-    let direct = code(format!("{OTHER}:{SVC_PORT}"), "/x").await;
+    let direct = curl_status(&format!("{OTHER}:{SVC_PORT}"), &wp.url("/x")).await;
     assert_ne!(direct, "200", "a route-only service is not served here");
     assert_eq!(r.count(), 1, "nothing reached it");
 }

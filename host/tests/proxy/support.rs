@@ -531,6 +531,21 @@ pub async fn curl(args: &[&str]) -> String {
     run("curl", &[&["-sS", "--max-time", "20"], args].concat()).await
 }
 
+/// The status code curl gets for a GET of `url` with `Host: host`.
+pub async fn curl_status(host: &str, url: &str) -> String {
+    curl(&[
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-H",
+        &format!("Host: {host}"),
+        url,
+    ])
+    .await
+}
+
 /// Waits (up to 10 s) until `cond` holds.
 pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let until = std::time::Instant::now() + Duration::from_secs(10);
